@@ -1,0 +1,5 @@
+"""meshvpn control plane: the authoritative registry of mesh membership.
+
+It hands out mesh IPs, tracks liveness from heartbeats and serves each node its
+netmap. It never carries VPN traffic.
+"""

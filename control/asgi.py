@@ -1,0 +1,16 @@
+"""ASGI entry point for gunicorn/uvicorn: `gunicorn -k uvicorn_worker.UvicornWorker control.asgi:app`.
+
+Configuration comes from MESHVPN_CONTROL_* variables (and MESHVPN_CONTROL_CONFIG, a YAML file).
+Run `meshctl migrate` first; `meshctl serve` does both.
+"""
+import os
+
+from control import config
+from control.app import create_app
+from control.db import connect
+from control.events import setup_logging
+
+_config = config.load(os.environ.get("MESHVPN_CONTROL_CONFIG"))
+setup_logging(_config.log_level)
+connect(_config.db_url)
+app = create_app(_config)

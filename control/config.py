@@ -1,0 +1,99 @@
+"""Control-plane configuration: defaults, then a YAML file, then MESHVPN_* environment, then flags.
+
+Owns the names and meaning of every setting and their validation; a bad value
+is a clear error at start, never a crash later.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from control import ipam
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path = Path("/var/lib/meshvpn-control")
+    listen: str = "127.0.0.1:8700"
+    db: str | None = None  # database URL; None means SQLite in state_dir
+    cidr: str = "100.64.0.0/10"
+    heartbeat_interval: float = 2.0
+    offline_after: float = 6.0
+    sweep_interval: float = 0.5
+    heartbeat_flush_interval: float = 0.25
+    poll_interval: float = 0.05  # cross-worker revision poll; PostgreSQL also gets NOTIFY
+    max_wait: float = 60.0
+    max_body: int = 1 << 20
+    workers: int = 1
+    db_threads: int = 4
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    admin_token_file: Path | None = None
+    log_level: str = "INFO"
+
+    @property
+    def db_url(self) -> str:
+        from control.db import sqlite_url
+        return self.db or sqlite_url(self.state_dir / "control.db")
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.admin_token_file or self.state_dir / "admin.token"
+
+    def validated(self) -> "Config":
+        ipam.parse_prefix(self.cidr)
+        if self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        if self.offline_after <= self.heartbeat_interval:
+            raise ValueError("offline_after must be longer than heartbeat_interval")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"listen address {self.listen!r} must be HOST:PORT")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        return self
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _coerce(name: str, value):
+    if value is None:
+        return None
+    kind = FIELDS[name].type
+    try:
+        if "Path" in kind:
+            return Path(value)
+        if kind.startswith("float"):
+            return float(value)
+        if kind.startswith("int"):
+            return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {name}: {value!r} is not a valid {kind}") from None
+    return str(value)
+
+
+def load(file: Path | None = None, env: dict | None = None, **overrides) -> Config:
+    """Build the config from the layers, later ones winning; unknown keys are an error."""
+    values: dict = {}
+    if file is not None:
+        data = yaml.safe_load(Path(file).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{file}: expected a mapping of settings")
+        unknown = set(data) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"{file}: unknown settings {sorted(unknown)}")
+        values.update(data)
+    env = os.environ if env is None else env
+    for name in FIELDS:
+        key = "MESHVPN_CONTROL_" + name.upper()
+        if key in env:
+            values[name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config(**{k: _coerce(k, v) for k, v in values.items()}).validated()

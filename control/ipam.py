@@ -1,0 +1,63 @@
+"""Mesh IP allocation: pure functions over a prefix and the set of used addresses.
+
+Owns the rule for which addresses may be handed out. No database, no I/O: the
+service layer passes in what is used and enforces uniqueness with a constraint.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class AddressExhausted(Exception):
+    """Every assignable address of the mesh prefix is taken."""
+
+    def __init__(self, prefix: Network):
+        super().__init__(f"no free mesh IP left in {prefix}")
+        self.prefix = prefix
+
+
+def parse_prefix(cidr: str) -> Network:
+    """Parse a mesh CIDR, rejecting host bits and prefixes too small for two nodes."""
+    try:
+        prefix = ipaddress.ip_network(cidr, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"invalid mesh CIDR {cidr!r}: {exc}") from None
+    if prefix.num_addresses < 4:
+        raise ValueError(f"mesh CIDR {cidr} is too small: it must hold at least two nodes")
+    return prefix
+
+
+def assignable_range(prefix: Network) -> tuple[int, int]:
+    """First and last assignable address as integers: never network nor broadcast."""
+    return int(prefix.network_address) + 1, int(prefix.broadcast_address) - 1
+
+
+def next_free_ip(prefix: Network, used: Iterable[str]) -> str:
+    """Lowest assignable address of `prefix` not in `used`.
+
+    Lowest-first keeps addresses dense and predictable for operators; the
+    database's unique constraint, not this function, settles concurrent picks.
+    """
+    first, last = assignable_range(prefix)
+    taken = set()
+    for text in used:
+        value = int(ipaddress.ip_address(text))
+        if first <= value <= last:
+            taken.add(value)
+    candidate = first
+    for value in sorted(taken):
+        if value != candidate:
+            break
+        candidate += 1
+    if candidate > last:
+        raise AddressExhausted(prefix)
+    return str(ipaddress.ip_address(candidate))
+
+
+def contains(prefix: Network, ip: str) -> bool:
+    value = int(ipaddress.ip_address(ip))
+    first, last = assignable_range(prefix)
+    return first <= value <= last

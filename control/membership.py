@@ -1,0 +1,73 @@
+"""The in-process membership cache every worker answers netmaps and authenticates from.
+
+Owns keeping a `Membership` (pure data, see netmap.py) in step with the
+database by applying what `Registry.load` returns, and memoizing the delta that
+thousands of watchers woken by one change all ask for. No I/O of its own.
+"""
+from __future__ import annotations
+
+from control.netmap import Delta, Membership, NodeView, delta, merge_changes, netmap_for
+from control.service import Loaded
+
+
+class MembershipCache:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.revision = -1
+        self.horizon = 0
+        self.nodes: dict[str, NodeView] = {}
+        self.changes: list[tuple[int, str]] = []
+        self.by_token: dict[str, str] = {}  # token hash -> node id
+        self.token_of: dict[str, str] = {}  # node id -> token hash
+        self._deltas: dict[int, Delta | None] = {}
+
+    def apply(self, loaded: Loaded) -> bool:
+        """Take in a load from the database; True when the revision advanced."""
+        if loaded.revision <= self.revision and not loaded.full:
+            return False
+        if loaded.full:
+            self.nodes, self.by_token, self.token_of = {}, {}, {}
+            self.changes = list(loaded.changes)
+        else:
+            merge_changes(self.changes, loaded.changes)
+            for _, node_id in loaded.changes:
+                if node_id not in loaded.nodes:
+                    self._forget(node_id)
+        for node_id, (view, token_hash) in loaded.nodes.items():
+            self._forget(node_id)
+            self.nodes[node_id] = view
+            self.by_token[token_hash] = node_id
+            self.token_of[node_id] = token_hash
+        advanced = loaded.revision != self.revision
+        self.revision, self.horizon = loaded.revision, loaded.horizon
+        self._trim()
+        self._deltas.clear()
+        return advanced
+
+    def _forget(self, node_id: str) -> None:
+        self.nodes.pop(node_id, None)
+        token_hash = self.token_of.pop(node_id, None)
+        if token_hash is not None:
+            self.by_token.pop(token_hash, None)
+
+    def _trim(self) -> None:
+        drop = 0
+        while drop < len(self.changes) and self.changes[drop][0] <= self.horizon:
+            drop += 1
+        del self.changes[:drop]
+
+    def snapshot(self) -> Membership:
+        return Membership(self.revision, self.nodes, self.changes, self.horizon)
+
+    def node_for(self, token_hash: str) -> str | None:
+        return self.by_token.get(token_hash)
+
+    def answer(self, me: str, since: int | None) -> dict:
+        """The netmap answer for node `me`, sharing one delta computation per `since`."""
+        snapshot = self.snapshot()
+        change = None
+        if since is not None:
+            if since not in self._deltas:
+                self._deltas[since] = delta(snapshot, since)
+            change = self._deltas[since]
+        return netmap_for(snapshot, me, self.prefix, since, change)

@@ -1,0 +1,46 @@
+"""Prometheus metrics of the control plane.
+
+Owns the metric names. Membership gauges are read from the worker's cache at
+scrape time; request counters and latencies are per worker process unless
+PROMETHEUS_MULTIPROC_DIR is set (then every worker's figures are summed).
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+REQUESTS = Counter("meshvpn_control_requests_total", "HTTP requests answered", ["route", "method", "status"])
+LATENCY = Histogram("meshvpn_control_request_seconds", "Time to answer (long-polls excluded)",
+                    ["route", "method"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
+NETMAPS = Counter("meshvpn_control_netmap_answers_total", "Netmap answers by kind", ["kind"])
+
+
+class MembershipCollector:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def collect(self):
+        cache = self.runtime.cache
+        yield GaugeMetricFamily("meshvpn_control_revision", "Membership revision this worker has loaded",
+                                value=cache.revision)
+        nodes = GaugeMetricFamily("meshvpn_control_nodes", "Registered nodes by state", labels=["state"])
+        online = sum(1 for view in cache.nodes.values() if view.online)
+        nodes.add_metric(["online"], online)
+        nodes.add_metric(["offline"], len(cache.nodes) - online)
+        yield nodes
+        feed = self.runtime.feed
+        yield GaugeMetricFamily("meshvpn_control_longpoll_waiters", "Open long-polls in this worker",
+                                value=feed.waiters if feed else 0)
+
+
+def exposition(runtime) -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    membership = CollectorRegistry()
+    membership.register(MembershipCollector(runtime))
+    return generate_latest(registry) + generate_latest(membership)

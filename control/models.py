@@ -1,0 +1,62 @@
+"""Peewee models of the registry, bound to one DatabaseProxy.
+
+Owns the table layout only. Business rules live in `service.py`; the schema is
+created by the numbered scripts in `migrations/`, never by `create_tables`.
+"""
+from __future__ import annotations
+
+from peewee import (AutoField, BigIntegerField, BooleanField, CharField, DatabaseProxy,
+                    DoubleField, IntegerField, Model, TextField)
+
+db = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class MeshState(BaseModel):
+    """The single row (id 1) holding the membership revision and sweeper bookkeeping."""
+
+    id = IntegerField(primary_key=True)
+    revision = BigIntegerField(default=0)
+    horizon = BigIntegerField(default=0)
+    last_sweep_at = DoubleField(null=True)
+    grace_until = DoubleField(default=0)
+
+
+class Node(BaseModel):
+    id = CharField(primary_key=True, max_length=32)
+    name = CharField(max_length=63)
+    public_key = CharField(max_length=44, unique=True)
+    mesh_ip = CharField(max_length=45, unique=True)
+    endpoint = CharField(max_length=300, null=True)
+    listen_port = IntegerField()
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DoubleField()
+    last_seen = DoubleField()
+    online = BooleanField(default=True)
+    applied_revision = BigIntegerField(null=True)
+    peer_health = TextField(default="[]")
+    changed_revision = BigIntegerField()
+
+
+class Change(BaseModel):
+    """One row per node whose netmap-visible state changed at a revision."""
+
+    id = AutoField()
+    revision = BigIntegerField(index=True)
+    node_id = CharField(max_length=32)
+
+
+class JoinToken(BaseModel):
+    id = CharField(primary_key=True, max_length=32)
+    token_hash = CharField(max_length=64, unique=True)
+    reusable = BooleanField(default=False)
+    description = CharField(max_length=200, default="")
+    created_at = DoubleField()
+    expires_at = DoubleField(null=True)
+    revoked_at = DoubleField(null=True)
+    uses = IntegerField(default=0)

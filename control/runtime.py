@@ -1,0 +1,140 @@
+"""The per-worker runtime: the async face of the registry that resources call.
+
+Owns the thread pool the blocking service runs in, the membership cache, the
+revision feed, the heartbeat buffer and the sweeper, and their start and stop.
+Authentication of node tokens is answered from the cache, so heartbeats and
+netmap polls cost no database round trip.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from control import db as database
+from control import ipam, tokens
+from control.config import Config
+from control.errors import Forbidden, Unauthorized
+from control.events import emit
+from control.heartbeats import HeartbeatBuffer
+from control.membership import MembershipCache
+from control.schemas import Heartbeat
+from control.service import NOTIFY_CHANNEL, Registry, Settings, new_id
+from control.watch import PostgresListener, RevisionFeed
+
+
+class Runtime:
+    def __init__(self, config: Config, clock=time.time, make_id=new_id, background: bool = True):
+        self.config = config
+        self.clock = clock
+        self.background = background
+        prefix = ipam.parse_prefix(config.cidr)
+        self.settings = Settings(prefix, config.heartbeat_interval, config.offline_after,
+                                 config.sweep_interval)
+        self.registry = Registry(self.settings, clock, make_id, on_change=self._on_change)
+        self.cache = MembershipCache(str(prefix))
+        self.admin_token = tokens.ensure_admin_token(config.admin_token_path)
+        self.executor = ThreadPoolExecutor(config.db_threads, thread_name_prefix="store")
+        self.feed: RevisionFeed | None = None
+        self.heartbeats: HeartbeatBuffer | None = None
+        self.listener: PostgresListener | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    async def call(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _on_change(self, revision: int) -> None:
+        if self.feed is not None:
+            self.feed.kick_threadsafe(revision)
+
+    async def start(self) -> None:
+        self.feed = RevisionFeed(self.cache, lambda since: self.call(self.registry.load, since),
+                                 self.config.poll_interval if not database.is_postgres() else 1.0)
+        self.heartbeats = HeartbeatBuffer(lambda batch: self.call(self.registry.record_heartbeats, batch),
+                                          self.clock, self.config.heartbeat_flush_interval)
+        await self.feed.refresh()
+        if not self.background:
+            return
+        if database.is_postgres():
+            self.listener = PostgresListener(database.db.obj, NOTIFY_CHANNEL, self.feed.kick)
+            self.listener.start()
+        self.tasks = [asyncio.create_task(coro) for coro in
+                      (self.feed.run(), self.heartbeats.run(), self._sweep_forever())]
+
+    async def _sweep_forever(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self.call(self.registry.sweep)
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    emit("sweep_failed", reason=str(exc))
+                failing = True
+            await asyncio.sleep(self.config.sweep_interval)
+
+    async def stop(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+        if self.heartbeats is not None:
+            self.heartbeats.close()
+            await self.heartbeats.flush()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.listener is not None:
+            self.listener.stop()
+        self.executor.shutdown(wait=True)
+
+    # -- authentication ---------------------------------------------------
+
+    def check_admin(self, bearer: str | None) -> None:
+        if not bearer or not tokens.same_secret(bearer, self.admin_token):
+            raise Unauthorized("admin token required")
+
+    async def node_for(self, bearer: str | None) -> str:
+        if not bearer or not bearer.startswith(tokens.NODE):
+            raise Unauthorized("node token required")
+        token_hash = tokens.digest(bearer)
+        node_id = self.cache.node_for(token_hash)
+        if node_id is None:  # registered through another worker a moment ago?
+            await self.feed.refresh()
+            node_id = self.cache.node_for(token_hash)
+        if node_id is None:
+            raise Unauthorized("unknown node token: the node was removed or never registered")
+        return node_id
+
+    async def own_node(self, bearer: str | None, node_id: str) -> str:
+        me = await self.node_for(bearer)
+        if me != node_id:
+            raise Forbidden("a node token acts for its own node only")
+        return me
+
+    # -- node routes ------------------------------------------------------
+
+    async def heartbeat(self, node_id: str, beat: Heartbeat) -> dict:
+        view = self.cache.nodes.get(node_id)
+        self.heartbeats.add(node_id, beat, urgent=view is None or not view.online)
+        return {"revision": self.cache.revision, "heartbeat_interval": self.config.heartbeat_interval,
+                "offline_after": self.config.offline_after}
+
+    async def _wait(self, since: int | None, wait: float) -> None:
+        if since is not None and since > self.cache.revision:
+            await self.feed.refresh()  # the caller saw a revision this worker has not loaded yet
+        if since is not None and since == self.cache.revision and wait > 0:
+            await self.feed.wait_past(since, min(wait, self.config.max_wait))
+
+    async def netmap(self, node_id: str, since: int | None, wait: float) -> dict | None:
+        """The node's netmap; None means 'not modified since `since`' (after waiting up to `wait`)."""
+        await self._wait(since, wait)
+        if node_id not in self.cache.nodes:
+            raise Unauthorized("this node was removed from the mesh")
+        if since is not None and since == self.cache.revision:
+            return None
+        return self.cache.answer(node_id, since)
+
+    async def nodes(self, since: int | None, wait: float) -> dict | None:
+        await self._wait(since, wait)
+        if since is not None and since == self.cache.revision:
+            return None
+        return await self.call(self.registry.list_nodes)
