@@ -81,7 +81,7 @@ class Register(Resource):
         token = bearer(req)
         if token is None:
             raise Unauthorized("join token or node token required")
-        resp.media = await self.runtime.call(self.runtime.registry.register, token, request)
+        resp.media = await self.runtime.write(self.runtime.registry.register, token, request)
 
 
 class Heartbeat(Resource):
@@ -121,7 +121,7 @@ class Node(Resource):
         else:
             self.runtime.check_admin(token)
             reason = "admin"
-        revision = await self.runtime.call(self.runtime.registry.delete_node, node_id, reason)
+        revision = await self.runtime.write(self.runtime.registry.delete_node, node_id, reason)
         resp.media = {"deleted": node_id, "revision": revision}
 
 

@@ -24,10 +24,10 @@ from control.watch import PostgresListener, RevisionFeed
 
 
 class Runtime:
-    def __init__(self, config: Config, clock=time.time, make_id=new_id, background: bool = True):
+    def __init__(self, config: Config, clock=time.time, make_id=new_id, sweeper: bool = True):
         self.config = config
         self.clock = clock
-        self.background = background
+        self.sweeper = sweeper
         prefix = ipam.parse_prefix(config.cidr)
         self.settings = Settings(prefix, config.heartbeat_interval, config.offline_after,
                                  config.sweep_interval)
@@ -43,6 +43,12 @@ class Runtime:
     async def call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    async def write(self, fn, *args):
+        """Run a membership change; this worker's cache includes it before the caller is answered."""
+        result = await self.call(fn, *args)
+        await self.feed.refresh()
+        return result
+
     def _on_change(self, revision: int) -> None:
         if self.feed is not None:
             self.feed.kick_threadsafe(revision)
@@ -53,13 +59,12 @@ class Runtime:
         self.heartbeats = HeartbeatBuffer(lambda batch: self.call(self.registry.record_heartbeats, batch),
                                           self.clock, self.config.heartbeat_flush_interval)
         await self.feed.refresh()
-        if not self.background:
-            return
         if database.is_postgres():
             self.listener = PostgresListener(database.db.obj, NOTIFY_CHANNEL, self.feed.kick)
             self.listener.start()
-        self.tasks = [asyncio.create_task(coro) for coro in
-                      (self.feed.run(), self.heartbeats.run(), self._sweep_forever())]
+        self.tasks = [asyncio.create_task(self.feed.run()), asyncio.create_task(self.heartbeats.run())]
+        if self.sweeper:
+            self.tasks.append(asyncio.create_task(self._sweep_forever()))
 
     async def _sweep_forever(self) -> None:
         failing = False

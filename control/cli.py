@@ -1,0 +1,275 @@
+"""`meshctl`: serve the control plane and administer the mesh from a shell.
+
+Owns argument parsing and human/JSON output. Admin commands speak the HTTP API
+with the admin token; nothing here touches the database except `serve` and
+`migrate`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
+
+
+def duration(text: str) -> float:
+    """Parse 90, 90s, 15m, 1h or 2d into seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 90s, 15m, 1h, 2d") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be positive")
+    return seconds
+
+
+# -- serve ------------------------------------------------------------------
+
+def cmd_serve(args) -> int:
+    from control import config as configuration
+    try:
+        cfg = configuration.load(args.config, listen=args.listen, state_dir=args.state_dir, db=args.db,
+                                 cidr=args.cidr, heartbeat_interval=args.heartbeat_interval,
+                                 offline_after=args.offline_after, workers=args.workers,
+                                 tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                 admin_token_file=args.admin_token_file)
+    except (ValueError, OSError) as exc:
+        print(f"meshctl serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if cfg.workers > 1:  # must be set before prometheus_client is imported
+        metrics_dir = cfg.state_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from control.server import prepare, serve
+    if args.command == "migrate":
+        prepare(cfg)
+        return 0
+    serve(cfg)
+    return 0
+
+
+# -- admin client -------------------------------------------------------------
+
+class Admin:
+    def __init__(self, args):
+        url = args.control or os.environ.get("MESHCTL_CONTROL")
+        token_file = args.admin_token_file or os.environ.get("MESHCTL_ADMIN_TOKEN_FILE")
+        if not url or not token_file:
+            raise SystemExit("meshctl: give --control URL and --admin-token-file FILE "
+                             "(or MESHCTL_CONTROL and MESHCTL_ADMIN_TOKEN_FILE)")
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise SystemExit(f"meshctl: cannot read admin token: {exc}") from None
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
+                                 timeout=httpx.Timeout(10.0, read=90.0), verify=args.ca or True)
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise SystemExit(f"meshctl: control plane unreachable: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise SystemExit(f"meshctl: {response.status_code}: {message}")
+        return response
+
+
+def ago(now: float, then: float | None) -> str:
+    if then is None:
+        return "-"
+    seconds = max(0.0, now - then)
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
+
+
+def node_rows(nodes: list[dict], now: float) -> list[list[str]]:
+    return [[n["name"], n["mesh_ip"], n["public_key"][:10] + "…", n["endpoint"] or "-",
+             "online" if n["online"] else "offline", ago(now, n["last_seen"]),
+             "-" if n["applied_revision"] is None else str(n["applied_revision"]), n["node_id"]]
+            for n in nodes]
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(*headers, box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+def cmd_nodes(args) -> int:
+    data = Admin(args).request("GET", "/v1/nodes").json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print_table(["NAME", "MESH IP", "KEY", "ENDPOINT", "STATE", "LAST SEEN", "APPLIED", "ID"],
+                node_rows(data["nodes"], time.time()))
+    print(f"revision {data['revision']}, {len(data['nodes'])} nodes")
+    return 0
+
+
+def cmd_node_show(args) -> int:
+    print(json.dumps(Admin(args).request("GET", f"/v1/nodes/{args.node_id}").json(), indent=2))
+    return 0
+
+
+def cmd_node_rm(args) -> int:
+    data = Admin(args).request("DELETE", f"/v1/nodes/{args.node_id}").json()
+    print(f"removed {data['deleted']} at revision {data['revision']}")
+    return 0
+
+
+def cmd_token_create(args) -> int:
+    body = {"reusable": args.reusable, "ttl_seconds": None if args.no_expiry else args.ttl,
+            "description": args.description}
+    print(Admin(args).request("POST", "/v1/join-tokens", json=body).json()["token"])
+    return 0
+
+
+def cmd_token_list(args) -> int:
+    tokens = Admin(args).request("GET", "/v1/join-tokens").json()["join_tokens"]
+    if args.json:
+        print(json.dumps(tokens, indent=2))
+        return 0
+    print_table(["ID", "STATE", "REUSABLE", "USES", "EXPIRES", "DESCRIPTION"],
+                [[t["id"], t["state"], "yes" if t["reusable"] else "no", str(t["uses"]),
+                  "never" if t["expires_at"] is None else time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                       time.localtime(t["expires_at"])),
+                  t["description"]] for t in tokens])
+    return 0
+
+
+def cmd_token_revoke(args) -> int:
+    data = Admin(args).request("DELETE", f"/v1/join-tokens/{args.token_id}").json()
+    print(f"revoked {data['id']}")
+    return 0
+
+
+def membership_changes(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
+    """Human lines for what changed between two node listings (pure)."""
+    lines = []
+    for node_id in sorted(set(before) | set(after)):
+        old, new = before.get(node_id), after.get(node_id)
+        if old is None:
+            lines.append(f"joined   {new['name']} {new['mesh_ip']} ({node_id})")
+        elif new is None:
+            lines.append(f"removed  {old['name']} {old['mesh_ip']} ({node_id})")
+        elif old["online"] != new["online"]:
+            lines.append(f"{'online ' if new['online'] else 'offline'}  {new['name']} {new['mesh_ip']} ({node_id})")
+        else:
+            changed = [k for k in ("name", "endpoint", "public_key", "listen_port") if old[k] != new[k]]
+            if changed:
+                lines.append(f"updated  {new['name']} {new['mesh_ip']} ({node_id}): {', '.join(changed)}")
+    return lines
+
+
+def cmd_watch(args) -> int:
+    admin = Admin(args)
+    data = admin.request("GET", "/v1/nodes").json()
+    known = {n["node_id"]: n for n in data["nodes"]}
+    print(f"revision {data['revision']}: {len(known)} nodes, {sum(n['online'] for n in known.values())} online",
+          flush=True)
+    revision = data["revision"]
+    deadline = time.monotonic() + args.duration if args.duration else None
+    while deadline is None or time.monotonic() < deadline:
+        response = admin.request("GET", "/v1/nodes", params={"since": revision, "wait": 30})
+        if response.status_code == 304:
+            continue
+        data = response.json()
+        current = {n["node_id"]: n for n in data["nodes"]}
+        stamp = time.strftime("%H:%M:%S")
+        for line in membership_changes(known, current):
+            print(f"{stamp} r{data['revision']} {line}", flush=True)
+        known, revision = current, data["revision"]
+    return 0
+
+
+# -- parser -------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="meshctl", description="meshvpn control plane and admin CLI")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    for name, help_text in (("serve", "run the control plane (gunicorn + uvicorn workers)"),
+                            ("migrate", "apply database migrations and create the admin token, then exit")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", type=Path, help="YAML settings file")
+        p.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8700)")
+        p.add_argument("--state-dir", type=Path, help="state directory (SQLite, admin.token)")
+        p.add_argument("--db", help="database URL, e.g. postgresql://user:pw@host/db (default SQLite)")
+        p.add_argument("--cidr", help="mesh prefix (default 100.64.0.0/10)")
+        p.add_argument("--heartbeat-interval", type=float, help="seconds between agent heartbeats (2)")
+        p.add_argument("--offline-after", type=float, help="seconds without heartbeat before offline (6)")
+        p.add_argument("--workers", type=int, help="gunicorn worker processes (1)")
+        p.add_argument("--tls-cert", type=Path)
+        p.add_argument("--tls-key", type=Path)
+        p.add_argument("--admin-token-file", type=Path, help="default STATE_DIR/admin.token")
+        p.set_defaults(func=cmd_serve)
+
+    def admin_parser(name, **kwargs):
+        p = sub.add_parser(name, **kwargs) if not isinstance(name, tuple) else name[0].add_parser(name[1], **kwargs)
+        p.add_argument("--control", help="control plane URL (MESHCTL_CONTROL)")
+        p.add_argument("--admin-token-file", help="admin token file (MESHCTL_ADMIN_TOKEN_FILE)")
+        p.add_argument("--ca", help="CA bundle to verify the control plane's TLS certificate")
+        return p
+
+    p = admin_parser("nodes", help="list nodes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_nodes)
+
+    node = sub.add_parser("node", help="one node").add_subparsers(dest="action", required=True)
+    p = admin_parser((node, "show"), help="show a node")
+    p.add_argument("node_id")
+    p.set_defaults(func=cmd_node_show)
+    p = admin_parser((node, "rm"), help="remove a node from the mesh")
+    p.add_argument("node_id")
+    p.set_defaults(func=cmd_node_rm)
+
+    token = sub.add_parser("token", help="join tokens").add_subparsers(dest="action", required=True)
+    p = admin_parser((token, "create"), help="create a join token; prints it alone on stdout")
+    p.add_argument("--reusable", action="store_true", help="allow many nodes to join with it")
+    p.add_argument("--ttl", type=duration, default=3600.0, help="lifetime, e.g. 15m, 1h, 7d (default 1h)")
+    p.add_argument("--no-expiry", action="store_true", help="never expires (until revoked)")
+    p.add_argument("--description", default="")
+    p.set_defaults(func=cmd_token_create)
+    p = admin_parser((token, "list"), help="list join tokens")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_token_list)
+    p = admin_parser((token, "revoke"), help="revoke a join token")
+    p.add_argument("token_id")
+    p.set_defaults(func=cmd_token_revoke)
+
+    p = admin_parser("watch", help="stream membership changes")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.set_defaults(func=cmd_watch)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve_main() -> int:
+    return main(["serve", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
