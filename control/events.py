@@ -14,8 +14,12 @@ from pythonjsonlogger.json import JsonFormatter
 log = logging.getLogger("meshvpn")
 
 
+# Attributes of logging.LogRecord: an extra field by one of these names would make logging raise.
+RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
 def emit(event: str, **fields) -> None:
-    log.info(event, extra=fields)
+    log.info(event, extra={f"{key}_" if key in RESERVED else key: value for key, value in fields.items()})
 
 
 def setup_logging(level: str = "INFO", stream=None) -> None:

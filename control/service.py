@@ -156,7 +156,7 @@ class Registry:
                            mesh_ip=mesh_ip, endpoint=request.endpoint, listen_port=request.listen_port,
                            token_hash=tokens.digest(node_token), created_at=now, last_seen=now,
                            online=True, changed_revision=revision)
-        emit("node_registered", node=node_id, name=request.name, mesh_ip=mesh_ip,
+        emit("node_registered", node=node_id, node_name=request.name, mesh_ip=mesh_ip,
              endpoint=request.endpoint, join_token=join_token.id, reason="join_token", revision=revision)
         return _Enrolled(revision, self._answer(node, node_token, revision))
 

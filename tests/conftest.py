@@ -12,3 +12,10 @@ def pg_admin_url():
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def structured_logs():
+    """Log at INFO as the services do, so every emitted event is really formatted."""
+    from control.events import setup_logging
+    setup_logging("INFO")

@@ -1,0 +1,79 @@
+"""Real control-plane processes (`meshctl serve`: gunicorn + uvicorn workers) for tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.pg import free_port
+
+MESHCTL = str(Path(sys.executable).with_name("meshctl"))
+
+
+class ControlProcess:
+    def __init__(self, state_dir: Path, db_url: str | None = None, workers: int = 1, port: int | None = None,
+                 heartbeat_interval: float = 2.0, offline_after: float = 6.0, cidr: str = "100.64.0.0/16"):
+        self.state_dir = state_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [MESHCTL, "serve", "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(state_dir),
+                     "--workers", str(workers), "--cidr", cidr, "--heartbeat-interval", str(heartbeat_interval),
+                     "--offline-after", str(offline_after)]
+        if db_url:
+            self.args += ["--db", db_url]
+        self.log_path = state_dir / f"control-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> "ControlProcess":
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"control plane exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"control plane did not come up: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    @property
+    def admin_token(self) -> str:
+        return (self.state_dir / "admin.token").read_text().strip()
+
+    @property
+    def admin(self) -> dict:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def join_token(self, reusable: bool = True) -> str:
+        answer = httpx.post(self.url + "/v1/join-tokens", json={"reusable": reusable}, headers=self.admin)
+        answer.raise_for_status()
+        return answer.json()["token"]
+
+    def events(self, name: str) -> list[dict]:
+        found = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record.get("event") == name:
+                    found.append(record)
+        return found
