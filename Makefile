@@ -1,0 +1,37 @@
+# meshvpn: `make up` runs the main job, `make test` runs the tests. Both install what they need.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STATE ?= state
+LISTEN ?= 127.0.0.1:8700
+
+.PHONY: setup up down test test-fast bench clean
+
+$(BIN)/meshctl: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+setup: $(BIN)/meshctl
+	./scripts/install-system-packages
+
+up: setup
+	./scripts/up $(STATE) $(LISTEN)
+
+down:
+	./scripts/down $(STATE)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python bench/control_scale.py
+
+clean: down
+	rm -rf $(VENV) $(STATE)
