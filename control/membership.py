@@ -6,7 +6,9 @@ thousands of watchers woken by one change all ask for. No I/O of its own.
 """
 from __future__ import annotations
 
-from control.netmap import Delta, Membership, NodeView, delta, merge_changes, netmap_for
+import msgspec
+
+from control.netmap import Delta, Membership, NodeView, choose_delta, delta, delta_map, merge_changes
 from control.service import Loaded
 
 
@@ -20,13 +22,14 @@ class MembershipCache:
         self.by_token: dict[str, str] = {}  # token hash -> node id
         self.token_of: dict[str, str] = {}  # node id -> token hash
         self._deltas: dict[int, Delta | None] = {}
+        self._encoded: dict[str, bytes] = {}  # node id -> its view as JSON, kept per change
 
     def apply(self, loaded: Loaded) -> bool:
         """Take in a load from the database; True when the revision advanced."""
         if loaded.revision <= self.revision and not loaded.full:
             return False
         if loaded.full:
-            self.nodes, self.by_token, self.token_of = {}, {}, {}
+            self.nodes, self.by_token, self.token_of, self._encoded = {}, {}, {}, {}
             self.changes = list(loaded.changes)
         else:
             merge_changes(self.changes, loaded.changes)
@@ -36,6 +39,7 @@ class MembershipCache:
         for node_id, (view, token_hash) in loaded.nodes.items():
             self._forget(node_id)
             self.nodes[node_id] = view
+            self._encoded[node_id] = msgspec.json.encode(view)
             self.by_token[token_hash] = node_id
             self.token_of[node_id] = token_hash
         advanced = loaded.revision != self.revision
@@ -46,6 +50,7 @@ class MembershipCache:
 
     def _forget(self, node_id: str) -> None:
         self.nodes.pop(node_id, None)
+        self._encoded.pop(node_id, None)
         token_hash = self.token_of.pop(node_id, None)
         if token_hash is not None:
             self.by_token.pop(token_hash, None)
@@ -62,12 +67,21 @@ class MembershipCache:
     def node_for(self, token_hash: str) -> str | None:
         return self.by_token.get(token_hash)
 
-    def answer(self, me: str, since: int | None) -> dict:
-        """The netmap answer for node `me`, sharing one delta computation per `since`."""
+    def answer(self, me: str, since: int | None) -> tuple[str, bytes]:
+        """The netmap answer for node `me` as (kind, JSON), sharing one delta per `since`.
+
+        Equal, once parsed, to `netmap.netmap_for`; a full map is spliced from per-node
+        JSON kept since the node last changed, so it costs a join, not N encodings.
+        """
         snapshot = self.snapshot()
         change = None
         if since is not None:
             if since not in self._deltas:
                 self._deltas[since] = delta(snapshot, since)
-            change = self._deltas[since]
-        return netmap_for(snapshot, me, self.prefix, since, change)
+            change = choose_delta(snapshot, since, self._deltas[since])
+        if change is not None:
+            return "delta", msgspec.json.encode(delta_map(snapshot, change, me, self.prefix))
+        head = msgspec.json.encode({"revision": self.revision, "delta": False, "mesh_prefix": self.prefix,
+                                    "self": self.nodes[me]})
+        peers = b",".join([blob for node_id, blob in self._encoded.items() if node_id != me])
+        return "full", head[:-1] + b',"peers":[' + peers + b"]}"

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+import msgspec
 
 
-@dataclass(frozen=True)
-class NodeView:
+class NodeView(msgspec.Struct, frozen=True):
     """The netmap-visible part of a node: what peers need to configure WireGuard."""
 
     node_id: str
@@ -24,7 +25,7 @@ class NodeView:
     online: bool
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return msgspec.structs.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -95,16 +96,25 @@ def delta_map(membership: Membership, change: Delta, me: str, prefix: str) -> di
     }
 
 
-def netmap_for(membership: Membership, me: str, prefix: str, since: int | None,
-               change: Delta | None = None) -> dict:
-    """What node `me` is told: a delta when `since` is recent and the delta is small, else the full map.
+def choose_delta(membership: Membership, since: int | None, change: Delta | None = None) -> Delta | None:
+    """The delta to answer with when `since` is recent and the delta is small; None means a full map.
 
     `change` may carry a precomputed `delta(membership, since)` shared by many watchers.
     """
-    if since is not None:
-        change = change if change is not None else delta(membership, since)
-        if change is not None and len(change.upserted) + len(change.removed) <= max(8, len(membership.nodes) // 2):
-            return delta_map(membership, change, me, prefix)
+    if since is None:
+        return None
+    change = change if change is not None else delta(membership, since)
+    if change is not None and len(change.upserted) + len(change.removed) <= max(8, len(membership.nodes) // 2):
+        return change
+    return None
+
+
+def netmap_for(membership: Membership, me: str, prefix: str, since: int | None,
+               change: Delta | None = None) -> dict:
+    """What node `me` is told: a delta when `since` is recent and the delta is small, else the full map."""
+    chosen = choose_delta(membership, since, change)
+    if chosen is not None:
+        return delta_map(membership, chosen, me, prefix)
     return full_map(membership, me, prefix)
 
 

@@ -95,9 +95,14 @@ class Netmap(Resource):
     async def on_get(self, req, resp):
         node_id = await self.runtime.node_for(bearer(req))
         since, wait = wait_params(req)
-        media = await self.runtime.netmap(node_id, since, wait)
-        NETMAPS.labels("not_modified" if media is None else "delta" if media["delta"] else "full").inc()
-        answer(resp, media, self.runtime.cache.revision)
+        found = await self.runtime.netmap(node_id, since, wait)
+        NETMAPS.labels("not_modified" if found is None else found[0]).inc()
+        resp.etag = f'"r{self.runtime.cache.revision}"'
+        if found is None:
+            resp.status = falcon.HTTP_304
+        else:
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = found[1]
 
 
 class Nodes(Resource):

@@ -34,14 +34,18 @@ class Runtime:
         self.registry = Registry(self.settings, clock, make_id, on_change=self._on_change)
         self.cache = MembershipCache(str(prefix))
         self.admin_token = tokens.ensure_admin_token(config.admin_token_path)
+        # Requests, liveness writes and cache refreshes get separate threads, so a burst of
+        # registrations can neither delay a sweep (and fake an outage) nor a long-poll wake-up.
         self.executor = ThreadPoolExecutor(config.db_threads, thread_name_prefix="store")
+        self.liveness_executor = ThreadPoolExecutor(1, thread_name_prefix="liveness")
+        self.feed_executor = ThreadPoolExecutor(1, thread_name_prefix="feed")
         self.feed: RevisionFeed | None = None
         self.heartbeats: HeartbeatBuffer | None = None
         self.listener: PostgresListener | None = None
         self.tasks: list[asyncio.Task] = []
 
-    async def call(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    async def call(self, fn, *args, executor=None):
+        return await asyncio.get_running_loop().run_in_executor(executor or self.executor, fn, *args)
 
     async def write(self, fn, *args):
         """Run a membership change; this worker's cache includes it before the caller is answered."""
@@ -54,9 +58,11 @@ class Runtime:
             self.feed.kick_threadsafe(revision)
 
     async def start(self) -> None:
-        self.feed = RevisionFeed(self.cache, lambda since: self.call(self.registry.load, since),
+        self.feed = RevisionFeed(self.cache,
+                                 lambda since: self.call(self.registry.load, since, executor=self.feed_executor),
                                  self.config.poll_interval if not database.is_postgres() else 1.0)
-        self.heartbeats = HeartbeatBuffer(lambda batch: self.call(self.registry.record_heartbeats, batch),
+        self.heartbeats = HeartbeatBuffer(lambda batch: self.call(self.registry.record_heartbeats, batch,
+                                                                  executor=self.liveness_executor),
                                           self.clock, self.config.heartbeat_flush_interval)
         await self.feed.refresh()
         if database.is_postgres():
@@ -70,7 +76,7 @@ class Runtime:
         failing = False
         while True:
             try:
-                await self.call(self.registry.sweep)
+                await self.call(self.registry.sweep, executor=self.liveness_executor)
                 failing = False
             except Exception as exc:
                 if not failing:
@@ -89,7 +95,8 @@ class Runtime:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.listener is not None:
             self.listener.stop()
-        self.executor.shutdown(wait=True)
+        for executor in (self.executor, self.liveness_executor, self.feed_executor):
+            executor.shutdown(wait=True)
 
     # -- authentication ---------------------------------------------------
 
@@ -129,7 +136,7 @@ class Runtime:
         if since is not None and since == self.cache.revision and wait > 0:
             await self.feed.wait_past(since, min(wait, self.config.max_wait))
 
-    async def netmap(self, node_id: str, since: int | None, wait: float) -> dict | None:
+    async def netmap(self, node_id: str, since: int | None, wait: float) -> tuple[str, bytes] | None:
         """The node's netmap; None means 'not modified since `since`' (after waiting up to `wait`)."""
         await self._wait(since, wait)
         if node_id not in self.cache.nodes:

@@ -1,5 +1,6 @@
 """The HTTP API through falcon's ASGI conductor, on SQLite and on a real PostgreSQL."""
 import asyncio
+import json
 import time
 
 import falcon.inspect
@@ -194,3 +195,15 @@ async def test_health_and_metrics(control):
     assert health.status_code == 200 and health.json["status"] == "ok"
     metrics = await control.client.simulate_get("/metrics")
     assert "meshvpn_control_revision" in metrics.text and "meshvpn_control_requests_total" in metrics.text
+
+
+async def test_spliced_full_map_equals_the_pure_netmap(control):
+    from control.netmap import netmap_for
+    token = await control.join_token(reusable=True)
+    nodes = [await control.node(token, f"n{i}", endpoint=f"192.0.2.{i + 1}:51820") for i in range(5)]
+    cache = control.runtime.cache
+    for node in nodes:
+        for since in (None, 0, 2, nodes[-1]["revision"] - 1):
+            kind, blob = cache.answer(node["node_id"], since)
+            expected = netmap_for(cache.snapshot(), node["node_id"], cache.prefix, since)
+            assert json.loads(blob) == expected and kind == ("delta" if expected["delta"] else "full")
