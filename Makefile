@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STATE ?= state
 LISTEN ?= 127.0.0.1:8700
 
-.PHONY: setup up down test test-fast bench clean
+.PHONY: setup up down test test-fast bench clean diagrams
 
 $(BIN)/meshctl: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -35,3 +35,6 @@ bench: setup
 
 clean: down
 	rm -rf $(VENV) $(STATE)
+
+diagrams:
+	dot -Tsvg docs/diagrams/architecture.dot -o docs/diagrams/architecture.svg

@@ -207,3 +207,12 @@ async def test_spliced_full_map_equals_the_pure_netmap(control):
             kind, blob = cache.answer(node["node_id"], since)
             expected = netmap_for(cache.snapshot(), node["node_id"], cache.prefix, since)
             assert json.loads(blob) == expected and kind == ("delta" if expected["delta"] else "full")
+
+
+def test_docs_api_md_is_generated_from_the_current_spec():
+    from pathlib import Path
+
+    from control.apidoc import render
+    from control.openapi import build_spec
+    current = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    assert current == render(build_spec()), "docs/api.md is stale: run scripts/gen-api-doc"
