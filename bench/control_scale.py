@@ -33,6 +33,7 @@ from tests.control.conftest import new_key  # noqa: E402
 from tests.control.servers import ControlProcess  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results")
+STREAM = True  # --watch: stream (one open response per agent) or longpoll (a request per change)
 TLS = ssl.create_default_context()  # shared: building one per client costs milliseconds each
 
 
@@ -45,14 +46,14 @@ def percentile(values: list[float], q: float) -> float:
 
 # -- load generator (child processes) ------------------------------------------
 
-async def agent(url, node, interval, stop_at, beats, wakes):
+async def agent(url, node, interval, stop_at, beats, wakes, revision):
     # One client per agent, as real agents have: a shared pool of thousands of connections is
     # slow in httpcore and would measure the load generator, not the control plane.
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), verify=TLS) as client:
-        await agent_loops(client, url, node, interval, stop_at, beats, wakes)
+        await agent_loops(client, url, node, interval, stop_at, beats, wakes, revision)
 
 
-async def agent_loops(client, url, node, interval, stop_at, beats, wakes):
+async def agent_loops(client, url, node, interval, stop_at, beats, wakes, revision):
     auth = {"Authorization": f"Bearer {node['node_token']}"}
     await asyncio.sleep(random.uniform(0, interval))
 
@@ -68,11 +69,19 @@ async def agent_loops(client, url, node, interval, stop_at, beats, wakes):
             await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
 
     async def watch_loop():
-        revision = None
+        nonlocal revision
         while time.time() < stop_at:
-            params = {} if revision is None else {"since": revision, "wait": 30}
             try:
-                answer = await client.get(f"{url}/v1/netmap", params=params, headers=auth)
+                if STREAM:
+                    params = {"since": revision, "stream": 1}
+                    async with client.stream("GET", f"{url}/v1/netmap", params=params, headers=auth) as answer:
+                        async for line in answer.aiter_lines():
+                            revision = json.loads(line)["revision"]
+                            wakes.append((node["node_id"], revision, time.time()))
+                            if time.time() >= stop_at:
+                                return
+                    continue
+                answer = await client.get(f"{url}/v1/netmap", params={"since": revision, "wait": 30}, headers=auth)
             except httpx.HTTPError:
                 await asyncio.sleep(0.5)
                 continue
@@ -83,14 +92,17 @@ async def agent_loops(client, url, node, interval, stop_at, beats, wakes):
     await asyncio.gather(heartbeat_loop(), watch_loop())
 
 
-async def run_agents(url, nodes, interval, stop_at):
+async def run_agents(url, nodes, interval, stop_at, revision):
     beats, wakes = [], []
-    await asyncio.gather(*[agent(url, n, interval, stop_at, beats, wakes) for n in nodes], return_exceptions=True)
+    await asyncio.gather(*[agent(url, n, interval, stop_at, beats, wakes, revision) for n in nodes],
+                         return_exceptions=True)
     return beats, wakes
 
 
-def child(url, nodes, interval, stop_at, queue):
-    beats, wakes = asyncio.run(run_agents(url, nodes, interval, stop_at))
+def child(url, nodes, interval, stop_at, revision, queue, stream):
+    global STREAM
+    STREAM = stream
+    beats, wakes = asyncio.run(run_agents(url, nodes, interval, stop_at, revision))
     queue.put((beats, wakes))
 
 
@@ -108,6 +120,16 @@ async def register(url: str, token: str, count: int, start: int) -> list[dict]:
         return await asyncio.gather(*[one(i) for i in range(start, start + count)])
 
 
+def wake_buckets(control: ControlProcess) -> dict[float, float]:
+    """Cumulative bucket counts of the server-side long-poll wake histogram."""
+    from prometheus_client.parser import text_string_to_metric_families
+    text = httpx.get(f"{control.url}/metrics", timeout=60).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "meshvpn_control_longpoll_wake_seconds":
+            return {float(s.labels["le"]): s.value for s in family.samples if s.name.endswith("_bucket")}
+    return {}
+
+
 def server_usage(control: ControlProcess) -> list[psutil.Process]:
     root = psutil.Process(control.proc.pid)
     return [root, *root.children(recursive=True)]
@@ -116,12 +138,17 @@ def server_usage(control: ControlProcess) -> list[psutil.Process]:
 def measure(control, nodes, args, token) -> dict:
     duration = args.warmup + args.changes * args.change_gap + 3
     stop_at = time.time() + duration
+    # Agents resume from a cached netmap at the current revision, as a restarted agent does:
+    # the first full map is O(N) per node, O(N^2) for the mesh, and not what this measures.
+    revision = httpx.get(f"{control.url}/v1/nodes", headers=control.admin, timeout=60).json()["revision"]
     queue = mp.Queue()
     shares = [nodes[i::args.clients] for i in range(args.clients)]
-    children = [mp.Process(target=child, args=(control.url, share, args.interval, stop_at, queue)) for share in shares]
+    children = [mp.Process(target=child, args=(control.url, share, args.interval, stop_at, revision, queue,
+                                                        args.watch == "stream")) for share in shares]
     for proc in children:
         proc.start()
     processes = server_usage(control)
+    wake_before = wake_buckets(control)
     clients = [psutil.Process(proc.pid) for proc in children]
     time.sleep(args.warmup)
     cpu_before = sum(sum(p.cpu_times()[:2]) for p in processes)
@@ -138,6 +165,9 @@ def measure(control, nodes, args, token) -> dict:
     cpu = (sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before) / (time.time() - wall_before)
     client_cpu = (sum(sum(p.cpu_times()[:2]) for p in clients) - client_before) / (time.time() - wall_before)
     rss = sum(p.memory_info().rss for p in processes)
+    wake_after = wake_buckets(control)
+    woken = {le: wake_after.get(le, 0) - wake_before.get(le, 0) for le in wake_after}
+    total = woken.get(float("inf"), 0)
     beats, wakes = [], []
     for _ in children:
         b, w = queue.get()
@@ -155,6 +185,8 @@ def measure(control, nodes, args, token) -> dict:
         reach.append({"watchers_reached": len(woke), "p50_s": percentile(woke, 0.5), "max_s": percentile(woke, 1.0)})
     return {"heartbeats": len(beats), "heartbeat_p50_ms": percentile(beats, 0.5) * 1000,
             "heartbeat_p99_ms": percentile(beats, 0.99) * 1000, "changes": reach,
+            "server_wakes": total, "server_wakes_within_100ms": woken.get(0.1, 0),
+            "server_wakes_within_1s": woken.get(1.0, 0),
             "server_cpu_cores": round(cpu, 2), "load_generator_cpu_cores": round(client_cpu, 2), "server_rss_mb": round(rss / 2**20, 1)}
 
 
@@ -162,7 +194,7 @@ def run_store(store: str, args, pg_admin_url: str | None) -> list[dict]:
     db_url = pg.fresh_database(pg_admin_url) if store == "postgres" else None
     state = Path(tempfile.mkdtemp(prefix="meshvpn-bench-"))
     control = ControlProcess(state, db_url, workers=args.workers, heartbeat_interval=args.interval,
-                             offline_after=args.interval * 3, cidr="100.64.0.0/10").start()
+                             offline_after=max(60.0, args.interval * 3), cidr="100.64.0.0/10").start()
     rows = []
     try:
         token = control.join_token()
@@ -171,7 +203,7 @@ def run_store(store: str, args, pg_admin_url: str | None) -> list[dict]:
             started = time.monotonic()
             nodes += asyncio.run(register(control.url, token, size - len(nodes), len(nodes)))
             registered_in = time.monotonic() - started
-            row = {"store": store, "nodes": size, "workers": args.workers, "interval_s": args.interval,
+            row = {"store": store, "nodes": size, "workers": args.workers, "watch": args.watch, "interval_s": args.interval,
                    "registration_s": round(registered_in, 1), **measure(control, nodes, args, token)}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -187,6 +219,8 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="heartbeat interval of the simulated agents")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--watch", choices=["stream", "longpoll"], default="stream",
+                        help="how simulated agents watch the netmap")
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--changes", type=int, default=3)
     parser.add_argument("--change-gap", type=float, default=4.0)

@@ -186,7 +186,8 @@ def cmd_watch(args) -> int:
     revision = data["revision"]
     deadline = time.monotonic() + args.duration if args.duration else None
     while deadline is None or time.monotonic() < deadline:
-        response = admin.request("GET", "/v1/nodes", params={"since": revision, "wait": 30})
+        wait = 30.0 if deadline is None else max(0.1, min(30.0, deadline - time.monotonic()))
+        response = admin.request("GET", "/v1/nodes", params={"since": revision, "wait": wait})
         if response.status_code == 304:
             continue
         data = response.json()

@@ -57,6 +57,22 @@ def next_free_ip(prefix: Network, used: Iterable[str]) -> str:
     return str(ipaddress.ip_address(candidate))
 
 
+def after(prefix: Network, last: str | None) -> str | None:
+    """The address after `last` (the first assignable one when None), or None past the end.
+
+    Allocating upward from the last allocation keeps a freed address out of use until the
+    prefix wraps, so a peer still holding a removed node's config cannot meet a new node
+    under the same IP, and allocation stays O(1) in the common case.
+    """
+    first, end = assignable_range(prefix)
+    if last is None:
+        return str(ipaddress.ip_address(first))
+    value = int(ipaddress.ip_address(last)) + 1
+    if value < first or value > end:
+        return None
+    return str(ipaddress.ip_address(value))
+
+
 def contains(prefix: Network, ip: str) -> bool:
     value = int(ipaddress.ip_address(ip))
     first, last = assignable_range(prefix)

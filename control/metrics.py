@@ -14,6 +14,9 @@ from prometheus_client.core import GaugeMetricFamily
 REQUESTS = Counter("meshvpn_control_requests_total", "HTTP requests answered", ["route", "method", "status"])
 LATENCY = Histogram("meshvpn_control_request_seconds", "Time to answer (long-polls excluded)",
                     ["route", "method"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
+WAKE = Histogram("meshvpn_control_longpoll_wake_seconds",
+                 "From this worker loading a new revision to a waiting long-poll's answer being ready",
+                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
 NETMAPS = Counter("meshvpn_control_netmap_answers_total", "Netmap answers by kind", ["kind"])
 
 

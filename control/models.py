@@ -23,6 +23,7 @@ class MeshState(BaseModel):
     id = IntegerField(primary_key=True)
     revision = BigIntegerField(default=0)
     horizon = BigIntegerField(default=0)
+    last_ip = CharField(max_length=45, null=True)  # the mesh IP allocated last
     last_sweep_at = DoubleField(null=True)
     grace_until = DoubleField(default=0)
 

@@ -19,6 +19,10 @@ LONG_POLL = [
     {"name": "If-None-Match", "in": "header", "schema": {"type": "string"},
      "description": "ETag of a previous answer (\"rREV\"); same as since=REV."},
 ]
+STREAM = {"name": "stream", "in": "query", "schema": {"type": "boolean"},
+          "description": "Keep the response open and write one JSON line per change (application/x-ndjson): "
+                         "the answer for `since` (none if current), then a delta per new revision, and "
+                         "{revision, keepalive: true} every 15 s."}
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -58,7 +62,7 @@ OPERATIONS = {
         "description": "Full map: {revision, delta: false, mesh_prefix, self, peers}. Delta (since is recent): "
                        "{revision, delta: true, since, mesh_prefix, self, upserted, removed}. 304 when "
                        "nothing changed after since within wait seconds.",
-        "security": NODE, "parameters": LONG_POLL,
+        "security": NODE, "parameters": LONG_POLL + [STREAM],
         "responses": ok("Netmap", **{"304": {"description": "Not modified"}, "401": ERRORS["401"]})},
     ("/v1/nodes", "get"): {
         "summary": "Every node with liveness, applied revision and peer health (admin); long-poll like netmap",

@@ -17,6 +17,7 @@ from control.config import Config
 from control.errors import Forbidden, Unauthorized
 from control.events import emit
 from control.heartbeats import HeartbeatBuffer
+from control.metrics import NETMAPS, WAKE
 from control.membership import MembershipCache
 from control.schemas import Heartbeat
 from control.service import NOTIFY_CHANNEL, Registry, Settings, new_id
@@ -130,20 +131,48 @@ class Runtime:
         return {"revision": self.cache.revision, "heartbeat_interval": self.config.heartbeat_interval,
                 "offline_after": self.config.offline_after}
 
-    async def _wait(self, since: int | None, wait: float) -> None:
+    async def _wait(self, since: int | None, wait: float) -> bool:
+        """Hold a long-poll until the revision passes `since`; True when it was released by a change."""
         if since is not None and since > self.cache.revision:
             await self.feed.refresh()  # the caller saw a revision this worker has not loaded yet
         if since is not None and since == self.cache.revision and wait > 0:
-            await self.feed.wait_past(since, min(wait, self.config.max_wait))
+            return await self.feed.wait_past(since, min(wait, self.config.max_wait))
+        return False
 
     async def netmap(self, node_id: str, since: int | None, wait: float) -> tuple[str, bytes] | None:
         """The node's netmap; None means 'not modified since `since`' (after waiting up to `wait`)."""
-        await self._wait(since, wait)
+        woken = await self._wait(since, wait)
         if node_id not in self.cache.nodes:
             raise Unauthorized("this node was removed from the mesh")
         if since is not None and since == self.cache.revision:
             return None
-        return self.cache.answer(node_id, since)
+        found = self.cache.answer(node_id, since)
+        if woken:
+            WAKE.observe(self.feed.woke_for())
+        return found
+
+    async def netmap_stream(self, node_id: str, since: int | None, keepalive: float = 15.0):
+        """Newline-delimited netmap answers: one now (unless `since` is current), then one per change.
+
+        A change costs one write per watcher instead of a request per watcher, which is what
+        lets one worker keep thousands of nodes current. A keepalive line every `keepalive`
+        seconds lets both ends notice a dead connection.
+        """
+        revision, woken = since, False
+        while not self.feed.closed:
+            if node_id not in self.cache.nodes:
+                yield b'{"error":"unauthorized","message":"this node was removed from the mesh"}\n'
+                return
+            if revision != self.cache.revision:
+                kind, blob = self.cache.answer(node_id, revision)
+                if woken:
+                    WAKE.observe(self.feed.woke_for())
+                NETMAPS.labels(kind).inc()
+                revision = self.cache.revision
+                yield blob + b"\n"
+            woken = await self.feed.wait_past(revision, keepalive)
+            if not woken and not self.feed.closed:
+                yield b'{"revision":%d,"keepalive":true}\n' % revision
 
     async def nodes(self, since: int | None, wait: float) -> dict | None:
         await self._wait(since, wait)

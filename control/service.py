@@ -143,15 +143,12 @@ class Registry:
         join_token = self._consume_join_token(bearer, now)
         if Node.select().where(Node.public_key == request.public_key).exists():
             raise KeyTaken("this public key is already registered; re-register with that node's token")
-        self._lock_state()
-        used = (row[0] for row in Node.select(Node.mesh_ip).tuples())
-        try:
-            mesh_ip = ipam.next_free_ip(self.settings.prefix, used)
-        except ipam.AddressExhausted as exc:
-            raise AddressSpaceExhausted(str(exc), mesh_prefix=str(exc.prefix)) from None
+        state = self._lock_state()
+        mesh_ip = self._allocate(state.last_ip)
         node_token = tokens.new_token(tokens.NODE)
         node_id = self.make_id()
         revision = self._bump([node_id])
+        MeshState.update(last_ip=mesh_ip).where(MeshState.id == 1).execute()
         node = Node.create(id=node_id, name=request.name, public_key=request.public_key,
                            mesh_ip=mesh_ip, endpoint=request.endpoint, listen_port=request.listen_port,
                            token_hash=tokens.digest(node_token), created_at=now, last_seen=now,
@@ -159,6 +156,17 @@ class Registry:
         emit("node_registered", node=node_id, node_name=request.name, mesh_ip=mesh_ip,
              endpoint=request.endpoint, join_token=join_token.id, reason="join_token", revision=revision)
         return _Enrolled(revision, self._answer(node, node_token, revision))
+
+    def _allocate(self, last_ip: str | None) -> str:
+        """Next address after the last allocation; once the prefix is used up, the lowest hole."""
+        candidate = ipam.after(self.settings.prefix, last_ip)
+        if candidate is not None and not Node.select().where(Node.mesh_ip == candidate).exists():
+            return candidate
+        used = (row[0] for row in Node.select(Node.mesh_ip).tuples())
+        try:
+            return ipam.next_free_ip(self.settings.prefix, used)
+        except ipam.AddressExhausted as exc:
+            raise AddressSpaceExhausted(str(exc), mesh_prefix=str(exc.prefix)) from None
 
     def _reregister(self, bearer: str, request: Register):
         now = self.clock()

@@ -27,6 +27,11 @@ class RevisionFeed:
         self._loop = asyncio.get_running_loop()
         self._closed = False
         self.waiters = 0
+        self.advanced_at = self._loop.time()  # when the cache last moved to a new revision
+
+    def woke_for(self) -> float:
+        """Seconds since the cache last advanced: how long a just-released waiter took."""
+        return self._loop.time() - self.advanced_at
 
     def kick_threadsafe(self, revision: int | None = None) -> None:
         self._loop.call_soon_threadsafe(self._kick.set)
@@ -42,22 +47,24 @@ class RevisionFeed:
                 self._release()
 
     def _release(self) -> None:
+        self.advanced_at = self._loop.time()
         event, self._event = self._event, asyncio.Event()
         event.set()
 
-    async def wait_past(self, since: int, timeout: float) -> None:
-        """Return once the cached revision passes `since`, or at the timeout, or on close."""
+    async def wait_past(self, since: int, timeout: float) -> bool:
+        """Wait until the cached revision passes `since` (True), or the timeout or close (False)."""
         deadline = self._loop.time() + timeout
         self.waiters += 1
         try:
             while self.cache.revision <= since and not self._closed:
                 remaining = deadline - self._loop.time()
                 if remaining <= 0:
-                    return
+                    return False
                 try:
                     await asyncio.wait_for(self._event.wait(), remaining)
                 except TimeoutError:
-                    return
+                    return False
+            return self.cache.revision > since
         finally:
             self.waiters -= 1
 
@@ -78,6 +85,10 @@ class RevisionFeed:
                 if not failing:
                     emit("store_unreachable", reason=str(exc), revision=self.cache.revision)
                 failing = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         self._closed = True

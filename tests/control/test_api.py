@@ -216,3 +216,17 @@ def test_docs_api_md_is_generated_from_the_current_spec():
     from control.openapi import build_spec
     current = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
     assert current == render(build_spec()), "docs/api.md is stale: run scripts/gen-api-doc"
+
+
+async def test_a_freed_ip_is_not_reused_until_the_prefix_wraps(control):
+    token = await control.join_token(reusable=True)
+    a = await control.node(token, "a")
+    await control.node(token, "b")
+    await control.client.simulate_delete(f"/v1/nodes/{a['node_id']}", headers=control.admin)
+    c = await control.node(token, "c")
+    assert c["mesh_ip"] == "100.64.0.3"
+    for i in range(251):  # fill the /24 up to .254
+        await control.node(token, f"fill{i}")
+    wrapped = await control.node(token, "wrapped")
+    assert wrapped["mesh_ip"] == "100.64.0.1"  # the hole left by a
+

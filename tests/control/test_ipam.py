@@ -39,3 +39,11 @@ def test_allocation_is_unique_and_inside_the_assignable_range(bits, data):
     assert ipaddress.ip_address(ip) in prefix
     assert ip not in (str(prefix.network_address), str(prefix.broadcast_address))
     assert ip == min((h for h in hosts if h not in used), key=lambda h: ipaddress.ip_address(h))
+
+
+def test_after_walks_up_and_stops_at_the_last_assignable_address():
+    prefix = ipam.parse_prefix("10.0.0.0/30")
+    assert ipam.after(prefix, None) == "10.0.0.1"
+    assert ipam.after(prefix, "10.0.0.1") == "10.0.0.2"
+    assert ipam.after(prefix, "10.0.0.2") is None
+    assert ipam.after(ipam.parse_prefix("10.1.0.0/24"), "10.0.0.7") is None  # CIDR changed since

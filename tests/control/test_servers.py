@@ -1,5 +1,6 @@
 """Real gunicorn processes: concurrency, several instances on one PostgreSQL, restarts."""
 import asyncio
+import json
 import threading
 import time
 
@@ -154,3 +155,33 @@ def test_control_plane_restart_keeps_heartbeating_nodes_online(processes, tmp_pa
         stop.set()
         for thread in threads:
             thread.join()
+
+
+async def test_netmap_stream_writes_one_line_per_change(processes, tmp_path):
+    control = spawn(processes, tmp_path / "a")
+    token = control.join_token()
+    async with httpx.AsyncClient(timeout=30) as client:
+        async def register(name):
+            answer = await client.post(control.url + "/v1/register", json={"public_key": new_key(), "name": name},
+                                       headers={"Authorization": f"Bearer {token}"})
+            return answer.json()
+
+        a = await register("a")
+        lines = []
+
+        async def read():
+            async with client.stream("GET", control.url + "/v1/netmap", params={"since": a["revision"], "stream": 1},
+                                     headers={"Authorization": f"Bearer {a['node_token']}"}) as answer:
+                assert answer.headers["content-type"].startswith("application/x-ndjson")
+                async for line in answer.aiter_lines():
+                    lines.append(json.loads(line))
+                    if len(lines) == 2:
+                        return
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.3)
+        assert lines == []  # up to date: nothing to say yet
+        b, c = await register("b"), await register("c")
+        await asyncio.wait_for(reader, 5)
+    seen = [p["node_id"] for line in lines for p in line["upserted"]]
+    assert seen == [b["node_id"], c["node_id"]] and lines[-1]["revision"] == c["revision"]
