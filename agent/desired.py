@@ -1,0 +1,28 @@
+"""Desired state: a pure function from (netmap, local settings) to WireGuard config and routes.
+
+Only online peers are configured; a peer that went offline or was deleted
+disappears from the desired state, and so from the interface, without any
+manual action. AllowedIPs is exactly the peer's mesh IP/32 (/128 for IPv6).
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from agent.model import DesiredState, Netmap, WgPeer
+
+KEEPALIVE = 25  # seconds: keeps NAT mappings open and handshakes fresh for peer health
+
+
+def host_prefix(ip: str) -> str:
+    return f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}"
+
+
+def desired_state(netmap: Netmap, interface: str, listen_port: int) -> DesiredState:
+    peers = tuple(sorted(
+        (WgPeer(peer.public_key, (host_prefix(peer.mesh_ip),), peer.endpoint, KEEPALIVE, peer.name)
+         for peer in netmap.peers if peer.online),
+        key=lambda p: p.public_key))
+    routes = frozenset(ip for peer in peers for ip in peer.allowed_ips)
+    # The address is a host route (/32): traffic to a mesh IP goes into the tunnel only while
+    # that peer is configured, so a send to an offline peer fails at once ("no route").
+    return DesiredState(interface, host_prefix(netmap.me.mesh_ip), listen_port, peers, routes)

@@ -1,0 +1,55 @@
+"""Diff: a pure function from (observed, desired) to the Plan that converges them.
+
+Peers are matched by public key. An endpoint given as a host name is not
+compared (WireGuard shows only the address it resolved to), so a name never
+causes endless reconfiguration. An identical state yields an empty plan.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from agent.model import DesiredState, Observed, Plan, WgPeer
+
+
+def is_literal(endpoint: str | None) -> bool:
+    if endpoint is None:
+        return False
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def same_endpoint(desired: str | None, observed: str | None) -> bool:
+    if desired is None or not is_literal(desired):
+        return True  # nothing to enforce: WireGuard learns or resolved it
+    return observed is not None and ipaddress.ip_address(desired.rpartition(":")[0].strip("[]")) == \
+        ipaddress.ip_address(observed.rpartition(":")[0].strip("[]")) and \
+        desired.rpartition(":")[2] == observed.rpartition(":")[2]
+
+
+def peer_differs(desired: WgPeer, observed: WgPeer) -> bool:
+    return (sorted(desired.allowed_ips) != sorted(observed.allowed_ips)
+            or desired.keepalive != observed.keepalive
+            or not same_endpoint(desired.endpoint, observed.endpoint))
+
+
+def plan(observed: Observed, desired: DesiredState) -> Plan:
+    want = {p.public_key: p for p in desired.peers}
+    have = {p.public_key: p for p in observed.peers}
+    added = tuple(want[k] for k in sorted(want.keys() - have.keys()))
+    removed = tuple(have[k] for k in sorted(have.keys() - want.keys()))
+    updated = tuple((have[k], want[k]) for k in sorted(want.keys() & have.keys()) if peer_differs(want[k], have[k]))
+    addresses = frozenset({desired.address})
+    return Plan(
+        create_interface=not observed.exists,
+        set_up=not observed.up,
+        add_addresses=addresses - observed.addresses,
+        remove_addresses=observed.addresses - addresses,
+        sync_wireguard=bool(added or removed or updated) or observed.listen_port != desired.listen_port,
+        peers_added=added, peers_removed=removed, peers_updated=updated,
+        add_routes=desired.routes - observed.routes,
+        remove_routes=observed.routes - desired.routes,
+    )

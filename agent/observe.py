@@ -1,0 +1,36 @@
+"""Observe: read the interface, its addresses, WireGuard peers and our routes into an Observed.
+
+Read-only. Routes the agent installs carry their own protocol number, so only
+those are observed (and ever removed): routes someone else added are left alone.
+"""
+from __future__ import annotations
+
+from pyroute2 import IPRoute
+
+from agent import wg
+from agent.model import Observed
+
+ROUTE_PROTO = 77  # rtnetlink protocol number marking meshvpn's routes
+
+
+def link_index(ipr: IPRoute, interface: str) -> int | None:
+    found = ipr.link_lookup(ifname=interface)
+    return found[0] if found else None
+
+
+def observe(interface: str) -> Observed:
+    with IPRoute() as ipr:
+        index = link_index(ipr, interface)
+        if index is None:
+            return Observed(exists=False)
+        link = ipr.get_links(index)[0]
+        up = bool(link["flags"] & 1)
+        addresses = frozenset(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index))
+        routes = frozenset(f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
+                           for family in (2, 10) for r in ipr.get_routes(family=family, oif=index)
+                           if r["proto"] == ROUTE_PROTO and r.get_attr("RTA_DST"))
+    try:
+        dump = wg.show_dump(interface)
+    except wg.WgError:
+        return Observed(exists=True, up=up, addresses=addresses, routes=routes)
+    return Observed(True, up, addresses, dump.listen_port, dump.peers, routes)
