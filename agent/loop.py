@@ -146,8 +146,10 @@ class Agent:
         else:
             self.control.last_error = str(error)
 
-    def _registration_body(self) -> dict:
-        endpoint = self.settings.endpoint or advertised_endpoint(self.client.url, self.settings.listen_port)
+    async def _registration_body(self) -> dict:
+        # pyroute2's synchronous API must not run on the event loop's thread: use a worker thread.
+        endpoint = self.settings.endpoint or await asyncio.to_thread(
+            advertised_endpoint, self.client.url, self.settings.listen_port)
         return {"public_key": self.public_key, "name": self.settings.name,
                 "listen_port": self.settings.listen_port, "endpoint": endpoint}
 
@@ -157,12 +159,12 @@ class Agent:
         while not self._stop.is_set():
             try:
                 if self.node:
-                    answer = await self.client.register(self.node["node_token"], self._registration_body())
+                    answer = await self.client.register(self.node["node_token"], await self._registration_body())
                 else:
                     token = self.settings.join_token_file.read_text().strip() if self.settings.join_token_file else ""
                     if not token:
                         raise Refused("no node identity yet and no join token to enroll with")
-                    answer = await self.client.register(token, self._registration_body())
+                    answer = await self.client.register(token, await self._registration_body())
                     emit("node_enrolled", node=answer["node_id"], mesh_ip=answer["mesh_ip"], reason="join_token",
                          revision=answer["revision"])
                 self._reachable()

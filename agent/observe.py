@@ -25,7 +25,9 @@ def observe(interface: str) -> Observed:
             return Observed(exists=False)
         link = ipr.get_links(index)[0]
         up = bool(link["flags"] & 1)
-        addresses = frozenset(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index))
+        # Link-local addresses belong to the kernel, not to us: never observed, never removed.
+        addresses = frozenset(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)
+                              if not a.get_attr("IFA_ADDRESS", "").startswith("fe80:"))
         routes = frozenset(f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
                            for family in (2, 10) for r in ipr.get_routes(family=family, oif=index)
                            if r["proto"] == ROUTE_PROTO and r.get_attr("RTA_DST"))
