@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 
 import httpx
+from httpx_sse import EventSource, SSEError
 
 
 class TemporaryError(Exception):
@@ -76,7 +77,7 @@ class ControlClient:
         return await self.request("DELETE", f"/v1/nodes/{node_id}", token)
 
     async def watch(self, token: str, since: int | None) -> AsyncIterator[dict]:
-        """Netmap answers as the control plane streams them (keepalives included)."""
+        """Netmap answers as the control plane streams them (server-sent events)."""
         params = {"stream": "true"}
         if since is not None:
             params["since"] = str(since)
@@ -87,19 +88,16 @@ class ControlClient:
                 if response.status_code >= 400:
                     await response.aread()
                     self._check(response)
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    answer = json.loads(line)
-                    if "error" in answer:
-                        raise Gone(answer.get("message", answer["error"]))
-                    yield answer
-        except httpx.HTTPError as exc:
+                async for event in EventSource(response).aiter_sse():
+                    if event.event == "error":
+                        raise Gone(json.loads(event.data).get("message", event.data))
+                    yield json.loads(event.data)
+        except (httpx.HTTPError, SSEError) as exc:
             if self.url == url:
                 self.fail_over()
             raise TemporaryError(f"{url}: {exc!r}") from None
         except ValueError as exc:
-            raise TemporaryError(f"{url}: malformed netmap line: {exc}") from None
+            raise TemporaryError(f"{url}: malformed netmap event: {exc}") from None
         raise TemporaryError(f"{url}: netmap stream ended")
 
     async def close(self) -> None:

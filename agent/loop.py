@@ -177,11 +177,22 @@ class Agent:
             except Gone as exc:
                 emit("node_identity_rejected", node=self.node and self.node.get("node_id"), reason=str(exc))
                 self._forget_identity()
-            except (TemporaryError, Refused, OSError) as exc:
-                self._unreachable(exc) if isinstance(exc, TemporaryError) else emit(
-                    "registration_refused", node=self.settings.name, reason=str(exc))
-                await self._sleep(backoff(attempt, 10.0 if isinstance(exc, TemporaryError) else 30.0))
+            except TemporaryError as exc:
+                self._unreachable(exc)
+                await self._sleep(backoff(attempt, self._retry_cap()))
                 attempt += 1
+            except (Refused, OSError) as exc:
+                emit("registration_refused", node=self.settings.name, reason=str(exc))
+                await self._sleep(backoff(attempt, 30.0))
+                attempt += 1
+
+    def _retry_cap(self) -> float:
+        """How long to back off at most: an enrolled node must be back within the control
+        plane's grace period after an outage, so it never waits past a third of the offline
+        threshold; a node still enrolling can wait longer."""
+        if self.node:
+            return float(self.node.get("offline_after", 6.0)) / 3
+        return 10.0
 
     def _forget_identity(self) -> None:
         """The control plane no longer knows this node (removed by an admin): enroll anew."""
@@ -226,9 +237,7 @@ class Agent:
                 await self._sleep(float(answer.get("heartbeat_interval", interval)))
             except TemporaryError as exc:
                 self._unreachable(exc)
-                # Never back off past a third of the offline threshold: after a control-plane
-                # restart the node must heartbeat within its grace period.
-                await self._sleep(backoff(attempt, float(self.node.get("offline_after", 6.0)) / 3))
+                await self._sleep(backoff(attempt, self._retry_cap()))
                 attempt += 1
             except Refused as exc:
                 emit("heartbeat_refused", node=self.node["node_id"], reason=str(exc))
@@ -258,8 +267,7 @@ class Agent:
                 async for answer in self.client.watch(self.node["node_token"], since):
                     self._reachable()
                     attempt = 0
-                    if not answer.get("keepalive"):
-                        self._take(answer)
+                    self._take(answer)
             except TemporaryError as exc:
                 self._unreachable(exc)
                 await self._sleep(backoff(attempt, 5.0))

@@ -83,12 +83,13 @@ def userspace_available() -> bool:
 
 
 def start_userspace(interface: str, log_path: str) -> None:
-    """Start wireguard-go for `interface`. It daemonizes, so the data plane outlives the agent;
-    its output goes to a file because the daemon keeps inherited pipes open."""
+    """Start wireguard-go for `interface`. It daemonizes (in a session of its own), so the data
+    plane outlives the agent; its output goes to a file because the daemon keeps inherited pipes open."""
     with open(log_path, "ab") as log:
         try:
+            # Its own session: stopping the agent's process group must not stop the data plane.
             done = subprocess.run(["wireguard-go", interface], stdin=subprocess.DEVNULL, stdout=log,
-                                  stderr=log, timeout=30)
+                                  stderr=log, timeout=30, start_new_session=True)
         except FileNotFoundError:
             raise WgError("wireguard-go is not installed") from None
     if done.returncode != 0:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from httpx_sse import EventSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import pg  # noqa: E402  (a real PostgreSQL, as the tests use)
@@ -75,8 +76,8 @@ async def agent_loops(client, url, node, interval, stop_at, beats, wakes, revisi
                 if STREAM:
                     params = {"since": revision, "stream": 1}
                     async with client.stream("GET", f"{url}/v1/netmap", params=params, headers=auth) as answer:
-                        async for line in answer.aiter_lines():
-                            revision = json.loads(line)["revision"]
+                        async for event in EventSource(answer).aiter_sse():
+                            revision = json.loads(event.data)["revision"]
                             wakes.append((node["node_id"], revision, time.time()))
                             if time.time() >= stop_at:
                                 return

@@ -5,6 +5,7 @@ transaction flavour each backend needs, and applying numbered migrations.
 """
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,10 +50,18 @@ def write_transaction():
     return db.atomic()
 
 
+# SQLite has one writer at a time; threads of one process that wait for it inside SQLite's busy
+# handler sleep in coarse steps and convoy. Queueing them here instead keeps writes back to back.
+_sqlite_writer = threading.Lock()
+
+
 def retrying(fn, attempts: int = 8, retry_on=(peewee.OperationalError,)):
     """Run `fn` in a write transaction, retrying deadlocks and lock timeouts with backoff."""
     for attempt in range(attempts):
         try:
+            if isinstance(db.obj, peewee.SqliteDatabase):
+                with _sqlite_writer, write_transaction():
+                    return fn()
             with write_transaction():
                 return fn()
         except retry_on:

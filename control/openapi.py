@@ -20,9 +20,9 @@ LONG_POLL = [
      "description": "ETag of a previous answer (\"rREV\"); same as since=REV."},
 ]
 STREAM = {"name": "stream", "in": "query", "schema": {"type": "boolean"},
-          "description": "Keep the response open and write one JSON line per change (application/x-ndjson): "
-                         "the answer for `since` (none if current), then a delta per new revision, and "
-                         "{revision, keepalive: true} every 15 s."}
+          "description": "Keep the response open as server-sent events (text/event-stream): a `netmap` event "
+                         "whose data is the answer for `since` (none if current), then one per new revision "
+                         "(id = revision), a keepalive comment every 15 s, an `error` event if the node is removed."}
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 

@@ -96,8 +96,7 @@ class Netmap(Resource):
         node_id = await self.runtime.node_for(bearer(req))
         since, wait = wait_params(req)
         if req.get_param_as_bool("stream", default=False):
-            resp.content_type = "application/x-ndjson"
-            resp.stream = self.runtime.netmap_stream(node_id, since)
+            resp.sse = self.runtime.netmap_stream(node_id, since)
             return
         found = await self.runtime.netmap(node_id, since, wait)
         NETMAPS.labels("not_modified" if found is None else found[0]).inc()

@@ -11,6 +11,8 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from falcon.asgi import SSEvent
+
 from control import db as database
 from control import ipam, tokens
 from control.config import Config
@@ -152,16 +154,16 @@ class Runtime:
         return found
 
     async def netmap_stream(self, node_id: str, since: int | None, keepalive: float = 15.0):
-        """Newline-delimited netmap answers: one now (unless `since` is current), then one per change.
+        """Server-sent events: a `netmap` event now (unless `since` is current), then one per change.
 
         A change costs one write per watcher instead of a request per watcher, which is what
-        lets one worker keep thousands of nodes current. A keepalive line every `keepalive`
-        seconds lets both ends notice a dead connection.
+        lets one worker keep thousands of nodes current. A comment every `keepalive` seconds
+        lets both ends notice a dead connection (Falcon ends the stream of a gone client).
         """
         revision, woken = since, False
         while not self.feed.closed:
             if node_id not in self.cache.nodes:
-                yield b'{"error":"unauthorized","message":"this node was removed from the mesh"}\n'
+                yield SSEvent(event="error", data=b'{"error":"unauthorized","message":"this node was removed"}')
                 return
             if revision != self.cache.revision:
                 kind, blob = self.cache.answer(node_id, revision)
@@ -169,10 +171,10 @@ class Runtime:
                     WAKE.observe(self.feed.woke_for())
                 NETMAPS.labels(kind).inc()
                 revision = self.cache.revision
-                yield blob + b"\n"
+                yield SSEvent(event="netmap", data=blob, event_id=str(revision))
             woken = await self.feed.wait_past(revision, keepalive)
             if not woken and not self.feed.closed:
-                yield b'{"revision":%d,"keepalive":true}\n' % revision
+                yield None  # Falcon writes a keepalive comment
 
     async def nodes(self, since: int | None, wait: float) -> dict | None:
         await self._wait(since, wait)

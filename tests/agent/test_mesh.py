@@ -123,3 +123,79 @@ def test_three_nodes_converge_and_ping_each_other(lab, control, tmp_path):
     assert {p["name"] for p in status["peers"]} == {"n1", "n2"}
     assert all(p["online"] and p["latest_handshake"] for p in status["peers"])
     assert status["backend"] == "userspace"
+
+
+NOOP_CHECK = """
+import json, sys
+from pathlib import Path
+from agent import netmap as netmaps
+from agent.desired import desired_state
+from agent.diff import plan
+from agent.observe import observe
+cached = json.loads(Path(sys.argv[1], "netmap.json").read_text())
+netmap = netmaps.parse(cached["header"], cached["entries"])
+p = plan(observe("mesh0"), desired_state(netmap, "mesh0", 51820))
+print(json.dumps({"empty": p.empty, "plan": repr(p)}))
+"""
+
+
+def pings_without_loss(a: Node, b: Node, seconds: int) -> subprocess.Popen:
+    return subprocess.Popen(a.host.prefix() + ["ping", "-n", "-q", "-c", str(seconds), "-i", "1", "-W", "1",
+                                                b.identity["mesh_ip"]], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_crash_restart_and_control_plane_outage(lab, control, tmp_path):
+    nodes = mesh(lab, control, tmp_path, 3)
+    wait_for(lambda: converged(nodes), 30, what="mesh convergence")
+    wait_for(lambda: all_ping(nodes), 20, what="pings over the mesh")
+
+    # A second pass over an unchanged state plans (and so makes) no wg or netlink change.
+    check = nodes[0].host.run(sys.executable, "-c", NOOP_CHECK, str(nodes[0].state_dir))
+    assert json.loads(check.stdout)["empty"], check.stdout
+    assert nodes[0].events("apply_noop") or nodes[0].events("peer_added")
+
+    # Crash n2: every process killed, its interface gone with wireguard-go.
+    crashed, alive = nodes[2], nodes[:2]
+    crashed_ip = crashed.identity["mesh_ip"] + "/32"
+    started = time.monotonic()
+    crashed.host.crash()
+    wait_for(lambda: all(crashed_ip not in n.host.wg_peers().values() and crashed_ip not in n.host.routes()
+                         for n in alive), 6.0 + 2.0 + 2.0, what="crashed peer removal")
+    removal = time.monotonic() - started
+    print(f"crashed peer removed everywhere after {removal:.1f}s")
+    assert removal <= 6.0 + 2.0 + 2.0  # offline threshold + 2 s, + the last heartbeat interval
+    assert any(e["reason"] == "offline" for e in alive[0].events("peer_removed"))
+
+    # Restart it: same identity, same mesh IP, back in every peer's config.
+    crashed.start()
+    wait_for(lambda: converged(nodes), 30, what="re-convergence after restart")
+    assert crashed.identity["mesh_ip"] + "/32" == crashed_ip
+    assert len(crashed.events("node_enrolled")) == 1
+    wait_for(lambda: all_ping(nodes), 20, what="pings after restart")
+
+    # Control plane down: the data plane keeps forwarding, with no loss, for 60 s.
+    control.stop()
+    probes = [pings_without_loss(nodes[0], nodes[1], 60), pings_without_loss(nodes[1], nodes[2], 60)]
+    time.sleep(5)
+    # Meanwhile restart an agent with the control plane still down: the cached netmap restores its mesh.
+    nodes[2].stop()
+    assert nodes[2].host.run("ip", "link", "del", "mesh0", check=False).returncode == 0
+    nodes[2].start()
+    wait_for(lambda: nodes[2].events("netmap_restored"), 15, what="netmap restored from cache")
+    wait_for(lambda: nodes[0].host.ping(nodes[2].identity["mesh_ip"], count=1).returncode == 0, 15,
+             what="ping to the agent restarted while the control plane is down")
+    for probe in probes:
+        out, _ = probe.communicate(timeout=90)
+        assert " 0% packet loss" in out, out
+    assert all(n.status()["control"] == "unreachable" for n in nodes[:2])
+    assert not any(n.events("peer_removed")[-1:] and n.events("peer_removed")[-1]["ts"] > n.events(
+        "control_unreachable")[-1]["ts"] for n in nodes[:2])
+
+    # Control plane back: agents reconnect, nobody is declared offline (grace), the mesh stays whole.
+    control.start()
+    wait_for(lambda: all(n.status().get("control") == "connected" for n in nodes), 20, what="reconnection")
+    time.sleep(8)  # past the offline threshold
+    assert control.events("node_offline") == [] or all(
+        e["ts"] < control.events("liveness_grace")[-1]["ts"] for e in control.events("node_offline"))
+    assert converged(nodes) and all_ping(nodes)

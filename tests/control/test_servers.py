@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 
 from tests import pg
 from tests.control.conftest import new_key
@@ -172,9 +173,10 @@ async def test_netmap_stream_writes_one_line_per_change(processes, tmp_path):
         async def read():
             async with client.stream("GET", control.url + "/v1/netmap", params={"since": a["revision"], "stream": 1},
                                      headers={"Authorization": f"Bearer {a['node_token']}"}) as answer:
-                assert answer.headers["content-type"].startswith("application/x-ndjson")
-                async for line in answer.aiter_lines():
-                    lines.append(json.loads(line))
+                assert answer.headers["content-type"].startswith("text/event-stream")
+                async for event in EventSource(answer).aiter_sse():
+                    assert event.event == "netmap"
+                    lines.append(json.loads(event.data))
                     if len(lines) == 2:
                         return
 
