@@ -213,10 +213,14 @@ class Agent:
             await asyncio.gather(*pending, return_exceptions=True)
             for task in done:
                 if isinstance(task.exception(), Gone):
+                    # Removed by an admin (or left): respect it. Drop every peer, keep the
+                    # interface, and do not re-enroll until the agent is started again.
                     emit("node_removed", node=self.node and self.node.get("node_id"), reason=str(task.exception()),
                          revision=self.netmap.revision if self.netmap else None)
                     self._forget_identity()
                     self._clear_peers()
+                    await self._stop.wait()
+                    return
 
     def _clear_peers(self) -> None:
         """Removed from the mesh: keep the interface, drop every peer (they dropped us)."""

@@ -199,3 +199,39 @@ def test_crash_restart_and_control_plane_outage(lab, control, tmp_path):
     assert control.events("node_offline") == [] or all(
         e["ts"] < control.events("liveness_grace")[-1]["ts"] for e in control.events("node_offline"))
     assert converged(nodes) and all_ping(nodes)
+
+
+def test_agent_fails_over_to_another_control_instance(lab, tmp_path, pg_admin_url):
+    if pg_admin_url is None:
+        pytest.skip("PostgreSQL is not installed")
+    from tests import pg
+    db_url = pg.fresh_database(pg_admin_url)
+    instances = []
+    for name in ("a", "b"):
+        proc = ControlProcess(tmp_path / f"control-{name}", db_url)
+        proc.args[proc.args.index("--listen") + 1] = f"{lab.gateway}:{proc.port}"
+        proc.url = f"http://{lab.gateway}:{proc.port}"
+        instances.append(proc.start())
+    first, second = instances
+    try:
+        token_file = tmp_path / "join.token"
+        token_file.write_text(first.join_token() + "\n")
+        nodes = [Node(lab.add_host(f"n{i}"), tmp_path / f"state-n{i}", [first.url, second.url], token_file).start()
+                 for i in range(2)]
+        wait_for(lambda: converged(nodes), 30, what="mesh convergence")
+        identities = [n.identity for n in nodes]
+        probe = pings_without_loss(nodes[0], nodes[1], 15)
+        first.stop()
+        wait_for(lambda: all(n.status().get("control_url") == second.url and n.status().get("control") == "connected"
+                             for n in nodes), 20, what="failover to the second instance")
+        out, _ = probe.communicate(timeout=60)
+        assert " 0% packet loss" in out, out
+        assert [n.identity["node_id"] for n in nodes] == [i["node_id"] for i in identities]
+        assert all(len(n.events("node_enrolled")) == 1 and not n.events("peer_removed") for n in nodes)
+        # The second instance now carries the membership: a change made there reaches the agents.
+        httpx.delete(f"{second.url}/v1/nodes/{identities[1]['node_id']}", headers=second.admin).raise_for_status()
+        wait_for(lambda: nodes[0].host.wg_peers() == {}, 10, what="removal through the second instance")
+        assert nodes[0].events("peer_removed")[-1]["reason"] == "deleted"
+    finally:
+        for proc in instances:
+            proc.stop()
