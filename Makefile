@@ -37,4 +37,4 @@ clean: down
 	rm -rf $(VENV) $(STATE)
 
 diagrams:
-	dot -Tsvg docs/diagrams/architecture.dot -o docs/diagrams/architecture.svg
+	for f in docs/diagrams/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg"; done
