@@ -8,6 +8,8 @@ netmap polls cost no database round trip.
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,6 +48,8 @@ class Runtime:
         self.heartbeats: HeartbeatBuffer | None = None
         self.listener: PostgresListener | None = None
         self.tasks: list[asyncio.Task] = []
+        self.draining = False
+        self._signal_handlers: dict = {}
 
     async def call(self, fn, *args, executor=None):
         return await asyncio.get_running_loop().run_in_executor(executor or self.executor, fn, *args)
@@ -71,13 +75,42 @@ class Runtime:
         if database.is_postgres():
             self.listener = PostgresListener(database.db.obj, NOTIFY_CHANNEL, self.feed.kick)
             self.listener.start()
+        self._hook_shutdown_signals()
         self.tasks = [asyncio.create_task(self.feed.run()), asyncio.create_task(self.heartbeats.run())]
         if self.sweeper:
             self.tasks.append(asyncio.create_task(self._sweep_forever()))
 
+    def _hook_shutdown_signals(self) -> None:
+        """Start draining on SIGTERM/SIGINT, before the server's own (graceful) shutdown.
+
+        The server stops accepting connections at once but waits for open ones, and a watch
+        stream never ends by itself: without this, a stopping instance would go on sweeping
+        while no heartbeat can reach it, and declare healthy nodes offline.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+
+            def handler(signum, frame, previous=previous):
+                loop.call_soon_threadsafe(self.drain, f"signal {signum}")
+                if callable(previous):
+                    previous(signum, frame)
+            self._signal_handlers[sig] = previous
+            signal.signal(sig, handler)
+
+    def drain(self, reason: str) -> None:
+        """Stop deciding liveness and end every watch, so the instance can shut down cleanly."""
+        if self.draining:
+            return
+        self.draining = True
+        emit("control_draining", reason=reason, revision=self.cache.revision)
+        self.feed.close()
+
     async def _sweep_forever(self) -> None:
         failing = False
-        while True:
+        while not self.draining:
             try:
                 await self.call(self.registry.sweep, executor=self.liveness_executor)
                 failing = False
@@ -88,6 +121,9 @@ class Runtime:
             await asyncio.sleep(self.config.sweep_interval)
 
     async def stop(self) -> None:
+        self.draining = True
+        for sig, previous in self._signal_handlers.items():
+            signal.signal(sig, previous)
         if self.feed is not None:
             self.feed.close()
         if self.heartbeats is not None:

@@ -18,15 +18,19 @@ MESHCTL = str(Path(sys.executable).with_name("meshctl"))
 
 class ControlProcess:
     def __init__(self, state_dir: Path, db_url: str | None = None, workers: int = 1, port: int | None = None,
-                 heartbeat_interval: float = 2.0, offline_after: float = 6.0, cidr: str = "100.64.0.0/16"):
+                 heartbeat_interval: float = 2.0, offline_after: float = 6.0, cidr: str = "100.64.0.0/16",
+                 tls: tuple[Path, Path] | None = None):
         self.state_dir = state_dir
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify = str(tls[0]) if tls else True
         self.args = [MESHCTL, "serve", "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(state_dir),
                      "--workers", str(workers), "--cidr", cidr, "--heartbeat-interval", str(heartbeat_interval),
                      "--offline-after", str(offline_after)]
         if db_url:
             self.args += ["--db", db_url]
+        if tls:
+            self.args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         self.log_path = state_dir / f"control-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -39,7 +43,7 @@ class ControlProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"control plane exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1, verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

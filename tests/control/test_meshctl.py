@@ -70,3 +70,21 @@ def test_watch_streams_joins_and_removals(control):
     httpx.delete(f"{control.url}/v1/nodes/{node['node_id']}", headers=control.admin)
     out, _ = watch.communicate(timeout=30)
     assert "joined   beta" in out and "removed  beta" in out
+
+
+def test_serve_speaks_tls_with_the_given_certificate(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    proc = ControlProcess(tmp_path / "state", tls=(cert, key)).start()
+    try:
+        assert httpx.get(proc.url + "/healthz", timeout=5, verify=str(cert)).json()["status"] == "ok"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(proc.url + "/healthz", timeout=5)  # not trusted without the CA
+        out = subprocess.run([MESHCTL, "nodes", "--control", proc.url, "--admin-token-file",
+                              str(proc.state_dir / "admin.token"), "--ca", str(cert)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "revision 0" in out.stdout
+    finally:
+        proc.stop()
