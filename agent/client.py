@@ -7,6 +7,7 @@ known), `Refused` (other 4xx: retrying the same request will not help).
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
@@ -33,11 +34,12 @@ def message_of(response: httpx.Response) -> str:
 
 
 class ControlClient:
-    def __init__(self, urls: list[str], verify: str | bool = True):
+    def __init__(self, urls: list[str], ca: str | None = None):
         if not urls:
             raise ValueError("at least one control URL is needed")
         self.urls = [url.rstrip("/") for url in urls]
         self.index = 0
+        verify = ssl.create_default_context(cafile=ca) if ca else True
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=45.0), verify=verify)
 
     @property

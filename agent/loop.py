@@ -89,7 +89,7 @@ class Agent:
 
     def __post_init__(self):
         self.state = StateDir(self.settings.state_dir)
-        self.client = ControlClient(self.settings.control_urls, verify=self.settings.ca or True)
+        self.client = ControlClient(self.settings.control_urls, ca=self.settings.ca)
         self._reconcile_now = asyncio.Event()
         self._registered = asyncio.Event()
         self._stop = asyncio.Event()

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import shutil
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -72,7 +73,7 @@ class Admin:
         except OSError as exc:
             raise SystemExit(f"meshctl: cannot read admin token: {exc}") from None
         self.http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
-                                 timeout=httpx.Timeout(10.0, read=90.0), verify=args.ca or True)
+                                 timeout=httpx.Timeout(10.0, read=90.0), verify=ssl.create_default_context(cafile=args.ca) if args.ca else True)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         try:

@@ -63,9 +63,9 @@ class Host:
                               timeout=timeout)
 
     def popen(self, args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-        handle = open(log, "ab")
-        return subprocess.Popen(self.prefix() + args, stdout=handle, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        with open(log, "ab") as handle:  # the child keeps its own descriptor
+            return subprocess.Popen(self.prefix() + args, stdout=handle, stderr=subprocess.STDOUT,
+                                    env={**os.environ, **(env or {})}, start_new_session=True)
 
     def pids(self) -> list[int]:
         out = sh("ip", "netns", "pids", self.netns, check=False).stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ class ControlProcess:
         self.state_dir = state_dir
         self.port = port or free_port()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self.verify = str(tls[0]) if tls else True
+        self.verify = ssl.create_default_context(cafile=str(tls[0])) if tls else True
         self.args = [MESHCTL, "serve", "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(state_dir),
                      "--workers", str(workers), "--cidr", cidr, "--heartbeat-interval", str(heartbeat_interval),
                      "--offline-after", str(offline_after)]
@@ -36,8 +37,8 @@ class ControlProcess:
 
     def start(self, timeout: float = 20.0) -> "ControlProcess":
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -79,7 +79,7 @@ def test_serve_speaks_tls_with_the_given_certificate(tmp_path):
                    check=True, capture_output=True)
     proc = ControlProcess(tmp_path / "state", tls=(cert, key)).start()
     try:
-        assert httpx.get(proc.url + "/healthz", timeout=5, verify=str(cert)).json()["status"] == "ok"
+        assert httpx.get(proc.url + "/healthz", timeout=5, verify=proc.verify).json()["status"] == "ok"
         with pytest.raises(httpx.ConnectError):
             httpx.get(proc.url + "/healthz", timeout=5)  # not trusted without the CA
         out = subprocess.run([MESHCTL, "nodes", "--control", proc.url, "--admin-token-file",
