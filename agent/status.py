@@ -6,6 +6,7 @@ keeps working while the control plane is down.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 
 import falcon.asgi
@@ -18,7 +19,7 @@ class Status:
         self.agent = agent
 
     async def on_get(self, req, resp):
-        resp.media = self.agent.status()
+        resp.media = await asyncio.to_thread(self.agent.status)  # runs `wg show`: off the loop
 
 
 def create_status_app(agent) -> falcon.asgi.App:

@@ -121,14 +121,30 @@ async def register(url: str, token: str, count: int, start: int) -> list[dict]:
         return await asyncio.gather(*[one(i) for i in range(start, start + count)])
 
 
-def wake_buckets(control: ControlProcess) -> dict[float, float]:
-    """Cumulative bucket counts of the server-side long-poll wake histogram."""
+def server_histograms(control: ControlProcess) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts of the server's wake and heartbeat-latency histograms."""
     from prometheus_client.parser import text_string_to_metric_families
     text = httpx.get(f"{control.url}/metrics", timeout=60).text
+    found = {"wake": {}, "heartbeat": {}}
     for family in text_string_to_metric_families(text):
-        if family.name == "meshvpn_control_longpoll_wake_seconds":
-            return {float(s.labels["le"]): s.value for s in family.samples if s.name.endswith("_bucket")}
-    return {}
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket"):
+                continue
+            if family.name == "meshvpn_control_longpoll_wake_seconds":
+                found["wake"][float(sample.labels["le"])] = sample.value
+            elif (family.name == "meshvpn_control_request_seconds"
+                  and sample.labels.get("route") == "/v1/nodes/{node_id}/heartbeat"):
+                found["heartbeat"][float(sample.labels["le"])] = sample.value
+    return found
+
+
+def bucket_quantile(counts: dict[float, float], q: float) -> float:
+    """Upper bound of the bucket holding quantile q of cumulative histogram counts."""
+    total = counts.get(float("inf"), 0)
+    for le in sorted(counts):
+        if total and counts[le] >= q * total:
+            return le
+    return float("nan")
 
 
 def server_usage(control: ControlProcess) -> list[psutil.Process]:
@@ -149,7 +165,7 @@ def measure(control, nodes, args, token) -> dict:
     for proc in children:
         proc.start()
     processes = server_usage(control)
-    wake_before = wake_buckets(control)
+    hist_before = server_histograms(control)
     clients = [psutil.Process(proc.pid) for proc in children]
     time.sleep(args.warmup)
     cpu_before = sum(sum(p.cpu_times()[:2]) for p in processes)
@@ -166,9 +182,11 @@ def measure(control, nodes, args, token) -> dict:
     cpu = (sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before) / (time.time() - wall_before)
     client_cpu = (sum(sum(p.cpu_times()[:2]) for p in clients) - client_before) / (time.time() - wall_before)
     rss = sum(p.memory_info().rss for p in processes)
-    wake_after = wake_buckets(control)
-    woken = {le: wake_after.get(le, 0) - wake_before.get(le, 0) for le in wake_after}
+    hist_after = server_histograms(control)
+    woken = {le: hist_after["wake"].get(le, 0) - hist_before["wake"].get(le, 0) for le in hist_after["wake"]}
     total = woken.get(float("inf"), 0)
+    served = {le: hist_after["heartbeat"].get(le, 0) - hist_before["heartbeat"].get(le, 0)
+              for le in hist_after["heartbeat"]}
     beats, wakes = [], []
     for _ in children:
         b, w = queue.get()
@@ -186,6 +204,8 @@ def measure(control, nodes, args, token) -> dict:
         reach.append({"watchers_reached": len(woke), "p50_s": percentile(woke, 0.5), "max_s": percentile(woke, 1.0)})
     return {"heartbeats": len(beats), "heartbeat_p50_ms": percentile(beats, 0.5) * 1000,
             "heartbeat_p99_ms": percentile(beats, 0.99) * 1000, "changes": reach,
+            "server_heartbeat_p50_le_ms": bucket_quantile(served, 0.5) * 1000,
+            "server_heartbeat_p99_le_ms": bucket_quantile(served, 0.99) * 1000,
             "server_wakes": total, "server_wakes_within_100ms": woken.get(0.1, 0),
             "server_wakes_within_1s": woken.get(1.0, 0),
             "server_cpu_cores": round(cpu, 2), "load_generator_cpu_cores": round(client_cpu, 2), "server_rss_mb": round(rss / 2**20, 1)}

@@ -2,6 +2,8 @@ import pytest
 
 from tests import pg
 
+pytest_plugins = ["tests.meshlab"]  # lab and lab_control fixtures
+
 
 @pytest.fixture(scope="session")
 def pg_admin_url():

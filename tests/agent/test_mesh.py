@@ -2,114 +2,20 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests import lab as labs
-from tests.control.servers import ControlProcess
+from tests.meshlab import MESHAGENT, Node, all_ping, converged, lab_marks, mesh, on_lab, wait_for
 
-pytestmark = pytest.mark.slow
-MESHAGENT = str(Path(sys.executable).with_name("meshagent"))
-if reason := labs.can_run():
-    pytestmark = [pytestmark, pytest.mark.skipif(not os.environ.get("MESHVPN_REQUIRE_LAB"), reason=reason)]
+pytestmark = lab_marks()
 
 
-def wait_for(predicate, timeout: float, step: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class Node:
-    def __init__(self, host: labs.Host, state_dir: Path, controls: list[str], token_file: Path):
-        self.host, self.state_dir, self.controls, self.token_file = host, state_dir, controls, token_file
-        self.proc: subprocess.Popen | None = None
-        self.log = state_dir.parent / f"{host.name}.log"
-
-    def start(self) -> "Node":
-        args = [MESHAGENT, "up", "--name", self.host.name, "--state-dir", str(self.state_dir),
-                "--join-token-file", str(self.token_file), "--listen-port", "51820"]
-        for url in self.controls:
-            args += ["--control", url]
-        self.proc = self.host.popen(args, self.log)
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-
-    @property
-    def identity(self) -> dict:
-        return json.loads((self.state_dir / "node.json").read_text())
-
-    def status(self) -> dict:
-        done = self.host.run(MESHAGENT, "status", "--state-dir", str(self.state_dir), "--json", check=False)
-        return json.loads(done.stdout) if done.returncode == 0 else {}
-
-    def events(self, name: str) -> list[dict]:
-        found = []
-        for line in self.log.read_text().splitlines():
-            if line.startswith("{") and f'"{name}"' in line:
-                record = json.loads(line)
-                if record.get("event") == name:
-                    found.append(record)
-        return found
-
-
-@pytest.fixture
-def lab():
-    with labs.Lab() as made:
-        yield made
-
-
-@pytest.fixture
-def control(lab, tmp_path):
-    proc = ControlProcess(tmp_path / "control", port=None, heartbeat_interval=2.0, offline_after=6.0)
-    proc.args[proc.args.index("--listen") + 1] = f"{lab.gateway}:{proc.port}"
-    proc.url = f"http://{lab.gateway}:{proc.port}"
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-def mesh(lab, control, tmp_path, count: int) -> list[Node]:
-    token_file = tmp_path / "join.token"
-    token_file.write_text(control.join_token() + "\n")
-    nodes = [Node(lab.add_host(f"n{i}"), tmp_path / f"state-n{i}", [control.url], token_file) for i in range(count)]
-    for node in nodes:
-        node.start()
-    return nodes
-
-
-def converged(nodes: list[Node]) -> bool:
-    if not all((node.state_dir / "node.json").exists() for node in nodes):
-        return False
-    for node in nodes:
-        others = {n.identity["mesh_ip"] + "/32" for n in nodes if n is not node}
-        if set(node.host.wg_peers().values()) != others or node.host.routes() != others:
-            return False
-    return True
-
-
-def all_ping(nodes: list[Node]) -> bool:
-    return all(a.host.ping(b.identity["mesh_ip"], count=1, wait=1).returncode == 0
-               for a in nodes for b in nodes if a is not b)
-
-
-def test_three_nodes_converge_and_ping_each_other(lab, control, tmp_path):
-    nodes = mesh(lab, control, tmp_path, 3)
+def test_three_nodes_converge_and_ping_each_other(lab, lab_control, tmp_path):
+    nodes = mesh(lab, lab_control, tmp_path, 3)
     started = time.monotonic()
     try:
         wait_for(lambda: converged(nodes), 30, what="mesh convergence")
@@ -123,6 +29,19 @@ def test_three_nodes_converge_and_ping_each_other(lab, control, tmp_path):
     assert {p["name"] for p in status["peers"]} == {"n1", "n2"}
     assert all(p["online"] and p["latest_handshake"] for p in status["peers"])
     assert status["backend"] == "userspace"
+
+    # `meshagent down --leave` after stopping the agent: interface gone, node deregistered,
+    # and every other node drops it.
+    leaving = nodes[0]
+    leaving.stop()
+    assert leaving.host.wg_peers(), "stopping the agent must keep the data plane"
+    down = leaving.host.run(MESHAGENT, "down", "--state-dir", str(leaving.state_dir), "--leave", check=False)
+    assert down.returncode == 0 and "left the mesh" in down.stdout, down.stdout + down.stderr
+    assert leaving.host.run("ip", "link", "show", "mesh0", check=False).returncode != 0
+    listed = httpx.get(lab_control.url + "/v1/nodes", headers=lab_control.admin).json()["nodes"]
+    assert leaving.host.name not in {n["name"] for n in listed}
+    gone = leaving.identity_ip + "/32"
+    wait_for(lambda: all(gone not in n.host.wg_peers().values() for n in nodes[1:]), 5, what="peers dropping the leaver")
 
 
 NOOP_CHECK = """
@@ -145,8 +64,8 @@ def pings_without_loss(a: Node, b: Node, seconds: int) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def test_crash_restart_and_control_plane_outage(lab, control, tmp_path):
-    nodes = mesh(lab, control, tmp_path, 3)
+def test_crash_restart_and_control_plane_outage(lab, lab_control, tmp_path):
+    nodes = mesh(lab, lab_control, tmp_path, 3)
     wait_for(lambda: converged(nodes), 30, what="mesh convergence")
     wait_for(lambda: all_ping(nodes), 20, what="pings over the mesh")
 
@@ -175,7 +94,7 @@ def test_crash_restart_and_control_plane_outage(lab, control, tmp_path):
     wait_for(lambda: all_ping(nodes), 20, what="pings after restart")
 
     # Control plane down: the data plane keeps forwarding, with no loss, for 60 s.
-    control.stop()
+    lab_control.stop()
     probes = [pings_without_loss(nodes[0], nodes[1], 60), pings_without_loss(nodes[1], nodes[2], 60)]
     time.sleep(5)
     # Meanwhile restart an agent with the control plane still down: the cached netmap restores its mesh.
@@ -193,11 +112,11 @@ def test_crash_restart_and_control_plane_outage(lab, control, tmp_path):
         "control_unreachable")[-1]["ts"] for n in nodes[:2])
 
     # Control plane back: agents reconnect, nobody is declared offline (grace), the mesh stays whole.
-    control.start()
+    lab_control.start()
     wait_for(lambda: all(n.status().get("control") == "connected" for n in nodes), 20, what="reconnection")
     time.sleep(8)  # past the offline threshold
-    assert control.events("node_offline") == [] or all(
-        e["ts"] < control.events("liveness_grace")[-1]["ts"] for e in control.events("node_offline"))
+    assert lab_control.events("node_offline") == [] or all(
+        e["ts"] < lab_control.events("liveness_grace")[-1]["ts"] for e in lab_control.events("node_offline"))
     assert converged(nodes) and all_ping(nodes)
 
 
@@ -208,10 +127,7 @@ def test_agent_fails_over_to_another_control_instance(lab, tmp_path, pg_admin_ur
     db_url = pg.fresh_database(pg_admin_url)
     instances = []
     for name in ("a", "b"):
-        proc = ControlProcess(tmp_path / f"control-{name}", db_url)
-        proc.args[proc.args.index("--listen") + 1] = f"{lab.gateway}:{proc.port}"
-        proc.url = f"http://{lab.gateway}:{proc.port}"
-        instances.append(proc.start())
+        instances.append(on_lab(lab, tmp_path / f"control-{name}", db_url).start())
     first, second = instances
     try:
         token_file = tmp_path / "join.token"

@@ -1,0 +1,126 @@
+"""`meshchat`: the daemon (`serve`) and a CLI for scripts and demos (`send`, `peers`, `history`)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+from control.events import emit, setup_logging
+
+DEFAULT_STATE = Path("/var/lib/meshvpn")
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from chat import wire
+    from chat.daemon import Chat, write_pointer
+    from chat.store import Store
+    from chat.web import create_app
+    host, _, port = args.ui_listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit("meshchat serve: --ui-listen must be HOST:PORT")
+    setup_logging(args.log_level)
+    store = Store(args.state_dir / "chat.db")
+    store.fail_unfinished()
+    chat = Chat(args.state_dir, store, args.port or wire.PORT)
+
+    async def main():
+        follower = asyncio.create_task(chat.follow())
+        config = uvicorn.Config(create_app(chat), host=host, port=int(port), log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=1)
+        server = uvicorn.Server(config)
+        write_pointer(args.state_dir, f"http://{host}:{port}")
+        emit("chat_started", ui=f"http://{host}:{port}", reason="serve")
+        try:
+            await server.serve()
+        finally:
+            follower.cancel()
+    asyncio.run(main())
+    return 0
+
+
+def daemon_url(args) -> str:
+    if args.ui:
+        return args.ui.rstrip("/")
+    try:
+        return json.loads((args.state_dir / "chat.json").read_text())["ui"]
+    except (OSError, ValueError, KeyError):
+        raise SystemExit(f"meshchat: no running daemon found in {args.state_dir} (start `meshchat serve`)") from None
+
+
+def call(args, method: str, path: str, **kwargs) -> httpx.Response:
+    try:
+        return httpx.request(method, daemon_url(args) + path, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"meshchat: the chat daemon is unreachable: {exc}") from None
+
+
+def cmd_send(args) -> int:
+    answer = call(args, "POST", "/api/messages", json={"peer": args.mesh_ip, "text": args.text})
+    if answer.status_code != 200:
+        print(f"meshchat: {answer.json().get('description', answer.text)}", file=sys.stderr)
+        return 2
+    row = answer.json()
+    if row["state"] == "delivered":
+        print(f"delivered to {args.mesh_ip}")
+        return 0
+    print(f"not delivered to {args.mesh_ip}: {row['reason']}", file=sys.stderr)
+    return 1
+
+
+def cmd_peers(args) -> int:
+    data = call(args, "GET", "/api/state").json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"this node: {data.get('name')} {data.get('mesh_ip')} (agent {data.get('agent')})")
+    for peer in data["peers"]:
+        print(f"  {peer['name']:20} {peer['mesh_ip']:15} {'online' if peer['online'] else 'offline'}")
+    return 0
+
+
+def cmd_history(args) -> int:
+    messages = call(args, "GET", "/api/messages", params={"peer": args.mesh_ip}).json()["messages"]
+    for m in messages:
+        arrow = "->" if m["direction"] == "out" else "<-"
+        state = m["state"] + (f" ({m['reason']})" if m.get("reason") else "")
+        print(f"{arrow} {m['text']}  [{state}]")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="meshchat", description="peer-to-peer chat over the mesh")
+    top.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="the agent's state directory")
+    top.add_argument("--ui", help="the daemon's URL (default: what `serve` wrote into the state directory)")
+    sub = top.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the daemon")
+    serve.add_argument("--ui-listen", default="127.0.0.1:7080", help="browser UI address (127.0.0.1:7080)")
+    serve.add_argument("--port", type=int, help="TCP port on the mesh IP (7000)")
+    serve.add_argument("--log-level", default=os.environ.get("MESHCHAT_LOG_LEVEL", "INFO"))
+    serve.set_defaults(func=cmd_serve)
+    send = sub.add_parser("send", help="send a message; exit 0 only when the peer acknowledged it")
+    send.add_argument("mesh_ip")
+    send.add_argument("text")
+    send.set_defaults(func=cmd_send)
+    peers = sub.add_parser("peers", help="list peers")
+    peers.add_argument("--json", action="store_true")
+    peers.set_defaults(func=cmd_peers)
+    history = sub.add_parser("history", help="conversation with a peer")
+    history.add_argument("mesh_ip")
+    history.set_defaults(func=cmd_history)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

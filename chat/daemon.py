@@ -1,0 +1,110 @@
+"""The chat daemon: follows the agent's peer list, receives on the mesh IP, sends, and
+tells the browser UI about every change. Owns message state transitions."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from chat import peers, protocol, wire
+from chat.store import Store
+from control.events import emit
+
+FOLLOW_INTERVAL = 1.0
+
+
+class Chat:
+    def __init__(self, state_dir: Path, store: Store, port: int = wire.PORT):
+        self.state_dir = state_dir
+        self.store = store
+        self.port = port
+        self.view: peers.View | None = None
+        self.server: asyncio.base_events.Server | None = None
+        self.subscribers: set[asyncio.Queue] = set()
+        self.receiver = wire.Receiver(self.is_peer, self.on_message)
+
+    # -- live updates ---------------------------------------------------------
+
+    def publish(self, kind: str, data: dict) -> None:
+        for queue in list(self.subscribers):
+            queue.put_nowait((kind, data))
+
+    def state(self) -> dict:
+        if self.view is None:
+            return {"mesh_ip": None, "name": None, "peers": [], "agent": "unreachable"}
+        return {**self.view.as_dict(), "agent": "connected"}
+
+    async def follow(self) -> None:
+        """Poll the agent's status; publish peer changes; listen on our mesh IP once known."""
+        while True:
+            view = await asyncio.to_thread(peers.read, self.state_dir)
+            if view != self.view:
+                if view is not None and (self.view is None or view.mesh_ip != self.view.mesh_ip):
+                    await self.listen(view.mesh_ip)
+                self.view = view
+                self.publish("state", self.state())
+            await asyncio.sleep(FOLLOW_INTERVAL)
+
+    async def listen(self, mesh_ip: str | None) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if mesh_ip is None:
+            return
+        try:
+            self.server = await asyncio.start_server(self.receiver.handle, mesh_ip, self.port)
+            emit("chat_listening", address=f"{mesh_ip}:{self.port}", reason="mesh_ip")
+        except OSError as exc:  # the agent has not put the address on the interface yet
+            emit("chat_listen_failed", address=f"{mesh_ip}:{self.port}", reason=str(exc))
+            self.view = None  # try again on the next poll
+
+    # -- receiving --------------------------------------------------------------
+
+    def is_peer(self, address: str) -> bool:
+        return self.view is not None and address in self.view.peers
+
+    async def on_message(self, peer_ip: str, message: protocol.Message) -> None:
+        row, new = await asyncio.to_thread(self.store.incoming, message.id, peer_ip, message.text)
+        if new:
+            emit("chat_received", peer=peer_ip, message=message.id, reason="peer")
+            self.publish("message", row)
+
+    # -- sending ----------------------------------------------------------------
+
+    async def send(self, peer_ip: str, text: str) -> dict:
+        if self.view is None or peer_ip not in self.view.peers:
+            raise LookupError(f"{peer_ip} is not a peer of this node")
+        message = protocol.Message(wire.new_id(), text, time.time())
+        protocol.encode(message)  # size check before anything is stored
+        row = await asyncio.to_thread(self.store.outgoing, message.id, peer_ip, text)
+        self.publish("message", row)
+        return await self._deliver(peer_ip, message)
+
+    async def retry(self, message_id: str) -> dict:
+        row = await asyncio.to_thread(self.store.get_outgoing, message_id)
+        if row is None:
+            raise LookupError(f"no outgoing message {message_id}")
+        if row["state"] == "delivered":
+            return row
+        self.publish("message", await asyncio.to_thread(self.store.mark, message_id, row["peer_ip"], "sending"))
+        return await self._deliver(row["peer_ip"], protocol.Message(message_id, row["text"], row["created_at"]))
+
+    async def _deliver(self, peer_ip: str, message: protocol.Message) -> dict:
+        peer = self.view.peers.get(peer_ip) if self.view else None
+        try:
+            if peer is not None and not peer.online:
+                raise wire.SendFailed("peer offline")
+            await wire.send(peer_ip, message, self.port)
+            row = await asyncio.to_thread(self.store.mark, message.id, peer_ip, "delivered")
+            emit("chat_delivered", peer=peer_ip, message=message.id, reason="acknowledged")
+        except wire.SendFailed as exc:
+            row = await asyncio.to_thread(self.store.mark, message.id, peer_ip, "failed", exc.reason)
+            emit("chat_failed", peer=peer_ip, message=message.id, reason=exc.reason)
+        self.publish("message", row)
+        return row
+
+
+def write_pointer(state_dir: Path, ui_url: str) -> None:
+    """Tell `meshchat send|peers|history` where this node's daemon answers."""
+    (state_dir / "chat.json").write_text(json.dumps({"ui": ui_url}))

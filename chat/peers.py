@@ -1,0 +1,46 @@
+"""The peer list, from the local agent's status (so it keeps working while the control plane is down)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from agent import status as agent_status
+from agent.state import StateDir
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    mesh_ip: str
+    online: bool
+    configured: bool
+
+
+@dataclass(frozen=True)
+class View:
+    """This node's mesh IP and its peers by mesh IP. Pure data."""
+
+    mesh_ip: str | None
+    name: str | None
+    peers: dict[str, Peer]
+
+    def as_dict(self) -> dict:
+        return {"mesh_ip": self.mesh_ip, "name": self.name,
+                "peers": [asdict(p) for p in sorted(self.peers.values(), key=lambda p: (p.name, p.mesh_ip))]}
+
+
+def view_of(status: dict) -> View:
+    peers = {p["mesh_ip"]: Peer(p.get("name") or "?", p["mesh_ip"], bool(p.get("online")),
+                                bool(p.get("configured", True)))
+             for p in status.get("peers", []) if p.get("mesh_ip")}
+    return View(status.get("mesh_ip"), status.get("name"), peers)
+
+
+def read(state_dir: Path) -> View | None:
+    """The agent's current view, or None when no agent answers."""
+    try:
+        return view_of(agent_status.fetch(str(StateDir(state_dir).socket_path), timeout=3))
+    except (httpx.HTTPError, OSError, ValueError):
+        return None

@@ -1,0 +1,121 @@
+"""Shared helpers for tests on lab hosts: agents (and their chat) on real wireguard-go."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import lab as labs
+from tests.control.servers import ControlProcess
+
+MESHAGENT = str(Path(sys.executable).with_name("meshagent"))
+MESHCHAT = str(Path(sys.executable).with_name("meshchat"))
+
+
+def lab_marks():
+    """Marks for a module of lab tests: slow, and skipped only where the lab cannot run and CI does not demand it."""
+    marks = [pytest.mark.slow]
+    reason = labs.can_run()
+    if reason:
+        marks.append(pytest.mark.skipif(not os.environ.get("MESHVPN_REQUIRE_LAB"), reason=reason))
+    return marks
+
+
+def wait_for(predicate, timeout: float, step: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Node:
+    def __init__(self, host: labs.Host, state_dir: Path, controls: list[str], token_file: Path):
+        self.host, self.state_dir, self.controls, self.token_file = host, state_dir, controls, token_file
+        self.proc: subprocess.Popen | None = None
+        self.log = state_dir.parent / f"{host.name}.log"
+
+    def start(self) -> "Node":
+        args = [MESHAGENT, "up", "--name", self.host.name, "--state-dir", str(self.state_dir),
+                "--join-token-file", str(self.token_file), "--listen-port", "51820"]
+        for url in self.controls:
+            args += ["--control", url]
+        self.proc = self.host.popen(args, self.log)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+
+    @property
+    def identity(self) -> dict:
+        identity = json.loads((self.state_dir / "node.json").read_text())
+        self.identity_ip = identity["mesh_ip"]  # remembered: `down --leave` removes node.json
+        return identity
+
+    def status(self) -> dict:
+        done = self.host.run(MESHAGENT, "status", "--state-dir", str(self.state_dir), "--json", check=False)
+        return json.loads(done.stdout) if done.returncode == 0 else {}
+
+    def events(self, name: str) -> list[dict]:
+        found = []
+        for line in self.log.read_text().splitlines():
+            if line.startswith("{") and f'"{name}"' in line:
+                record = json.loads(line)
+                if record.get("event") == name:
+                    found.append(record)
+        return found
+
+
+@pytest.fixture
+def lab():
+    with labs.Lab() as made:
+        yield made
+
+
+def on_lab(lab: labs.Lab, state_dir: Path, db_url: str | None = None) -> ControlProcess:
+    """A control plane (not started) listening on the root namespace's lab address."""
+    proc = ControlProcess(state_dir, db_url, heartbeat_interval=2.0, offline_after=6.0)
+    proc.args[proc.args.index("--listen") + 1] = f"{lab.gateway}:{proc.port}"
+    proc.url = f"http://{lab.gateway}:{proc.port}"
+    return proc
+
+
+@pytest.fixture
+def lab_control(lab, tmp_path):
+    proc = on_lab(lab, tmp_path / "control").start()
+    yield proc
+    proc.stop()
+
+
+def mesh(lab, control, tmp_path, count: int) -> list[Node]:
+    token_file = tmp_path / "join.token"
+    token_file.write_text(control.join_token() + "\n")
+    nodes = [Node(lab.add_host(f"n{i}"), tmp_path / f"state-n{i}", [control.url], token_file) for i in range(count)]
+    for node in nodes:
+        node.start()
+    return nodes
+
+
+def converged(nodes: list[Node]) -> bool:
+    if not all((node.state_dir / "node.json").exists() for node in nodes):
+        return False
+    for node in nodes:
+        others = {n.identity["mesh_ip"] + "/32" for n in nodes if n is not node}
+        if set(node.host.wg_peers().values()) != others or node.host.routes() != others:
+            return False
+    return True
+
+
+def all_ping(nodes: list[Node]) -> bool:
+    return all(a.host.ping(b.identity["mesh_ip"], count=1, wait=1).returncode == 0
+               for a in nodes for b in nodes if a is not b)
