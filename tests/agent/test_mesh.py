@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime
 import sys
 import time
 
@@ -29,6 +30,18 @@ def test_three_nodes_converge_and_ping_each_other(lab, lab_control, tmp_path):
     assert {p["name"] for p in status["peers"]} == {"n1", "n2"}
     assert all(p["online"] and p["latest_handshake"] for p in status["peers"])
     assert status["backend"] == "userspace"
+
+    # A joining node reaches every agent's WireGuard config within 1 s of the control plane's change.
+    joiner = Node(lab.add_host("n3"), tmp_path / "state-n3", [lab_control.url], tmp_path / "join.token").start()
+    nodes.append(joiner)
+    wait_for(lambda: converged(nodes), 30, what="convergence with the joiner")
+    registered = next(e for e in lab_control.events("node_registered") if e["node_name"] == "n3")
+    for node in nodes[:3]:
+        added = next(e for e in node.events("peer_added") if e["peer"] == "n3")
+        lag = (datetime.fromisoformat(added["ts"].replace(",", ".")) -
+               datetime.fromisoformat(registered["ts"].replace(",", "."))).total_seconds()
+        print(f"{node.host.name}: joiner in WireGuard config {lag * 1000:.0f} ms after registration")
+        assert lag < 1.0
 
     # `meshagent down --leave` after stopping the agent: interface gone, node deregistered,
     # and every other node drops it.
