@@ -108,7 +108,8 @@ def test_crash_restart_and_control_plane_outage(lab, lab_control, tmp_path):
 
     # Control plane down: the data plane keeps forwarding, with no loss, for 60 s.
     lab_control.stop()
-    probes = [pings_without_loss(nodes[0], nodes[1], 60), pings_without_loss(nodes[1], nodes[2], 60)]
+    # (n2 is restarted meanwhile, so the loss-free probes run between n0 and n1.)
+    probes = [pings_without_loss(nodes[0], nodes[1], 60), pings_without_loss(nodes[1], nodes[0], 60)]
     time.sleep(5)
     # Meanwhile restart an agent with the control plane still down: the cached netmap restores its mesh.
     nodes[2].stop()
