@@ -1,9 +1,9 @@
-# meshvpn: `make up` runs the main job, `make test` runs the tests. Both install what they need.
+# meshvpn: `make up` deploys a lab mesh with Ansible (`make down` removes it), `make test` runs
+# the tests. Both install what they need.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STATE ?= state
-LISTEN ?= 127.0.0.1:8700
+NODES ?= 5
 
 .PHONY: setup up down test test-fast bench clean diagrams
 
@@ -19,10 +19,10 @@ setup: $(BIN)/meshctl
 	./scripts/install-system-packages
 
 up: setup
-	./scripts/up $(STATE) $(LISTEN)
+	./scripts/up $(NODES)
 
 down:
-	./scripts/down $(STATE)
+	./scripts/down
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -34,7 +34,7 @@ bench: setup
 	$(BIN)/python bench/control_scale.py
 
 clean: down
-	rm -rf $(VENV) $(STATE)
+	rm -rf $(VENV) dist
 
 diagrams:
 	for f in docs/diagrams/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg"; done
