@@ -26,6 +26,8 @@ down:
 
 test: setup
 	$(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s default
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s faults
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
