@@ -97,7 +97,11 @@ class RevisionFeed:
 
 
 class PostgresListener:
-    """LISTEN on the revision channel; every notification kicks the feed. Reconnects lazily."""
+    """LISTEN on the revision channel; every notification kicks the feed.
+
+    If the connection fails the listener stops and logs it; the feed's 1 s poll keeps
+    watchers current until the worker restarts (re-listening is not implemented).
+    """
 
     def __init__(self, database, channel: str, kick):
         self.database = database
