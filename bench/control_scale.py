@@ -18,7 +18,6 @@ import multiprocessing as mp
 import os
 import random
 import ssl
-import statistics
 import sys
 import tempfile
 import time

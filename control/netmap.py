@@ -118,18 +118,6 @@ def netmap_for(membership: Membership, me: str, prefix: str, since: int | None,
     return full_map(membership, me, prefix)
 
 
-def apply_netmap(peers: Mapping[str, dict], answer: dict) -> dict[str, dict]:
-    """A watcher's peer map after taking in one netmap answer (full or delta)."""
-    if not answer["delta"]:
-        return {peer["node_id"]: peer for peer in answer["peers"]}
-    merged = dict(peers)
-    for node_id in answer["removed"]:
-        merged.pop(node_id, None)
-    for peer in answer["upserted"]:
-        merged[peer["node_id"]] = peer
-    return merged
-
-
 def merge_changes(changes: list[tuple[int, str]], new: Iterable[tuple[int, str]]) -> None:
     """Append newer changes, keeping the log sorted; older or repeated ones are ignored."""
     last = changes[-1] if changes else (-1, "")
