@@ -91,9 +91,7 @@ class Agent:
         self.state = StateDir(self.settings.state_dir)
         self.client = ControlClient(self.settings.control_urls, ca=self.settings.ca)
         self._reconcile_now = asyncio.Event()
-        self._registered = asyncio.Event()
         self._stop = asyncio.Event()
-        self._reconcile_lock = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -172,7 +170,6 @@ class Agent:
                     emit("mesh_ip_changed", node=answer["node_id"], reason="control", revision=answer["revision"])
                 self.node = {**answer, "control_urls": self.settings.control_urls}
                 self.state.save_node(self.node)
-                self._registered.set()
                 return
             except Gone as exc:
                 emit("node_identity_rejected", node=self.node and self.node.get("node_id"), reason=str(exc))
@@ -201,7 +198,6 @@ class Agent:
 
     async def _session(self) -> None:
         while not self._stop.is_set():
-            self._registered.clear()
             await self._register()
             if self._stop.is_set():
                 return
@@ -311,8 +307,7 @@ class Agent:
             if self.netmap is None:
                 continue
             try:
-                async with self._reconcile_lock:
-                    await asyncio.to_thread(self.reconcile, self.netmap, triggered)
+                await asyncio.to_thread(self.reconcile, self.netmap, triggered)  # the only caller: no lock
             except Exception as exc:  # a failed pass is retried on the next one
                 emit("apply_failed", node=self.netmap.me.node_id, reason=repr(exc), revision=self.netmap.revision)
 
