@@ -158,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--name", help="advisory display name of this node")
     up.add_argument("--interface", help="WireGuard interface (mesh0)")
     up.add_argument("--state-dir", help=f"identity, credentials, cached netmap ({DEFAULT_STATE})")
-    up.add_argument("--endpoint", help="HOST:PORT peers reach us at (default: detected toward the control plane)")
+    up.add_argument("--endpoint", help="IPv4:PORT or [IPv6]:PORT peers reach us at (default: detected toward the control plane)")
     up.add_argument("--listen-port", type=int, help="WireGuard UDP port (51820)")
     up.add_argument("--backend", choices=["auto", "kernel", "userspace"])
     up.add_argument("--ca", help="CA bundle to verify the control plane's TLS certificate")

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 import httpx
 from httpx_sse import EventSource, SSEError
 
+from meshcommon import keys
+
 
 class TemporaryError(Exception):
     pass
@@ -69,8 +71,16 @@ class ControlClient:
             raise TemporaryError(f"{failed}: {exc!r}") from None
         return self._check(response).json()
 
-    async def register(self, token: str, body: dict) -> dict:
-        return await self.request("POST", "/v1/register", token, json=body)
+    async def register(self, token: str, body: dict, private_key: str) -> dict:
+        """Register with proof of key possession: a nonce from /v1/challenge, then the proven body.
+        Both go to the same control URL (a failover in between just fails this attempt)."""
+        challenge = await self.request("GET", "/v1/challenge", token)
+        try:
+            proof = keys.prove(private_key, challenge["control_key"], challenge["nonce"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TemporaryError(f"{self.url}: malformed challenge: {exc!r}") from None
+        return await self.request("POST", "/v1/register", token,
+                                  json={**body, "nonce": challenge["nonce"], "proof": proof})
 
     async def heartbeat(self, node_id: str, token: str, body: dict) -> dict:
         return await self.request("POST", f"/v1/nodes/{node_id}/heartbeat", token, json=body)
@@ -91,6 +101,8 @@ class ControlClient:
                     await response.aread()
                     self._check(response)
                 async for event in EventSource(response).aiter_sse():
+                    if not event.data:
+                        continue  # a keepalive comment: httpx_sse dispatches it as an empty event
                     if event.event == "error":
                         raise Gone(json.loads(event.data).get("message", event.data))
                     yield json.loads(event.data)

@@ -29,6 +29,7 @@ from agent.observe import observe
 from agent.render import render
 from agent.state import StateDir, atomic_write
 from control.events import emit
+from meshcommon import keys
 
 RECHECK_INTERVAL = 10.0  # seconds between drift checks when nothing changed
 
@@ -85,6 +86,7 @@ class Agent:
     applied_revision: int | None = None
     backend: str | None = None
     public_key: str | None = None
+    private_key: str = field(default="", repr=False)
     node: dict | None = None
 
     def __post_init__(self):
@@ -96,8 +98,8 @@ class Agent:
     # -- lifecycle ----------------------------------------------------------
 
     async def run(self) -> None:
-        private_key = await asyncio.to_thread(self.state.private_key)
-        self.public_key = await asyncio.to_thread(wg.pubkey, private_key)
+        self.private_key = await asyncio.to_thread(self.state.private_key)
+        self.public_key = keys.public_key_of(self.private_key)
         self.backend = await asyncio.to_thread(applier.detect_backend, self.settings.backend, self.settings.interface)
         emit("backend_selected", node=self.settings.name, backend=self.backend, reason=self.settings.backend)
         self.node = self.state.node()
@@ -157,12 +159,13 @@ class Agent:
         while not self._stop.is_set():
             try:
                 if self.node:
-                    answer = await self.client.register(self.node["node_token"], await self._registration_body())
+                    answer = await self.client.register(self.node["node_token"], await self._registration_body(),
+                                                        self.private_key)
                 else:
                     token = self.settings.join_token_file.read_text().strip() if self.settings.join_token_file else ""
                     if not token:
                         raise Refused("no node identity yet and no join token to enroll with")
-                    answer = await self.client.register(token, await self._registration_body())
+                    answer = await self.client.register(token, await self._registration_body(), self.private_key)
                     emit("node_enrolled", node=answer["node_id"], mesh_ip=answer["mesh_ip"], reason="join_token",
                          revision=answer["revision"])
                 self._reachable()

@@ -1,33 +1,24 @@
 """Netmap intake: validate what the control plane sent and fold deltas into the current map.
 
-Pure. An entry with an invalid key, a mesh IP outside the mesh prefix or a
-duplicate mesh IP is rejected here (reported, never raised) and so can never
-reach `wg`. Owns the agent's view of the wire format of `GET /v1/netmap`.
+Pure. An entry with an invalid or low-order key, a mesh IP outside the mesh prefix, an endpoint
+that is not a numeric unicast IP:PORT (`meshcommon.endpoint`) or a duplicate mesh IP or public key is
+rejected here (reported, never raised) and so can never reach `wg`: one bad peer never delays
+or blocks the others. Owns the agent's view of the wire format of `GET /v1/netmap`.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import re
 
 from agent.model import Netmap, PeerInfo
+from meshcommon import endpoint as endpoints
+from meshcommon import keys
 
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
-ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):([0-9]{1,5})")
 
 
 class BadNetmap(ValueError):
     """The answer as a whole is unusable (not just one entry)."""
-
-
-def valid_key(key: object) -> bool:
-    if not isinstance(key, str) or len(key) != 44:
-        return False
-    try:
-        return len(base64.b64decode(key, validate=True)) == 32
-    except (binascii.Error, ValueError):
-        return False
 
 
 def check_entry(entry: object, prefix) -> tuple[PeerInfo | None, str | None]:
@@ -37,7 +28,7 @@ def check_entry(entry: object, prefix) -> tuple[PeerInfo | None, str | None]:
     node_id = entry.get("node_id")
     if not isinstance(node_id, str) or not node_id:
         return None, "no node_id"
-    if not valid_key(entry.get("public_key")):
+    if not keys.is_valid_public_key(entry.get("public_key")):
         return None, "invalid public key"
     try:
         ip = ipaddress.ip_address(entry.get("mesh_ip"))
@@ -46,9 +37,11 @@ def check_entry(entry: object, prefix) -> tuple[PeerInfo | None, str | None]:
     if ip not in prefix or ip in (prefix.network_address, prefix.broadcast_address):
         return None, f"mesh IP {ip} outside {prefix}"
     endpoint = entry.get("endpoint")
-    if endpoint is not None and (not isinstance(endpoint, str) or not ENDPOINT.fullmatch(endpoint)
-                                 or not 0 < int(ENDPOINT.fullmatch(endpoint).group(2)) < 65536):
-        return None, "invalid endpoint"
+    if endpoint is not None:
+        try:
+            endpoints.parse(endpoint)
+        except endpoints.BadEndpoint as exc:
+            return None, str(exc)
     name = entry.get("name")
     safe_name = name if isinstance(name, str) and NAME.fullmatch(name) else "?"
     return PeerInfo(node_id, safe_name, str(ip), entry["public_key"], endpoint, bool(entry.get("online"))), None
@@ -65,6 +58,7 @@ def parse(answer: dict, entries: dict[str, dict]) -> Netmap:
     if me is None:
         raise BadNetmap(f"netmap describes this node badly: {reason}")
     peers, rejected, taken = [], [], {me.mesh_ip: me.node_id}
+    keys_taken = {me.public_key: me.node_id}
     for node_id in sorted(entries):
         peer, reason = check_entry(entries[node_id], prefix)
         if peer is None:
@@ -73,8 +67,11 @@ def parse(answer: dict, entries: dict[str, dict]) -> Netmap:
             continue
         elif peer.mesh_ip in taken:
             rejected.append((peer.node_id, f"duplicate mesh IP {peer.mesh_ip} (also {taken[peer.mesh_ip]})"))
+        elif peer.public_key in keys_taken:
+            rejected.append((peer.node_id, f"duplicate public key (also {keys_taken[peer.public_key]})"))
         else:
             taken[peer.mesh_ip] = peer.node_id
+            keys_taken[peer.public_key] = peer.node_id
             peers.append(peer)
     return Netmap(revision, str(prefix), me, tuple(peers), tuple(rejected))
 

@@ -2,19 +2,28 @@
 
 Owns durable files. Every write is atomic (temp file, fsync, rename, fsync of
 the directory), so a crash leaves the old file or the new one, never half of
-one. The private key is created 0600 and never leaves this directory.
+one. The private key is created 0600 and never leaves this directory, which
+is kept 0700.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 from agent import wg
 
 
+def private_dir(path: Path) -> None:
+    """Create `path` 0700, or tighten it to 0700: it holds the private key and the node token."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     temp = path.with_name(f".{path.name}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -41,10 +50,10 @@ class StateDir:
         self.wg_log = self.root / "wireguard-go.log"
 
     def private_key(self) -> str:
-        """This node's private key, generated on first use."""
+        """This node's private key, generated on first use; the agent reads it at start."""
+        private_dir(self.root)  # also tightens a state dir made before it was kept 0700
         if self.key_path.exists():
             return self.key_path.read_text().strip()
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = wg.genkey()
         atomic_write(self.key_path, (key + "\n").encode(), 0o600)
         return key

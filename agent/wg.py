@@ -32,10 +32,6 @@ def genkey() -> str:
     return run(["wg", "genkey"]).strip()
 
 
-def pubkey(private_key: str) -> str:
-    return run(["wg", "pubkey"], input_text=private_key + "\n").strip()
-
-
 @dataclass(frozen=True)
 class PeerStats:
     public_key: str

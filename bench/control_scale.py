@@ -29,7 +29,7 @@ from httpx_sse import EventSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import pg  # noqa: E402  (a real PostgreSQL, as the tests use)
-from tests.control.conftest import new_key  # noqa: E402
+from tests import enrol  # noqa: E402
 from tests.control.servers import ControlProcess  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results")
@@ -113,8 +113,7 @@ async def register(url: str, token: str, count: int, start: int) -> list[dict]:
     async with httpx.AsyncClient(timeout=60) as client:
         async def one(i):
             async with semaphore:
-                answer = await client.post(f"{url}/v1/register", json={"public_key": new_key(), "name": f"sim{i}"},
-                                           headers={"Authorization": f"Bearer {token}"})
+                answer = await enrol.register(client, url, token, f"sim{i}")
                 answer.raise_for_status()
                 return answer.json()
         return await asyncio.gather(*[one(i) for i in range(start, start + count)])
@@ -174,8 +173,7 @@ def measure(control, nodes, args, token) -> dict:
     with httpx.Client(timeout=60) as admin:
         for i in range(args.changes):
             started = time.time()  # the change counts from before its request: conservative
-            joined = admin.post(f"{control.url}/v1/register", headers={"Authorization": f"Bearer {token}"},
-                                json={"public_key": new_key(), "name": f"change{len(nodes)}-{i}"}).json()
+            joined = enrol.register_sync(control.url, token, f"change{len(nodes)}-{i}", client=admin).json()
             changes.append((joined["revision"], started))
             time.sleep(args.change_gap)
     cpu = (sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before) / (time.time() - wall_before)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from chat.guard import TOKEN_HEADER
 from control.events import emit, setup_logging
 
 DEFAULT_STATE = Path("/var/lib/meshvpn")
@@ -18,25 +19,31 @@ DEFAULT_STATE = Path("/var/lib/meshvpn")
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from chat import wire
+    from chat import guard, wire
     from chat.daemon import Chat, write_pointer
     from chat.store import Store
     from chat.web import create_app
     host, _, port = args.ui_listen.rpartition(":")
+    host = host.strip("[]")
     if not host or not port.isdigit():
         raise SystemExit("meshchat serve: --ui-listen must be HOST:PORT")
+    if host in ("0.0.0.0", "::"):
+        raise SystemExit("meshchat serve: --ui-listen needs the one address browsers use, not a wildcard: "
+                         "the UI answers only requests for the address it listens on")
     setup_logging(args.log_level)
     store = Store(args.state_dir / "chat.db")
     store.fail_unfinished()
     chat = Chat(args.state_dir, store, args.port or wire.PORT)
+    access = guard.access_for(host, int(port), guard.new_token())
+    ui = f"http://{guard.authority(host, int(port))}"
 
     async def main():
         follower = asyncio.create_task(chat.follow())
-        config = uvicorn.Config(create_app(chat), host=host, port=int(port), log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(create_app(chat, access), host=host, port=int(port), log_level="warning",
+                                access_log=False, lifespan="off", timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
-        write_pointer(args.state_dir, f"http://{host}:{port}")
-        emit("chat_started", ui=f"http://{host}:{port}", reason="serve")
+        write_pointer(args.state_dir, ui, access.token)
+        emit("chat_started", ui=ui, reason="serve")
         try:
             await server.serve()
         finally:
@@ -45,26 +52,46 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def daemon_url(args) -> str:
-    if args.ui:
-        return args.ui.rstrip("/")
+def read_pointer(args) -> tuple[str, str]:
+    """The daemon's URL (`--ui` wins) and its API token, from what `serve` wrote into the state directory."""
+    path = args.state_dir / "chat.json"
     try:
-        return json.loads((args.state_dir / "chat.json").read_text())["ui"]
-    except (OSError, ValueError, KeyError):
-        raise SystemExit(f"meshchat: no running daemon found in {args.state_dir} (start `meshchat serve`)") from None
+        pointer = json.loads(path.read_text())
+    except PermissionError:
+        raise SystemExit(f"meshchat: cannot read {path}: it holds the daemon's token, run as its user") from None
+    except (OSError, ValueError):
+        pointer = {}
+    url = args.ui or pointer.get("ui")
+    if not url:
+        raise SystemExit(f"meshchat: no running daemon found in {args.state_dir} (start `meshchat serve`)")
+    return url.rstrip("/"), pointer.get("token", "")
 
 
 def call(args, method: str, path: str, **kwargs) -> httpx.Response:
+    url, token = read_pointer(args)
     try:
-        return httpx.request(method, daemon_url(args) + path, timeout=30, **kwargs)
+        return httpx.request(method, url + path, headers={TOKEN_HEADER: token}, timeout=30, **kwargs)
     except httpx.HTTPError as exc:
         raise SystemExit(f"meshchat: the chat daemon is unreachable: {exc}") from None
+
+
+def reason(answer: httpx.Response) -> str:
+    try:
+        return answer.json()["description"]
+    except (ValueError, KeyError, TypeError):
+        return answer.text
+
+
+def answered(answer: httpx.Response) -> dict:
+    if answer.status_code != 200:
+        raise SystemExit(f"meshchat: {reason(answer)}")
+    return answer.json()
 
 
 def cmd_send(args) -> int:
     answer = call(args, "POST", "/api/messages", json={"peer": args.mesh_ip, "text": args.text})
     if answer.status_code != 200:
-        print(f"meshchat: {answer.json().get('description', answer.text)}", file=sys.stderr)
+        print(f"meshchat: {reason(answer)}", file=sys.stderr)
         return 2
     row = answer.json()
     if row["state"] == "delivered":
@@ -75,7 +102,7 @@ def cmd_send(args) -> int:
 
 
 def cmd_peers(args) -> int:
-    data = call(args, "GET", "/api/state").json()
+    data = answered(call(args, "GET", "/api/state"))
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -86,7 +113,7 @@ def cmd_peers(args) -> int:
 
 
 def cmd_history(args) -> int:
-    messages = call(args, "GET", "/api/messages", params={"peer": args.mesh_ip}).json()["messages"]
+    messages = answered(call(args, "GET", "/api/messages", params={"peer": args.mesh_ip}))["messages"]
     for m in messages:
         arrow = "->" if m["direction"] == "out" else "<-"
         state = m["state"] + (f" ({m['reason']})" if m.get("reason") else "")

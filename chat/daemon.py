@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from agent.state import atomic_write
 from chat import peers, protocol, wire
 from chat.store import Store
 from control.events import emit
@@ -105,6 +106,7 @@ class Chat:
         return row
 
 
-def write_pointer(state_dir: Path, ui_url: str) -> None:
-    """Tell `meshchat send|peers|history` where this node's daemon answers."""
-    (state_dir / "chat.json").write_text(json.dumps({"ui": ui_url}))
+def write_pointer(state_dir: Path, ui_url: str, token: str) -> None:
+    """Tell `meshchat send|peers|history` where this node's daemon answers and its API token
+    (0600: whoever reads the token can send as this node)."""
+    atomic_write(state_dir / "chat.json", json.dumps({"ui": ui_url, "token": token}).encode(), 0o600)

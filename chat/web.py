@@ -1,5 +1,6 @@
 """The browser UI and its JSON API, served by the daemon: static files from the package,
-live updates as server-sent events. No build step, no CDN."""
+live updates as server-sent events. No build step, no CDN. Every request passes
+`chat.guard` first; the page carries this daemon's token for the API calls of app.js."""
 from __future__ import annotations
 
 import asyncio
@@ -11,22 +12,27 @@ import falcon.asgi
 from falcon.asgi import SSEvent
 
 from chat.daemon import Chat
+from chat.guard import Access, Guard
 from chat.protocol import ProtocolError
 
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
+TOKEN_SLOT = b"MESHCHAT_TOKEN"  # in index.html's meta tag
 
 
 class Page:
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, token: str):
+        self.token = token
 
-    async def on_get(self, req, resp, name: str | None = None):
-        name = name or self.name
+    async def on_get(self, req, resp, name: str = "index.html"):
         if name not in STATIC:
             raise falcon.HTTPNotFound()
         resp.content_type = STATIC[name]
         resp.data = resources.files("chat").joinpath("static", name).read_bytes()
+        if name == "index.html":
+            resp.data = resp.data.replace(TOKEN_SLOT, self.token.encode())
+            resp.cache_control = ["no-store"]  # the token changes with every start of the daemon
+            resp.set_header("Content-Security-Policy", "frame-ancestors 'none'")  # no clicks through a frame
 
 
 class State:
@@ -91,10 +97,11 @@ class Events:
         resp.sse = stream()
 
 
-def create_app(chat: Chat) -> falcon.asgi.App:
-    app = falcon.asgi.App()
-    app.add_route("/", Page("index.html"))
-    app.add_route("/static/{name}", Page("index.html"))
+def create_app(chat: Chat, access: Access) -> falcon.asgi.App:
+    app = falcon.asgi.App(middleware=[Guard(access)])
+    page = Page(access.token)
+    app.add_route("/", page)
+    app.add_route("/static/{name}", page)
     app.add_route("/api/state", State(chat))
     app.add_route("/api/messages", Messages(chat))
     app.add_route("/api/messages/{message_id}/retry", Retry(chat))

@@ -16,6 +16,17 @@ once by `POST /v1/register`).
 SECURITY = {"adminToken": "admin token", "joinToken": "join token", "nodeToken": "node token"}
 
 
+def schema_name(schema: dict) -> str | None:
+    return schema["$ref"].rsplit("/", 1)[-1] if "$ref" in schema else None
+
+
+def answer_schema(answer: dict) -> str:
+    """` (`Name`)` for a JSON answer whose schema is a named one, other than the error body."""
+    schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+    name = schema_name(schema)
+    return f" (`{name}`)" if name and name != "Error" else ""
+
+
 def render(spec: dict) -> str:
     lines = [INTRO]
     for path, operations in spec["paths"].items():
@@ -29,11 +40,13 @@ def render(spec: dict) -> str:
             for param in op.get("parameters", []):
                 lines.append(f"- `{param['name']}` ({param['in']}): {param.get('description', param['schema']['type'])}")
             if "requestBody" in op:
-                ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
-                lines.append(f"- Body: `{ref}` (below)")
-            codes = ", ".join(f"{code} {answer['description']}" for code, answer in op["responses"].items())
+                body = op["requestBody"]
+                note = f" {body['description']}" if body.get("description") else ""
+                lines.append(f"- Body: `{schema_name(body['content']['application/json']['schema'])}` (below).{note}")
+            codes = ", ".join(f"{code} {answer['description']}{answer_schema(answer)}"
+                              for code, answer in op["responses"].items())
             lines.append(f"- Answers: {codes}\n")
-    lines.append("## Request schemas\n")
+    lines.append("## Schemas\n")
     for name, schema in spec["components"]["schemas"].items():
         lines.append(f"### {name}\n\n```json\n{json.dumps(schema, indent=2)}\n```\n")
     return "\n".join(lines)

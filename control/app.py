@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 ROUTES = [
     ("/healthz", r.Health),
     ("/metrics", r.Metrics),
+    ("/v1/challenge", r.Challenge),
     ("/v1/register", r.Register),
     ("/v1/nodes/{node_id}/heartbeat", r.Heartbeat),
     ("/v1/netmap", r.Netmap),

@@ -1,7 +1,9 @@
 """ASGI entry point for gunicorn/uvicorn: `gunicorn -k uvicorn_worker.UvicornWorker control.asgi:app`.
 
 Configuration comes from MESHVPN_CONTROL_* variables (and MESHVPN_CONTROL_CONFIG, a YAML file).
-Run `meshctl migrate` first; `meshctl serve` does both.
+Run `meshctl migrate` first. Prefer `meshctl serve`: it also migrates, checks file modes and runs
+`control.httpserver.ControlWorker`, whose header/body/idle timeouts and connection cap a plain
+uvicorn worker does not have.
 """
 import os
 

@@ -2,13 +2,16 @@
 
 Owns argument parsing and human/JSON output. Admin commands speak the HTTP API
 with the admin token; nothing here touches the database except `serve` and
-`migrate`.
+`migrate`. Every value the API returns is data a node or an older or compromised
+server may control: it is printed through `visible` (and `safe` for Rich), so it
+can neither drive the terminal nor be read as Rich markup.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import ssl
 import sys
@@ -18,6 +21,29 @@ from pathlib import Path
 import httpx
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
+# C0 controls (newline and tab included: they would forge table rows and watch lines), DEL and C1.
+TERMINAL_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def visible(value) -> str:
+    """`value` as text with every terminal control shown as a \\xNN escape, never sent to the terminal (pure)."""
+    return TERMINAL_CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value))
+
+
+def safe(value) -> str:
+    """`value` as Rich markup that prints it literally: controls made visible, markup escaped (pure)."""
+    from rich.markup import escape
+    return escape(visible(value))
+
+
+def console():
+    from rich.console import Console
+    return Console(width=200, emoji=False, highlight=False)  # ":name:" in a node name stays text
+
+
+def say(markup: str) -> None:
+    """Print one line of Rich markup whose API values went through `safe`, unwrapped (for scripts)."""
+    console().print(markup, soft_wrap=True)
 
 
 def duration(text: str) -> float:
@@ -49,13 +75,19 @@ def cmd_serve(args) -> int:
     if cfg.workers > 1:  # must be set before prometheus_client is imported
         metrics_dir = cfg.state_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # holds secrets: see server.prepare
+        metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from control.server import prepare, serve
-    if args.command == "migrate":
-        prepare(cfg)
-        return 0
-    serve(cfg)
+    from control.tokens import UnsafeSecretFile
+    try:
+        if args.command == "migrate":
+            prepare(cfg)
+        else:
+            serve(cfg)
+    except UnsafeSecretFile as exc:
+        print(f"meshctl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -85,7 +117,7 @@ class Admin:
                 message = response.json().get("message", response.text)
             except ValueError:
                 message = response.text
-            raise SystemExit(f"meshctl: {response.status_code}: {message}")
+            raise SystemExit(f"meshctl: {response.status_code}: {visible(message)}")
         return response
 
 
@@ -104,12 +136,12 @@ def node_rows(nodes: list[dict], now: float) -> list[list[str]]:
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
+    """Headers are ours; every cell is API data, printed through `safe`."""
     from rich.table import Table
     table = Table(*headers, box=None, pad_edge=False)
     for row in rows:
-        table.add_row(*row)
-    Console(width=200).print(table)
+        table.add_row(*(safe(cell) for cell in row))
+    console().print(table)
 
 
 def cmd_nodes(args) -> int:
@@ -119,7 +151,7 @@ def cmd_nodes(args) -> int:
         return 0
     print_table(["NAME", "MESH IP", "KEY", "ENDPOINT", "STATE", "LAST SEEN", "APPLIED", "ID"],
                 node_rows(data["nodes"], time.time()))
-    print(f"revision {data['revision']}, {len(data['nodes'])} nodes")
+    say(f"revision {safe(data['revision'])}, {len(data['nodes'])} nodes")
     return 0
 
 
@@ -130,14 +162,14 @@ def cmd_node_show(args) -> int:
 
 def cmd_node_rm(args) -> int:
     data = Admin(args).request("DELETE", f"/v1/nodes/{args.node_id}").json()
-    print(f"removed {data['deleted']} at revision {data['revision']}")
+    say(f"removed {safe(data['deleted'])} at revision {safe(data['revision'])}")
     return 0
 
 
 def cmd_token_create(args) -> int:
     body = {"reusable": args.reusable, "ttl_seconds": None if args.no_expiry else args.ttl,
             "description": args.description}
-    print(Admin(args).request("POST", "/v1/join-tokens", json=body).json()["token"])
+    say(safe(Admin(args).request("POST", "/v1/join-tokens", json=body).json()["token"]))
     return 0
 
 
@@ -156,7 +188,7 @@ def cmd_token_list(args) -> int:
 
 def cmd_token_revoke(args) -> int:
     data = Admin(args).request("DELETE", f"/v1/join-tokens/{args.token_id}").json()
-    print(f"revoked {data['id']}")
+    say(f"revoked {safe(data['id'])}")
     return 0
 
 
@@ -182,8 +214,8 @@ def cmd_watch(args) -> int:
     admin = Admin(args)
     data = admin.request("GET", "/v1/nodes").json()
     known = {n["node_id"]: n for n in data["nodes"]}
-    print(f"revision {data['revision']}: {len(known)} nodes, {sum(n['online'] for n in known.values())} online",
-          flush=True)
+    say(f"revision {safe(data['revision'])}: {len(known)} nodes, "
+        f"{sum(n['online'] for n in known.values())} online")
     revision = data["revision"]
     deadline = time.monotonic() + args.duration if args.duration else None
     while deadline is None or time.monotonic() < deadline:
@@ -195,7 +227,7 @@ def cmd_watch(args) -> int:
         current = {n["node_id"]: n for n in data["nodes"]}
         stamp = time.strftime("%H:%M:%S")
         for line in membership_changes(known, current):
-            print(f"{stamp} r{data['revision']} {line}", flush=True)
+            say(f"{stamp} r{safe(data['revision'])} {safe(line)}")
         known, revision = current, data["revision"]
     return 0
 

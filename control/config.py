@@ -28,6 +28,10 @@ class Config:
     poll_interval: float = 0.05  # cross-worker revision poll; PostgreSQL also gets NOTIFY
     max_wait: float = 60.0
     max_body: int = 1 << 20
+    header_timeout: float = 10.0  # seconds for a request's line and headers, from its first byte or connect
+    body_timeout: float = 10.0  # seconds to read a request body
+    keepalive_timeout: float = 75.0  # seconds an idle kept-alive connection stays open
+    max_connections: int = 24576  # open connections per worker (10,000 agents hold ~2 each); below LimitNOFILE
     workers: int = 1
     db_threads: int = 4
     tls_cert: Path | None = None
@@ -57,6 +61,9 @@ class Config:
             raise ValueError(f"listen address {self.listen!r} must be HOST:PORT")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout", "max_connections"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
         return self
 
 

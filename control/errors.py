@@ -35,6 +35,10 @@ class NotFound(DomainError):
     status, code = 404, "not_found"
 
 
+class RequestTimeout(DomainError):
+    status, code = 408, "request_timeout"
+
+
 class KeyTaken(DomainError):
     status, code = 409, "public_key_taken"
 
@@ -49,3 +53,11 @@ class AddressSpaceExhausted(DomainError):
 
 class Unavailable(DomainError):
     status, code = 503, "unavailable"
+
+
+class ProofRejected(DomainError):
+    status, code = 403, "proof_rejected"
+
+
+class TooManyRequests(DomainError):
+    status, code = 429, "too_many_requests"

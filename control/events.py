@@ -2,12 +2,16 @@
 
 Owns the log format shared by every meshvpn process: `event` names what
 happened, the other fields say to what (node, token), why (reason) and at which
-revision. Never log a secret: tokens are referred to by id only.
+revision. Never log a secret: tokens are referred to by id only. Also owns the
+rate limit on repeated lines from the libraries under us (`RepeatFilter`).
 """
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import threading
+import time
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -22,6 +26,61 @@ def emit(event: str, **fields) -> None:
     log.info(event, extra={f"{key}_" if key in RESERVED else key: value for key, value in fields.items()})
 
 
+# Loggers that write a line per failed accept() or refused connection: under a flood of hostile
+# connections they would write megabytes a second (asyncio logs each failed accept with a traceback).
+NOISY_LOGGERS = ("asyncio", "uvicorn.error", "gunicorn.error")
+
+
+class RepeatFilter(logging.Filter):
+    """Lets through at most `limit` records of one kind per `interval` seconds, then summarises.
+
+    A kind is the logger, the level and the first line of the message template. When a window in
+    which records were dropped has ended, one record says how many (at the next record through
+    the filter). At most `max_kinds` kinds are tracked; past that, records pass untracked.
+    """
+
+    def __init__(self, limit: int = 10, interval: float = 60.0, clock=time.monotonic, max_kinds: int = 256):
+        super().__init__()
+        self.limit, self.interval, self.clock, self.max_kinds = limit, interval, clock, max_kinds
+        self.windows: dict[tuple[str, int, str], list] = {}  # kind -> [start, seen, dropped]
+        self.due = math.inf  # when the earliest window ends
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if hasattr(record, "repeats_suppressed"):  # a summary of ours
+            return True
+        kind = (record.name, record.levelno, str(record.msg).partition("\n")[0])
+        now = self.clock()
+        with self.lock:
+            ended = self._end_windows(now)
+            window = self.windows.get(kind)
+            if window is None and len(self.windows) < self.max_kinds:
+                window = self.windows[kind] = [now, 0, 0]
+                self.due = min(self.due, now + self.interval)
+            passed = window is None or window[1] < self.limit
+            if window is not None:
+                window[1 if passed else 2] += 1
+        for done, dropped in ended:  # outside the lock: handlers may log again
+            self._summarise(done, dropped)
+        return passed
+
+    def _end_windows(self, now: float) -> list[tuple[tuple[str, int, str], int]]:
+        if now < self.due:
+            return []
+        ended = [(kind, w[2]) for kind, w in self.windows.items() if now - w[0] >= self.interval]
+        for kind, _ in ended:
+            del self.windows[kind]
+        self.due = min((w[0] + self.interval for w in self.windows.values()), default=math.inf)
+        return [(kind, dropped) for kind, dropped in ended if dropped]
+
+    def _summarise(self, kind: tuple[str, int, str], dropped: int) -> None:
+        name, level, headline = kind
+        summary = logging.LogRecord(name, level, __file__, 0, "suppressed %d repeats of %r (at most %d per %g s)",
+                                    (dropped, headline, self.limit, self.interval), None)
+        summary.repeats_suppressed = dropped
+        logging.getLogger(name).handle(summary)
+
+
 def setup_logging(level: str = "INFO", stream=None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(
@@ -31,3 +90,9 @@ def setup_logging(level: str = "INFO", stream=None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is not a state change
+    repeats = RepeatFilter()
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, RepeatFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(repeats)

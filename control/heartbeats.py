@@ -1,6 +1,7 @@
 """Heartbeat batching: answer heartbeats from memory, write them to the store in batches.
 
-Owns the buffer between the heartbeat route and `Registry.record_heartbeats`.
+Owns the buffer between the heartbeat route and `Registry.record_heartbeats`. A batch is kept
+for the next flush only when the store was unavailable; what the store refused is dropped.
 At 10,000 nodes a write per heartbeat would be thousands of transactions a
 second; a batch every `interval` is one. A heartbeat from an offline node
 flushes at once so it comes back online without waiting.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from control.errors import Unavailable
 from control.events import emit
 from control.schemas import Heartbeat
 
@@ -33,11 +35,14 @@ class HeartbeatBuffer:
             return
         try:
             await self.record(batch)
-        except Exception as exc:
-            # Keep what has not been superseded; the next flush retries it.
+        except Unavailable as exc:
+            # The store is down, not the data bad: keep what has not been superseded for the next flush.
             for node_id, item in batch.items():
                 self.pending.setdefault(node_id, item)
             emit("heartbeat_flush_failed", reason=str(exc), nodes=len(batch))
+        except Exception as exc:
+            # Never re-queue what the store refused: it would fail every later flush with it.
+            emit("heartbeat_flush_dropped", reason=repr(exc), nodes=len(batch))
 
     async def run(self) -> None:
         while not self._closed:

@@ -61,3 +61,19 @@ class JoinToken(BaseModel):
     expires_at = DoubleField(null=True)
     revoked_at = DoubleField(null=True)
     uses = IntegerField(default=0)
+
+
+class ControlKey(BaseModel):
+    """The single row (id 1) holding the control plane's X25519 private key, shared by all instances."""
+
+    id = IntegerField(primary_key=True)
+    private_key = CharField(max_length=44)
+    created_at = DoubleField()
+
+
+class Challenge(BaseModel):
+    """An outstanding enrolment nonce: single-use, bound to the bearer that asked for it, short-lived."""
+
+    nonce_hash = CharField(primary_key=True, max_length=64)
+    token_hash = CharField(max_length=64, index=True)
+    expires_at = DoubleField(index=True)

@@ -1,20 +1,32 @@
 """The OpenAPI 3 description of the HTTP API.
 
 Owns the per-operation documentation. Request schemas come from the msgspec
-structs that validate them, so the spec cannot drift from validation; a test
-checks that every route the app serves is documented and nothing more.
+structs that validate them, so the spec cannot drift from validation; rules a
+struct checks in code and JSON Schema can say are added here. Answer
+schemas come from control/answers.py. A test checks that every route the app
+serves is documented and nothing more; another runs schemathesis against a real
+server to check the server keeps to this document.
 """
 from __future__ import annotations
 
 import msgspec
 
-from control import schemas
+from control import answers, schemas
+from meshcommon import keys
 
 ADMIN, NODE, JOIN_OR_NODE = [{"adminToken": []}], [{"nodeToken": []}], [{"joinToken": []}, {"nodeToken": []}]
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+ERROR = ref("Error")
+NETMAP = {"anyOf": [ref("FullNetmap"), ref("DeltaNetmap")]}
 LONG_POLL = [
-    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0},
+    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": schemas.MAX_REVISION},
      "description": "Revision the caller has; answer a delta from it, or 304 if unchanged."},
-    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0},
+    {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": schemas.MAX_AGE},
      "description": "Seconds to hold the request open until the revision passes `since` (capped by max_wait)."},
     {"name": "If-None-Match", "in": "header", "schema": {"type": "string"},
      "description": "ETag of a previous answer (\"rREV\"); same as since=REV."},
@@ -23,66 +35,140 @@ STREAM = {"name": "stream", "in": "query", "schema": {"type": "boolean"},
           "description": "Keep the response open as server-sent events (text/event-stream): a `netmap` event "
                          "whose data is the answer for `since` (none if current), then one per new revision "
                          "(id = revision), a keepalive comment every 15 s, an `error` event if the node is removed."}
-ERROR = {"$ref": "#/components/schemas/Error"}
+ETAG = {"ETag": {"description": "\"rREV\", REV the revision answered", "schema": {"type": "string"}}}
 
 
-def json_body(ref: str) -> dict:
-    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+def json_event(name: str, data: dict, **properties) -> dict:
+    """One server-sent event (OpenAPI 3.1: the stream's schema describes each event) with JSON data."""
+    return {"type": "object", "required": ["event", "data", *properties],
+            "properties": {"event": {"const": name}, **properties,
+                           "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data}}}
 
 
-def ok(description: str, **extra) -> dict:
-    return {"200": {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}},
-            **extra}
+NETMAP_EVENTS = {"oneOf": [json_event("netmap", NETMAP, id={"type": "string", "description": "The revision"}),
+                           json_event("error", ERROR)]}
+NETMAP_ANSWER = {"description": "Netmap (FullNetmap or DeltaNetmap; server-sent events with stream=true)",
+                 "headers": ETAG, "content": {"application/json": {"schema": NETMAP},
+                                              "text/event-stream": {"schema": NETMAP_EVENTS}}}
+
+
+def json_body(name: str, required: bool = True) -> dict:
+    body = {"required": required, "content": {"application/json": {"schema": ref(name)}}}
+    if not required:
+        body["description"] = "Optional: an empty body is `{}`, every field at its default."
+    return body
+
+
+def ok(description: str, schema: dict, status: str = "200", headers: dict | None = None) -> dict:
+    answer = {"description": description, "content": {"application/json": {"schema": schema}}}
+    return {status: {**answer, "headers": headers} if headers else answer}
 
 
 ERRORS = {str(code): {"description": text, "content": {"application/json": {"schema": ERROR}}}
           for code, text in [(400, "Invalid request"), (401, "Missing or wrong token"), (403, "Not allowed"),
-                             (404, "Not found"), (409, "Conflict"), (413, "Body too large"),
-                             (507, "Mesh address space exhausted")]}
+                             (404, "Not found"), (408, "Body not received within body_timeout"),
+                             (409, "Conflict"), (413, "Body too large"),
+                             (429, "Too many outstanding challenges"), (507, "Mesh address space exhausted")]}
+NOT_MODIFIED = {"304": {"description": "Not modified", "headers": ETAG}}
+
+
+def errors(*codes: int) -> dict:
+    return {str(code): ERRORS[str(code)] for code in sorted(codes)}
+
+
+BODY_ERRORS = (400, 408, 413)  # any route that reads a body: bad JSON or schema, too slow, too large
 
 OPERATIONS = {
-    ("/healthz", "get"): {"summary": "Liveness of this instance and its store", "responses": ok("Healthy")},
+    ("/healthz", "get"): {"summary": "Liveness of this instance and its store",
+                          "responses": ok("Healthy", ref("Health"))},
     ("/metrics", "get"): {"summary": "Prometheus metrics",
                           "responses": {"200": {"description": "Prometheus text exposition",
                                                 "content": {"text/plain": {"schema": {"type": "string"}}}}}},
-    ("/v1/openapi.json", "get"): {"summary": "This document", "responses": ok("OpenAPI 3 document")},
+    ("/v1/openapi.json", "get"): {"summary": "This document",
+                                  "responses": ok("OpenAPI 3 document", {"type": "object"})},
+    ("/v1/challenge", "get"): {
+        "summary": "A single-use nonce for proving possession of a WireGuard private key",
+        "description": "Answers {nonce, control_key, expires_in}: nonce is base64 of 32 random bytes, bound "
+                       "to the bearer and redeemable once within expires_in (60) seconds by any instance "
+                       "sharing the store; control_key is the control plane's X25519 public key (base64).",
+        "security": JOIN_OR_NODE,
+        "responses": {**ok("Challenge", ref("Challenge")), **errors(401, 429)}},
     ("/v1/register", "post"): {
         "summary": "Enroll a node with a join token, or update it with its node token",
         "description": "Answers node_id, mesh_ip, mesh_prefix, node_token, heartbeat_interval, offline_after "
-                       "and revision. A public key already registered can only be re-registered with that "
-                       "node's token; the node keeps its mesh IP.",
+                       "and revision. Enrolling (join token) and changing the key (node token) need `nonce` "
+                       "(from GET /v1/challenge with the same bearer) and `proof` = base64(HMAC-SHA256(key = "
+                       "X25519(node private key, control_key), msg = nonce bytes + public key bytes)). A "
+                       "missing, wrong, reused or expired proof consumes nothing. A public key already "
+                       "registered can only be re-registered with that node's token; the node keeps its mesh IP.",
         "security": JOIN_OR_NODE, "requestBody": json_body("Register"),
-        "responses": ok("Registered", **{k: ERRORS[k] for k in ("400", "401", "409", "413", "507")})},
+        "responses": {**ok("Registered", ref("Registered")), **errors(*BODY_ERRORS, 401, 403, 409, 507)}},
     ("/v1/nodes/{node_id}/heartbeat", "post"): {
         "summary": "Mark the node alive; report its applied revision and peer health",
-        "security": NODE, "requestBody": json_body("Heartbeat"),
-        "responses": ok("Recorded", **{k: ERRORS[k] for k in ("400", "401", "403", "413")})},
+        "security": NODE, "requestBody": json_body("Heartbeat", required=False),
+        "responses": {**ok("Recorded", ref("HeartbeatAnswer")), **errors(*BODY_ERRORS, 401, 403)}},
     ("/v1/netmap", "get"): {
         "summary": "This node and its peers; long-poll with since and wait",
         "description": "Full map: {revision, delta: false, mesh_prefix, self, peers}. Delta (since is recent): "
                        "{revision, delta: true, since, mesh_prefix, self, upserted, removed}. 304 when "
                        "nothing changed after since within wait seconds.",
         "security": NODE, "parameters": LONG_POLL + [STREAM],
-        "responses": ok("Netmap", **{"304": {"description": "Not modified"}, "401": ERRORS["401"]})},
+        "responses": {"200": NETMAP_ANSWER, **NOT_MODIFIED, **errors(400, 401)}},
     ("/v1/nodes", "get"): {
         "summary": "Every node with liveness, applied revision and peer health (admin); long-poll like netmap",
         "security": ADMIN, "parameters": LONG_POLL,
-        "responses": ok("Nodes", **{"304": {"description": "Not modified"}, "401": ERRORS["401"]})},
+        "responses": {**ok("Nodes", ref("Nodes"), headers=ETAG), **NOT_MODIFIED, **errors(400, 401)}},
     ("/v1/nodes/{node_id}", "get"): {"summary": "One node (admin)", "security": ADMIN,
-                                     "responses": ok("Node", **{k: ERRORS[k] for k in ("401", "404")})},
+                                     "responses": {**ok("Node", ref("NodeDetail")), **errors(401, 404)}},
     ("/v1/nodes/{node_id}", "delete"): {
         "summary": "Remove a node from every peer's map (admin), or leave the mesh (the node's own token)",
         "security": [{"adminToken": []}, {"nodeToken": []}],
-        "responses": ok("Deleted", **{k: ERRORS[k] for k in ("401", "403", "404")})},
+        "responses": {**ok("Deleted", ref("Deleted")), **errors(401, 403, 404)}},
     ("/v1/join-tokens", "post"): {
         "summary": "Create a join token (admin); the secret is shown only in this answer",
-        "security": ADMIN, "requestBody": json_body("JoinTokenCreate"),
-        "responses": {"201": {"description": "Created"}, **{k: ERRORS[k] for k in ("400", "401")}}},
+        "security": ADMIN, "requestBody": json_body("JoinTokenCreate", required=False),
+        "responses": {**ok("Created", ref("JoinTokenCreated"), status="201"), **errors(*BODY_ERRORS, 401)}},
     ("/v1/join-tokens", "get"): {"summary": "List join tokens without their secrets (admin)", "security": ADMIN,
-                                 "responses": ok("Join tokens", **{"401": ERRORS["401"]})},
-    ("/v1/join-tokens/{token_id}", "delete"): {"summary": "Revoke a join token (admin)", "security": ADMIN,
-                                               "responses": ok("Revoked", **{k: ERRORS[k] for k in ("401", "404")})},
+                                 "responses": {**ok("Join tokens", ref("JoinTokens")), **errors(401)}},
+    ("/v1/join-tokens/{token_id}", "delete"): {
+        "summary": "Revoke a join token (admin)", "security": ADMIN,
+        "responses": {**ok("Revoked", ref("JoinToken")), **errors(401, 404)}},
 }
+
+# Rules Register.__post_init__ checks in code (meshcommon.endpoint.parse, keys.check_public_key), said in
+# JSON Schema so that what the spec calls valid the server accepts; tests/control/test_spec_fixes.py
+# checks these agree with the code.
+OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+IPV4 = rf"{OCTET}(\.{OCTET}){{3}}"
+H16 = r"[0-9A-Fa-f]{1,4}"
+LS32 = rf"({H16}:{H16}|{IPV4})"
+IPV6 = "|".join([  # RFC 3986's IPv6address, which is what Python's ipaddress reads
+    rf"({H16}:){{6}}{LS32}", rf"::({H16}:){{5}}{LS32}", rf"({H16})?::({H16}:){{4}}{LS32}",
+    rf"(({H16}:){{0,1}}{H16})?::({H16}:){{3}}{LS32}", rf"(({H16}:){{0,2}}{H16})?::({H16}:){{2}}{LS32}",
+    rf"(({H16}:){{0,3}}{H16})?::{H16}:{LS32}", rf"(({H16}:){{0,4}}{H16})?::{LS32}",
+    rf"(({H16}:){{0,5}}{H16})?::{H16}", rf"(({H16}:){{0,6}}{H16})?::"])
+PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+ENDPOINT = rf"^({IPV4}|\[({IPV6})(%[A-Za-z0-9_.-]{{1,15}})?\]):{PORT}$"
+NOT_UNICAST = (r"^(0\.0\.0\.0|127\.[0-9.]+|2(2[4-9]|3[0-9])\.[0-9.]+|255\.255\.255\.255"  # IPv4
+               r"|\[([0:]*(0{0,3}1|0\.0\.0\.[01])?|[Ff]{2}[0-9A-Fa-f]{2}:[^\]]*)(%[^\]]*)?\]):")  # IPv6
+P25519 = 2**255 - 19
+LOW_ORDER_KEYS = [  # libsodium's blocklist of X25519 u-coordinates, each also with bit 255 set (X25519 ignores it)
+    keys.encode((u | high).to_bytes(32, "little"))
+    for u in (0, 1, 325606250916557431795983626356110631294008115727848805560023387167927233504,
+              39382357235489614581723060781553021112529911719440698176882885853963445705823,
+              P25519 - 1, P25519, P25519 + 1)
+    for high in (0, 1 << 255)]
+
+
+def express_register_rules(register: dict) -> None:
+    """Add those rules to the Register schema msgspec generated."""
+    properties = register["properties"]
+    properties["public_key"]["not"] = {"enum": LOW_ORDER_KEYS}
+    endpoint = next(option for option in properties["endpoint"]["anyOf"] if option.get("type") == "string")
+    endpoint["pattern"], endpoint["not"] = ENDPOINT, {"pattern": NOT_UNICAST}
+    register["anyOf"] = [  # nonce and proof go together: both strings, or neither (absent or null)
+        {"properties": {"nonce": {"type": "null"}, "proof": {"type": "null"}}},
+        {"required": ["nonce", "proof"], "properties": {"nonce": {"type": "string"}, "proof": {"type": "string"}}}]
 
 
 def path_parameters(path: str) -> list[dict]:
@@ -92,8 +178,9 @@ def path_parameters(path: str) -> list[dict]:
 
 def build_spec() -> dict:
     _, components = msgspec.json.schema_components(
-        [schemas.Register, schemas.Heartbeat, schemas.JoinTokenCreate],
+        [schemas.Register, schemas.Heartbeat, schemas.JoinTokenCreate, *answers.ANSWERS],
         ref_template="#/components/schemas/{name}")
+    express_register_rules(components["Register"])
     components["Error"] = {"type": "object", "required": ["error", "message"],
                            "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}
     paths: dict = {}

@@ -5,10 +5,14 @@ errors are raised as domain errors and turned into JSON by the app.
 """
 from __future__ import annotations
 
+import asyncio
+import math
+
 import falcon
 
 from control import schemas, tokens
-from control.errors import BodyTooLarge, InvalidRequest, Unauthorized
+from control.config import Config
+from control.errors import BodyTooLarge, InvalidRequest, RequestTimeout, Unauthorized
 from control.metrics import NETMAPS, exposition
 from control.runtime import Runtime
 
@@ -19,10 +23,16 @@ def bearer(req) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-async def body(req, schema, limit: int):
+async def body(req, schema, config: Config):
+    """The request body decoded into `schema`: at most `max_body` bytes, read within `body_timeout` seconds."""
+    limit = config.max_body
     if req.content_length is not None and req.content_length > limit:
         raise BodyTooLarge(f"request body over {limit} bytes")
-    data = await req.stream.read(limit + 1)
+    try:
+        async with asyncio.timeout(config.body_timeout):  # a client that stops mid-body must not hold a request
+            data = await req.stream.read(limit + 1)
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {config.body_timeout:g} s") from None
     if len(data) > limit:
         raise BodyTooLarge(f"request body over {limit} bytes")
     try:
@@ -32,12 +42,17 @@ async def body(req, schema, limit: int):
 
 
 def wait_params(req) -> tuple[int | None, float]:
-    since = req.get_param_as_int("since", min_value=0)
-    wait = req.get_param_as_float("wait", min_value=0, default=0.0)
+    """`since` (or an ETag "rREV") and `wait`, bounded: a revision past 2^53 or a NaN wait is a 400."""
+    since = req.get_param_as_int("since", min_value=0, max_value=schemas.MAX_REVISION)
+    wait = req.get_param_as_float("wait", min_value=0, max_value=schemas.MAX_AGE, default=0.0)
+    if not math.isfinite(wait):
+        raise InvalidRequest("wait must be a finite number of seconds")
     etag = req.get_header("If-None-Match")
     if since is None and etag:
         tag = etag.strip().removeprefix("W/").strip('"')
-        since = int(tag[1:]) if tag.startswith("r") and tag[1:].isdigit() else None
+        number = tag[1:]
+        if tag.startswith("r") and number.isascii() and number.isdigit() and len(number) < 17:
+            since = min(int(number), schemas.MAX_REVISION)
     return since, wait
 
 
@@ -75,9 +90,17 @@ class OpenAPI(Resource):
         resp.media = self.spec
 
 
+class Challenge(Resource):
+    async def on_get(self, req, resp):
+        token = bearer(req)
+        if token is None:
+            raise Unauthorized("join token or node token required")
+        resp.media = await self.runtime.call(self.runtime.registry.challenge, token)
+
+
 class Register(Resource):
     async def on_post(self, req, resp):
-        request = await body(req, schemas.Register, self.runtime.config.max_body)
+        request = await body(req, schemas.Register, self.runtime.config)
         token = bearer(req)
         if token is None:
             raise Unauthorized("join token or node token required")
@@ -87,7 +110,7 @@ class Register(Resource):
 class Heartbeat(Resource):
     async def on_post(self, req, resp, node_id):
         node_id = await self.runtime.own_node(bearer(req), node_id)
-        beat = await body(req, schemas.Heartbeat, self.runtime.config.max_body)
+        beat = await body(req, schemas.Heartbeat, self.runtime.config)
         resp.media = await self.runtime.heartbeat(node_id, beat)
 
 
@@ -136,7 +159,7 @@ class Node(Resource):
 class JoinTokens(Resource):
     async def on_post(self, req, resp):
         self.runtime.check_admin(bearer(req))
-        request = await body(req, schemas.JoinTokenCreate, self.runtime.config.max_body)
+        request = await body(req, schemas.JoinTokenCreate, self.runtime.config)
         resp.status = falcon.HTTP_201
         resp.media = await self.runtime.call(self.runtime.registry.create_join_token, request)
 

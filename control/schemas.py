@@ -1,29 +1,45 @@
-"""Request bodies: one msgspec schema per route, validated at the edge.
+"""Request bodies and query values: one msgspec schema per route, validated at the edge.
 
-Owns what a well-formed request is. Unknown fields are rejected, lengths and
-ranges are enforced by msgspec, and the rules msgspec cannot express (endpoint
-syntax) are checked in `__post_init__`, so every schema error is a clear 400.
+Owns what a well-formed request is. Unknown fields are rejected; every string has a length and
+an alphabet, and every number explicit bounds that the database can store (a value the store
+cannot hold must never get past the edge, or it fails later for everyone in the same batch).
+Key and endpoint rules come from `meshcommon`, shared with the agent.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
-# Base64 of exactly 32 bytes: 42 free characters, one whose low bits are zero, one '='.
-KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+from meshcommon import endpoint as endpoints
+from meshcommon import keys
+
+# Revisions are counters: 2^53 - 1 keeps them exact in every JSON client and in a signed BIGINT.
+MAX_REVISION = 2**53 - 1
+MAX_AGE = 10 * 365 * 86400.0  # seconds: ten years is "never" for a handshake age or a token TTL
+B64_32 = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
-DESCRIPTION_PATTERN = r"^[^\x00-\x1f\x7f]*$"
-PublicKey = Annotated[str, Meta(pattern=KEY_PATTERN, description="WireGuard public key: base64 of 32 bytes")]
+NODE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+DESCRIPTION_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+PublicKey = Annotated[str, Meta(pattern=B64_32, description="WireGuard public key: base64 of 32 bytes, "
+                                                            "not a low-order point")]
 NodeName = Annotated[str, Meta(pattern=NAME_PATTERN,
                                description="Advisory, display-only name: 1-63 of letters, digits, -, _, .")]
+NodeId = Annotated[str, Meta(pattern=NODE_ID_PATTERN)]
 Port = Annotated[int, Meta(ge=1, le=65535)]
-Endpoint = Annotated[str, Meta(max_length=300, description="Underlay endpoint HOST:PORT ([v6]:PORT)")]
-Revision = Annotated[int, Meta(ge=0)]
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# The rule is `meshcommon.endpoint.parse`, checked in __post_init__; openapi.py says it in JSON Schema.
+Endpoint = Annotated[str, Meta(max_length=endpoints.MAX_LENGTH,
+                               description="Underlay endpoint IPv4:PORT or [IPv6]:PORT: a unicast address "
+                                           "(not unspecified, loopback, multicast or broadcast), no DNS names")]
+Revision = Annotated[int, Meta(ge=0, le=MAX_REVISION)]
+Age = Annotated[float, Meta(ge=0, le=MAX_AGE)]
+Nonce = Annotated[str, Meta(pattern=B64_32, description="A nonce from GET /v1/challenge")]
+Proof = Annotated[str, Meta(pattern=B64_32,
+                            description="base64(HMAC-SHA256(X25519(node private key, control_key), "
+                                        "nonce bytes + public key bytes))")]
 
 
 def check_full(field: str, value: str, pattern: str) -> None:
@@ -32,37 +48,30 @@ def check_full(field: str, value: str, pattern: str) -> None:
         raise ValueError(f"{field} {value!r} is not valid: it must match {pattern}")
 
 
-def check_endpoint(text: str) -> str:
-    """Validate HOST:PORT where HOST is an IPv4 address, [IPv6] or a DNS name."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"endpoint {text!r} must be HOST:PORT with a port in 1-65535")
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise ValueError(f"endpoint {text!r} has an invalid IPv6 address") from None
-    elif not HOSTNAME.fullmatch(host):
-        raise ValueError(f"endpoint {text!r} has an invalid host")
-    return text
-
-
 class Register(msgspec.Struct, forbid_unknown_fields=True):
     public_key: PublicKey
     name: NodeName
     listen_port: Port = 51820
     endpoint: Endpoint | None = None
+    nonce: Nonce | None = None
+    proof: Proof | None = None
 
     def __post_init__(self):
-        check_full("public_key", self.public_key, KEY_PATTERN)
         check_full("name", self.name, NAME_PATTERN)
+        keys.check_public_key(self.public_key)
         if self.endpoint is not None:
-            check_endpoint(self.endpoint)
+            endpoints.parse(self.endpoint)
+        for field in ("nonce", "proof"):
+            value = getattr(self, field)
+            if value is not None:
+                keys.decode32(value, field)
+        if (self.nonce is None) != (self.proof is None):
+            raise ValueError("nonce and proof go together")
 
 
 class PeerHealth(msgspec.Struct, forbid_unknown_fields=True):
-    node_id: Annotated[str, Meta(max_length=32)]
-    latest_handshake_age: Annotated[float, Meta(ge=0)] | None = None
+    node_id: NodeId
+    latest_handshake_age: Age | None = None
 
 
 class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,7 +81,7 @@ class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
 
 class JoinTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
     reusable: bool = False
-    ttl_seconds: Annotated[float, Meta(gt=0, le=10 * 365 * 86400)] | None = 3600.0
+    ttl_seconds: Annotated[float, Meta(gt=0, le=MAX_AGE)] | None = 3600.0
     description: Annotated[str, Meta(max_length=200, pattern=DESCRIPTION_PATTERN)] = ""
 
     def __post_init__(self):
@@ -80,10 +89,41 @@ class JoinTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def decode(body: bytes, schema: type):
-    """Decode and validate a JSON body, raising ValueError with msgspec's message."""
+    """Decode and validate a JSON body, raising ValueError with msgspec's message.
+
+    msgspec is strict: `2.0` is no integer to it, while JSON Schema (and so our OpenAPI spec)
+    says it is. A body refused only for that is decoded again with integral floats as ints.
+    """
     try:
         return msgspec.json.decode(body, type=schema)
     except msgspec.ValidationError as exc:
-        raise ValueError(str(exc)) from None
+        first = exc
     except msgspec.DecodeError as exc:
         raise ValueError(f"body is not valid JSON: {exc}") from None
+    data = msgspec.json.decode(body)
+    if not has_integral_float(data):
+        raise ValueError(str(first))
+    try:
+        return msgspec.convert(integral_floats_as_ints(data), type=schema)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def has_integral_float(value) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, list):
+        return any(has_integral_float(item) for item in value)
+    if isinstance(value, dict):
+        return any(has_integral_float(item) for item in value.values())
+    return False
+
+
+def integral_floats_as_ints(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [integral_floats_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: integral_floats_as_ints(item) for key, item in value.items()}
+    return value

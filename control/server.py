@@ -2,9 +2,17 @@
 
 Owns process-level start-up: migrations and the admin token are prepared once
 in the master before workers fork; each worker builds its own app and runtime.
+Start-up also keeps secrets at rest private: a 0700 state dir, a umask of 077
+for everything the process creates, 0600 SQLite files, a private admin token.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+import peewee
 from gunicorn.app.base import BaseApplication
 
 from control import db, tokens
@@ -22,10 +30,9 @@ class ControlServer(BaseApplication):
         options = {
             "bind": self.config.listen,
             "workers": self.config.workers,
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            "worker_class": "control.httpserver.ControlWorker",  # sets keep-alive, header timeout, connection cap
             "graceful_timeout": 5,
             "timeout": 120,
-            "keepalive": 75,
             "proc_name": "meshvpn-control",
             "accesslog": None,
             "control_socket": str(self.config.state_dir / "gunicorn.ctl"),
@@ -40,15 +47,39 @@ class ControlServer(BaseApplication):
         return create_app(self.config)
 
 
+def private_dir(path: Path) -> None:
+    """Create `path` 0700, or tighten it to 0700: it holds the store and the admin token."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+
+
+def protect_sqlite_files(database: peewee.Database) -> None:
+    """Make an SQLite store and its -wal and -shm files 0600, before SQLite opens them.
+
+    SQLite gives the -wal and -shm files it creates the mode of the database file.
+    """
+    if not isinstance(database, peewee.SqliteDatabase):
+        return
+    main = Path(database.database)
+    for path in (main, main.with_name(main.name + "-wal"), main.with_name(main.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o600)
+
+
 def prepare(config: Config) -> None:
-    """Create the state dir, migrate the store and make sure the admin token exists."""
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    """Create the state dir, check the admin token (creating it on first start), migrate the store.
+
+    Raises tokens.UnsafeSecretFile, before touching the store, when others could read or replace the admin token.
+    """
+    os.umask(0o077)  # the store, tokens and sockets this process creates are for its user alone
+    private_dir(config.state_dir)
     setup_logging(config.log_level)
-    db.connect(config.db_url)
+    tokens.ensure_admin_token(config.admin_token_path)
+    protect_sqlite_files(db.connect(config.db_url))
     applied = db.migrate()
     if applied:
         emit("store_migrated", reason="start", migrations=applied)
-    tokens.ensure_admin_token(config.admin_token_path)
     db.db.close()
 
 

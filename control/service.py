@@ -1,6 +1,6 @@
 """The registry service: every membership change, each in one database transaction.
 
-Owns the business rules: enrollment with join tokens, stable mesh IPs, node
+Owns the business rules: enrollment with join tokens and proof of key possession, stable mesh IPs, node
 tokens, heartbeats, offline sweeps and the revision that every netmap-visible
 change bumps exactly once. Blocking (peewee); the async layer runs it in threads.
 Transactions that bump the revision lock the mesh-state row first, so all of
@@ -19,7 +19,8 @@ import peewee
 
 from control import db as database
 from control import ipam, tokens
-from control.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized
+from control.challenges import Challenges
+from control.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized, Unavailable
 from control.events import emit
 from control.liveness import decide_sweep
 from control.models import Change, JoinToken, MeshState, Node, db
@@ -28,6 +29,8 @@ from control.schemas import Heartbeat, JoinTokenCreate, Register
 
 CHANGE_LOG_KEEP = 5000  # revisions of change log kept for deltas
 NOTIFY_CHANNEL = "meshvpn_revision"
+# The store itself is down or busy past retries: nothing about the data, worth trying again.
+STORE_DOWN = (peewee.OperationalError, peewee.InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Registry:
         self.clock = clock
         self.make_id = make_id
         self.on_change = on_change
+        self.challenges = Challenges(clock)
 
     # -- revision ---------------------------------------------------------
 
@@ -122,7 +126,17 @@ class Registry:
                 # Another writer took the mesh IP or id we picked: pick again.
         raise AddressSpaceExhausted("could not allocate a mesh IP after repeated conflicts")
 
-    def _consume_join_token(self, bearer: str, now: float) -> JoinToken:
+    def challenge(self, bearer: str) -> dict:
+        """A single-use nonce for proving key possession, to a live join token or a known node token."""
+        if bearer.startswith(tokens.NODE):
+            if not Node.select().where(Node.token_hash == tokens.digest(bearer)).exists():
+                raise Unauthorized("unknown node token")
+        else:
+            self._usable_join_token(bearer, self.clock())
+        return self.challenges.issue(tokens.digest(bearer))
+
+    @staticmethod
+    def _usable_join_token(bearer: str, now: float) -> JoinToken:
         token = JoinToken.get_or_none(JoinToken.token_hash == tokens.digest(bearer))
         if token is None:
             raise Unauthorized("unknown join token")
@@ -130,6 +144,12 @@ class Registry:
             raise Unauthorized("join token was revoked")
         if token.expires_at is not None and now >= token.expires_at:
             raise Unauthorized("join token has expired")
+        if not token.reusable and token.uses:
+            raise Unauthorized("single-use join token was already used")
+        return token
+
+    def _consume_join_token(self, bearer: str, now: float) -> JoinToken:
+        token = self._usable_join_token(bearer, now)
         # Conditional update: of concurrent users of a single-use token, one wins.
         used = (JoinToken.update(uses=JoinToken.uses + 1)
                 .where((JoinToken.id == token.id) & (JoinToken.reusable | (JoinToken.uses == 0)))
@@ -140,9 +160,11 @@ class Registry:
 
     def _enroll(self, bearer: str, request: Register):
         now = self.clock()
-        join_token = self._consume_join_token(bearer, now)
+        self._usable_join_token(bearer, now)  # a wrong token is told so before anything about its proof
         if Node.select().where(Node.public_key == request.public_key).exists():
             raise KeyTaken("this public key is already registered; re-register with that node's token")
+        self.challenges.redeem(tokens.digest(bearer), request.public_key, request.nonce, request.proof)
+        join_token = self._consume_join_token(bearer, now)
         state = self._lock_state()
         mesh_ip = self._allocate(state.last_ip)
         node_token = tokens.new_token(tokens.NODE)
@@ -177,6 +199,7 @@ class Registry:
         if request.public_key != node.public_key:
             if Node.select().where(Node.public_key == request.public_key).exists():
                 raise KeyTaken("this public key belongs to another node")
+            self.challenges.redeem(tokens.digest(bearer), request.public_key, request.nonce, request.proof)
         wanted = {"name": request.name, "public_key": request.public_key,
                   "endpoint": request.endpoint, "listen_port": request.listen_port}
         changed = {field: value for field, value in wanted.items() if getattr(node, field) != value}
@@ -202,7 +225,32 @@ class Registry:
     # -- liveness ---------------------------------------------------------
 
     def record_heartbeats(self, batch: dict[str, tuple[float, Heartbeat]]) -> list[str]:
-        """Store a batch of heartbeats; nodes that were offline come back online. Returns those ids."""
+        """Store a batch of heartbeats; nodes that were offline come back online. Returns those ids.
+
+        One transaction for the batch; if the store refuses it for any reason but being unavailable,
+        each node is written alone and only the nodes whose record fails are dropped (and logged),
+        so one node's bad data never costs another node its liveness. `Unavailable` means nothing
+        was stored and the caller may keep the batch for the next try.
+        """
+        try:
+            self._store_heartbeats(batch)
+        except STORE_DOWN as exc:
+            raise Unavailable(f"store unavailable: {exc}") from None
+        except Exception:
+            for node_id in sorted(batch):
+                try:
+                    self._store_heartbeats({node_id: batch[node_id]})
+                except STORE_DOWN as exc:
+                    raise Unavailable(f"store unavailable: {exc}") from None
+                except Exception as exc:
+                    emit("heartbeat_dropped", node=node_id, reason=f"store refused it: {exc}")
+        returning = [node_id for (node_id,) in Node.select(Node.id).where(
+            Node.id.in_(list(batch)) & ~Node.online).tuples()]
+        if not returning:
+            return []
+        return self._write(lambda: self._bring_online(returning)).ids
+
+    def _store_heartbeats(self, batch: dict[str, tuple[float, Heartbeat]]) -> None:
         def store():
             for node_id in sorted(batch):
                 seen, beat = batch[node_id]
@@ -212,11 +260,6 @@ class Registry:
                             applied_revision=beat.applied_revision, peer_health=health).where(
                     Node.id == node_id).execute()
         database.retrying(store)
-        returning = [node_id for (node_id,) in Node.select(Node.id).where(
-            Node.id.in_(list(batch)) & ~Node.online).tuples()]
-        if not returning:
-            return []
-        return self._write(lambda: self._bring_online(returning)).ids
 
     def _bring_online(self, candidates: list[str]):
         self._lock_state()

@@ -3,6 +3,12 @@
 "use strict";
 const state = { me: null, peers: [], selected: null, messages: new Map() };
 const $ = (id) => document.getElementById(id);
+// The daemon puts its token into this page only; other pages cannot read it, so they cannot change anything.
+const TOKEN = document.querySelector('meta[name="meshchat-token"]').content;
+const post = (path, body) => fetch(path, {
+  method: "POST", headers: { "Content-Type": "application/json", "X-Meshchat-Token": TOKEN },
+  body: body === undefined ? undefined : JSON.stringify(body),
+});
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -51,8 +57,7 @@ function renderMessages() {
     if (message.direction === "out" && message.state === "failed") {
       const retry = el("button", "retry", "Retry");
       retry.type = "button";
-      retry.addEventListener("click", () => fetch(`/api/messages/${encodeURIComponent(message.id)}/retry`,
-                                                  { method: "POST" }));
+      retry.addEventListener("click", () => post(`/api/messages/${encodeURIComponent(message.id)}/retry`));
       meta.append(retry);
     }
     item.append(meta);
@@ -93,10 +98,7 @@ $("compose").addEventListener("submit", async (event) => {
   const text = $("text").value;
   if (!text.trim() || !state.selected) return;
   $("text").value = "";
-  const answer = await fetch("/api/messages", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ peer: state.selected, text }),
-  }).catch(() => null);
+  const answer = await post("/api/messages", { peer: state.selected, text }).catch(() => null);
   if (!answer || !answer.ok) {
     const reason = answer ? (await answer.json()).description : "the chat daemon is unreachable";
     const failed = { id: `local-${Date.now()}`, peer_ip: state.selected, direction: "out", text,

@@ -17,7 +17,6 @@ def up(migrator, db):
         id = IntegerField(primary_key=True)
         revision = BigIntegerField(default=0)
         horizon = BigIntegerField(default=0)
-        last_ip = CharField(max_length=45, null=True)
         last_sweep_at = DoubleField(null=True)
         grace_until = DoubleField(default=0)
 

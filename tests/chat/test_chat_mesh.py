@@ -111,6 +111,12 @@ def test_two_browsers_chat_and_see_a_crash(lab, lab_control, tmp_path):
         expect(page_a.locator("#messages li.in")).to_contain_text("straight over WireGuard")
         page_a.screenshot(path=str(SCREENSHOTS / "chat-conversation.png"))
 
+        # Another page (here b's UI, another origin) posts a form to a's UI: nothing is sent.
+        page_b.evaluate("""([ui, peer]) => fetch(ui + "/api/messages", {method: "POST", mode: "no-cors",
+                           body: new URLSearchParams({peer, text: "forged"})}).catch(() => null)""", [a.ui, b_ip])
+        assert "forged" not in a.cli("history", b_ip).stdout
+        expect(page_b.locator("#messages li.in")).to_have_count(1)
+
         nodes[1].host.crash()
         expect(page_a.locator("#peers li .state")).to_have_text("offline", timeout=15_000)
         page_a.fill("#text", "are you still there?")

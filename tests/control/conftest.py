@@ -1,4 +1,3 @@
-import base64
 import os
 from dataclasses import dataclass
 
@@ -9,6 +8,7 @@ from control import config, db
 from control.app import create_app
 from control.runtime import Runtime
 from tests import pg
+from tests.enrol import PRIVATE, new_key, proven  # noqa: F401 (new_key: re-exported)
 
 
 class FakeClock:
@@ -17,10 +17,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def new_key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -51,8 +47,17 @@ class Control:
         assert result.status_code == 201, result.text
         return result.json["token"]
 
-    async def register(self, token: str, name: str = "node", key: str | None = None, **extra):
+    async def challenge(self, token: str):
+        return await self.client.simulate_get("/v1/challenge", headers={"Authorization": f"Bearer {token}"})
+
+    async def register(self, token: str, name: str = "node", key: str | None = None, prove: bool = True,
+                       **extra):
+        """Register as an agent does: a challenge first, then the body with its proof (when the
+        challenge is granted and the key is one `new_key` made; otherwise the bare body)."""
         body = {"public_key": key or new_key(), "name": name, **extra}
+        challenge = await self.challenge(token)
+        if prove and challenge.status_code == 200 and body["public_key"] in PRIVATE:
+            body = proven(challenge.json, body)
         return await self.client.simulate_post("/v1/register", json=body,
                                                headers={"Authorization": f"Bearer {token}"})
 

@@ -20,7 +20,8 @@ MESHCTL = str(Path(sys.executable).with_name("meshctl"))
 class ControlProcess:
     def __init__(self, state_dir: Path, db_url: str | None = None, workers: int = 1, port: int | None = None,
                  heartbeat_interval: float = 2.0, offline_after: float = 6.0, cidr: str = "100.64.0.0/16",
-                 tls: tuple[Path, Path] | None = None):
+                 tls: tuple[Path, Path] | None = None, settings: dict | None = None):
+        """`settings`: any other Config fields, passed as MESHVPN_CONTROL_* environment variables."""
         self.state_dir = state_dir
         self.port = port or free_port()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -32,13 +33,15 @@ class ControlProcess:
             self.args += ["--db", db_url]
         if tls:
             self.args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+        self.env = {**os.environ, **{f"MESHVPN_CONTROL_{k.upper()}": str(v) for k, v in (settings or {}).items()}}
         self.log_path = state_dir / f"control-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "ControlProcess":
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

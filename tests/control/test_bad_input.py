@@ -32,6 +32,13 @@ BAD_REGISTRATIONS = [
     json.dumps({"public_key": KEY, "name": "a", "endpoint": "[not-v6]:51820"}).encode(),
     json.dumps({"public_key": KEY, "name": "a", "endpoint": "bad_host!:51820"}).encode(),
     json.dumps({"public_key": KEY, "name": "a", "endpoint": "a\n:51820"}).encode(),
+    *[json.dumps({"public_key": KEY, "name": "a", "endpoint": bad}).encode() for bad in [
+        "nonexistent.invalid:51820", "999.1.1.1:51820", "0.0.0.0:51820", "[::]:51820", "224.0.0.1:51820",
+        "255.255.255.255:51820", "127.0.0.1:51820", "[fe80::1%eth0\x1b]:51820", "[fe80::1%a/b]:51820",
+        "192.0.2.1:051820", "192.0.2.1:\uff15\uff11\uff18\uff12\uff10", "192.0.2.1:51820\u0085"]],
+    *[json.dumps({"public_key": low_order, "name": "a"}).encode() for low_order in [
+        "A" * 43 + "=", "AQ" + "A" * 41 + "=", "4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuAA="]],
+    json.dumps({"public_key": KEY, "name": "a", "nonce": KEY}).encode(),  # a nonce without its proof
     json.dumps({"public_key": KEY, "name": "a", "listen_port": 0}).encode(),
     json.dumps({"public_key": KEY, "name": "a", "listen_port": "51820"}).encode(),
     json.dumps({"public_key": KEY, "name": "a", "admin": True}).encode(),  # unknown field
@@ -72,6 +79,9 @@ async def test_wrong_tokens_are_401_and_write_nothing(control, header):
 
 @pytest.mark.parametrize("body", [
     {"applied_revision": -1}, {"applied_revision": "1"}, {"peers": "x"},
+    {"applied_revision": 9223372036854775808}, {"applied_revision": 2**53}, {"applied_revision": 1e300},
+    {"peers": [{"node_id": "a", "latest_handshake_age": 1e308}]},
+    {"peers": [{"node_id": "a\u202e", "latest_handshake_age": 1}]}, {"peers": [{"node_id": "x" * 33}]},
     {"peers": [{"node_id": "a", "latest_handshake_age": -1}]}, {"peers": [{"nodeid": "a"}]}, {"extra": 1}])
 async def test_bad_heartbeat_is_400(control, body):
     node = await control.node(await control.join_token())
@@ -80,7 +90,9 @@ async def test_bad_heartbeat_is_400(control, body):
     assert result.status_code == 400 and result.json["error"] == "invalid_request"
 
 
-@pytest.mark.parametrize("params", [{"since": "-1"}, {"since": "x"}, {"wait": "soon"}, {"wait": "-3"}])
+@pytest.mark.parametrize("params", [{"since": "-1"}, {"since": "x"}, {"wait": "soon"}, {"wait": "-3"},
+                                    {"since": str(2**63)}, {"since": "1" * 40}, {"wait": "nan"}, {"wait": "inf"},
+                                    {"wait": "1e999"}])
 async def test_bad_netmap_parameters_are_400(control, params):
     node = await control.node(await control.join_token())
     result = await control.netmap(node, **params)
@@ -88,6 +100,7 @@ async def test_bad_netmap_parameters_are_400(control, params):
 
 
 @pytest.mark.parametrize("body", [{"ttl_seconds": 0}, {"ttl_seconds": "1h"}, {"reusable": "yes"},
+                                  {"ttl_seconds": 1e300}, {"description": "a\u009bb"},
                                   {"description": "a\nb"}, {"uses": 3}])
 async def test_bad_join_token_request_is_400(control, body):
     result = await control.client.simulate_post("/v1/join-tokens", json=body, headers=control.admin)

@@ -1,15 +1,21 @@
-"""meshctl against a real control-plane process."""
+"""meshctl against a real control-plane process, and against a fake API answering hostile data."""
 import json
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from control.cli import safe, visible
+from tests import enrol
 from tests.control.conftest import new_key
 from tests.control.servers import MESHCTL, ControlProcess
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 
 @pytest.fixture
@@ -25,16 +31,17 @@ def meshctl(control, *args, check=True):
     return subprocess.run([MESHCTL, *args], capture_output=True, text=True, env=env, check=check, timeout=60)
 
 
+@slow
 def test_admin_token_file_is_private(control):
     assert (control.state_dir / "admin.token").stat().st_mode & 0o777 == 0o600
 
 
+@slow
 def test_token_create_prints_the_token_alone_and_it_enrolls_a_node(control):
     out = meshctl(control, "token", "create", "--ttl", "15m").stdout
     token = out.strip()
     assert out.count("\n") == 1 and token.startswith("mvj_")
-    node = httpx.post(control.url + "/v1/register", json={"public_key": new_key(), "name": "alpha"},
-                      headers={"Authorization": f"Bearer {token}"}).json()
+    node = enrol.register_sync(control.url, token, "alpha").json()
     table = meshctl(control, "nodes").stdout
     assert "alpha" in table and node["mesh_ip"] in table and "online" in table
     listed = json.loads(meshctl(control, "nodes", "--json").stdout)
@@ -47,6 +54,7 @@ def test_token_create_prints_the_token_alone_and_it_enrolls_a_node(control):
     assert missing.returncode != 0 and "404" in missing.stderr
 
 
+@slow
 def test_bad_arguments_are_clear_errors(control):
     bad = meshctl(control, "token", "create", "--ttl", "soon", check=False)
     assert bad.returncode == 2 and "invalid duration" in bad.stderr
@@ -54,24 +62,26 @@ def test_bad_arguments_are_clear_errors(control):
     assert no_control.returncode != 0 and "--control" in no_control.stderr
 
 
+@slow
 def test_serve_rejects_a_bad_cidr(tmp_path):
     result = subprocess.run([MESHCTL, "serve", "--state-dir", str(tmp_path), "--cidr", "10.0.0.1/8"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "invalid mesh CIDR" in result.stderr
 
 
+@slow
 def test_watch_streams_joins_and_removals(control):
     env = {"MESHCTL_CONTROL": control.url, "MESHCTL_ADMIN_TOKEN_FILE": str(control.state_dir / "admin.token")}
     watch = subprocess.Popen([MESHCTL, "watch", "--duration", "4"], stdout=subprocess.PIPE, text=True, env=env)
     time.sleep(1.0)
     token = control.join_token()
-    node = httpx.post(control.url + "/v1/register", json={"public_key": new_key(), "name": "beta"},
-                      headers={"Authorization": f"Bearer {token}"}).json()
+    node = enrol.register_sync(control.url, token, "beta").json()
     httpx.delete(f"{control.url}/v1/nodes/{node['node_id']}", headers=control.admin)
     out, _ = watch.communicate(timeout=30)
     assert "joined   beta" in out and "removed  beta" in out
 
 
+@slow
 def test_serve_speaks_tls_with_the_given_certificate(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
@@ -88,3 +98,118 @@ def test_serve_speaks_tls_with_the_given_certificate(tmp_path):
         assert out.returncode == 0 and "revision 0" in out.stdout
     finally:
         proc.stop()
+
+
+# -- hostile data from the API: printed literally, never as markup or terminal controls ------------
+
+MARKUP, ESCAPE = "[bold red]x[/]", "\x1b[31m"
+
+
+def hostile_node(node_id: str, **extra) -> dict:
+    return {"node_id": node_id, "name": f"{MARKUP}{ESCAPE}\nevil", "mesh_ip": "100.64.0.9",
+            "public_key": new_key(), "endpoint": f"{ESCAPE}10.0.0.1:51820\x9b2J", "online": True,
+            "last_seen": time.time(), "applied_revision": None, "listen_port": 51820, **extra}
+
+
+class FakeApi(BaseHTTPRequestHandler):
+    """Answers as an older or compromised control plane might: node-controlled text, unfiltered."""
+
+    answers: ClassVar[dict] = {}  # path -> (status, body), set per test by `fake_api`
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        if url.path == "/v1/nodes" and "since" in parse_qs(url.query):
+            if self.server.watched:
+                time.sleep(0.2)
+                return self.reply(304, None)
+            self.server.watched = True
+            return self.reply(200, self.answers["/v1/nodes?since"])
+        self.reply(*self.answers[url.path])
+
+    def do_DELETE(self):
+        self.reply(*self.answers[urlsplit(self.path).path])
+
+    def reply(self, status: int, body):
+        self.send_response(status)
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_api(tmp_path):
+    def serve(answers: dict) -> list[str]:
+        handler = type("Answers", (FakeApi,), {"answers": answers})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.watched = False
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        token = tmp_path / "admin.token"
+        token.write_text("mva_test\n")
+        return ["--control", f"http://127.0.0.1:{server.server_address[1]}", "--admin-token-file", str(token)]
+
+    servers = []
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([MESHCTL, *args], capture_output=True, text=True, timeout=60, check=False,
+                          env={"PATH": "/usr/bin:/bin"})
+
+
+def assert_inert(output: str) -> None:
+    assert not any(ch in output for ch in (ESCAPE[0], "\x9b", "\x7f")), repr(output)
+    assert MARKUP in output and "\\x1b[31m" in output and "\\x0aevil" in output, output
+
+
+def test_visible_shows_every_terminal_control_and_safe_escapes_markup():
+    controls = [chr(c) for c in (*range(0x20), 0x7f, *range(0x80, 0xa0))]
+    assert visible("".join(controls)) == "".join(f"\\x{ord(c):02x}" for c in controls)
+    assert visible("ümlaut [ok] 100.64.0.1") == "ümlaut [ok] 100.64.0.1"
+    assert safe(MARKUP + ESCAPE) == "\\[bold red]x\\[/]\\x1b[31m"
+
+
+def test_nodes_table_prints_node_controlled_text_literally(fake_api):
+    nodes = [hostile_node("n1"), hostile_node("n2", name=":thumbs_up:")]
+    args = fake_api({"/v1/nodes": (200, {"revision": f"7{ESCAPE}", "nodes": nodes})})
+    result = run("nodes", *args)
+    assert result.returncode == 0, result.stderr
+    assert_inert(result.stdout)
+    assert "\\x9b2J" in result.stdout and ":thumbs_up:" in result.stdout
+    assert "revision 7\\x1b[31m, 2 nodes" in result.stdout
+
+
+def test_watch_prints_node_controlled_text_literally(fake_api):
+    args = fake_api({"/v1/nodes": (200, {"revision": 1, "nodes": []}),
+                     "/v1/nodes?since": {"revision": 2, "nodes": [hostile_node("n1")]}})
+    result = run("watch", "--duration", "1", *args)
+    assert result.returncode == 0, result.stderr
+    joined = [line for line in result.stdout.splitlines() if " joined " in line]
+    assert len(joined) == 1 and joined[0].endswith(f"joined   {MARKUP}\\x1b[31m\\x0aevil 100.64.0.9 (n1)")
+    assert_inert(result.stdout)
+
+
+def test_token_list_node_rm_and_errors_print_api_text_literally(fake_api):
+    token = {"id": f"t{MARKUP}", "state": ESCAPE, "reusable": False, "uses": 0, "expires_at": None,
+             "description": f"{MARKUP}{ESCAPE}\nevil"}
+    args = fake_api({"/v1/join-tokens": (200, {"join_tokens": [token]}),
+                     "/v1/nodes/n1": (200, {"deleted": f"n1{MARKUP}{ESCAPE}\nevil", "revision": 3}),
+                     "/v1/nodes/n2": (404, {"message": f"no node {MARKUP}{ESCAPE}\nevil"})})
+    listed = run("token", "list", *args)
+    assert listed.returncode == 0, listed.stderr
+    assert_inert(listed.stdout)
+    removed = run("node", "rm", "n1", *args)
+    assert removed.returncode == 0, removed.stderr
+    assert_inert(removed.stdout)
+    assert removed.stdout.count("\n") == 1
+    missing = run("node", "rm", "n2", *args)
+    assert missing.returncode != 0 and "404" in missing.stderr
+    assert_inert(missing.stderr)

@@ -8,8 +8,7 @@ import httpx
 import pytest
 from httpx_sse import EventSource
 
-from tests import pg
-from tests.control.conftest import new_key
+from tests import enrol, pg
 from tests.control.servers import ControlProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
@@ -39,9 +38,8 @@ def spawn(processes, *args, **kwargs) -> ControlProcess:
 async def register_many(urls: list[str], token: str, count: int) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=count)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        return await asyncio.gather(*[
-            client.post(urls[i % len(urls)] + "/v1/register", json={"public_key": new_key(), "name": f"n{i}"},
-                        headers={"Authorization": f"Bearer {token}"}) for i in range(count)])
+        return await asyncio.gather(*[enrol.register(client, urls[i % len(urls)], token, f"n{i}")
+                                      for i in range(count)])
 
 
 def mesh_ips(answers) -> set[str]:
@@ -49,9 +47,24 @@ def mesh_ips(answers) -> set[str]:
     return {a.json()["mesh_ip"] for a in answers}
 
 
+def test_a_challenge_from_one_instance_is_redeemed_at_another_once(processes, pg_url, tmp_path):
+    a, b = spawn(processes, tmp_path / "a", pg_url), spawn(processes, tmp_path / "b", pg_url)
+    token = a.join_token(reusable=True)
+    challenge = httpx.get(a.url + "/v1/challenge", headers=enrol.auth(token)).json()
+    again = httpx.get(b.url + "/v1/challenge", headers=enrol.auth(token)).json()
+    assert challenge["control_key"] == again["control_key"]  # one control key for the shared store
+    body = enrol.proven(challenge, {"public_key": enrol.new_key(), "name": "x"})
+    assert httpx.post(b.url + "/v1/register", json=body, headers=enrol.auth(token)).status_code == 200
+    replay = enrol.proven(challenge, {"public_key": enrol.new_key(), "name": "y"})
+    assert httpx.post(a.url + "/v1/register", json=replay, headers=enrol.auth(token)).status_code == 403
+
+
 async def test_200_concurrent_registrations_on_4_workers_on_postgres(processes, pg_url, tmp_path):
-    control = spawn(processes, tmp_path / "a", pg_url, workers=4)
+    # Silent nodes must not go offline (a revision bump each) while a loaded machine registers them.
+    control = spawn(processes, tmp_path / "a", pg_url, workers=4, heartbeat_interval=30, offline_after=120)
+    started = time.monotonic()
     answers = await register_many([control.url], control.join_token(), 200)
+    print(f"200 proven registrations in {time.monotonic() - started:.1f} s")
     assert len(mesh_ips(answers)) == 200
     listed = httpx.get(control.url + "/v1/nodes", headers=control.admin).json()
     assert listed["revision"] == 200 and len(listed["nodes"]) == 200
@@ -83,8 +96,7 @@ async def test_changes_through_one_instance_reach_watchers_of_the_other_within_1
     token = a.join_token()
     async with httpx.AsyncClient(timeout=30) as client:
         async def register(url, name):
-            answer = await client.post(url + "/v1/register", json={"public_key": new_key(), "name": name},
-                                       headers={"Authorization": f"Bearer {token}"})
+            answer = await enrol.register(client, url, token, name)
             return answer.json()
 
         watcher = await register(b.url, "watcher")
@@ -126,8 +138,7 @@ async def test_changes_through_one_instance_reach_watchers_of_the_other_within_1
 def test_control_plane_restart_keeps_heartbeating_nodes_online(processes, tmp_path):
     control = spawn(processes, tmp_path / "a", heartbeat_interval=0.5, offline_after=1.5)
     token = control.join_token()
-    nodes = [httpx.post(control.url + "/v1/register", json={"public_key": new_key(), "name": f"n{i}"},
-                        headers={"Authorization": f"Bearer {token}"}).json() for i in range(3)]
+    nodes = [enrol.register_sync(control.url, token, f"n{i}").json() for i in range(3)]
     stop = threading.Event()
 
     def beat(node):  # an agent: heartbeat every interval, ignore failures while the control plane is down
@@ -163,8 +174,7 @@ async def test_netmap_stream_writes_one_line_per_change(processes, tmp_path):
     token = control.join_token()
     async with httpx.AsyncClient(timeout=30) as client:
         async def register(name):
-            answer = await client.post(control.url + "/v1/register", json={"public_key": new_key(), "name": name},
-                                       headers={"Authorization": f"Bearer {token}"})
+            answer = await enrol.register(client, control.url, token, name)
             return answer.json()
 
         a = await register("a")

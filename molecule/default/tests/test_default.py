@@ -46,3 +46,12 @@ def test_chat_listens_on_the_mesh_ip_only(host):
     me = status(host)
     assert host.socket(f"tcp://{me['mesh_ip']}:7000").is_listening
     assert not host.socket("tcp://0.0.0.0:7000").is_listening
+
+
+def test_chat_ui_is_published_as_the_lab_asked_and_answers_only_for_its_address(host):
+    ui = host.ansible.get_variables()["meshvpn_chat_ui_listen"]
+    assert host.socket(f"tcp://{ui}").is_listening
+    assert host.file("/var/lib/meshvpn/chat.json").mode == 0o600  # it holds the UI's token
+    probe = "curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {}' http://" + ui + "/api/state"
+    assert host.check_output(probe.format(ui)) == "200"
+    assert host.check_output(probe.format("evil.example:7080")) == "421"

@@ -1,0 +1,118 @@
+"""HTTP connections of the control plane: how long a client may take and how many may be open.
+
+Owns the uvicorn protocol and the gunicorn worker that bound slow and hostile clients, per worker:
+- header timeout: a request's line and headers must be complete within `header_timeout` of the
+  connection's start, or of the first byte of the next request on a kept-alive connection; else
+  the connection is answered 408 (if part of a request came) and closed;
+- connection cap: at `max_connections` open connections requests are answered 503 (uvicorn's
+  `limit_concurrency`) and further connections are closed as soon as they are accepted;
+- a response sent before its request body was read closes the connection;
+- idle keep-alive: uvicorn's own timer, set to `keepalive_timeout`;
+- the descriptor limit is raised to fit the cap, so accept() does not fail with EMFILE.
+Body timeouts belong to the body reader (control/resources.py). Knows nothing of routes or the store.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import resource
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn_worker import UvicornWorker
+
+from control.events import emit
+
+REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+FD_RESERVE = 256  # descriptors besides client connections: listeners, store connections, logs, metrics files
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a header timeout and a hard connection cap (`limit_concurrency`)."""
+
+    def __init__(self, *args, header_timeout: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self.header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
+            self.logger.warning("Closed a connection over the limit of %d.", self.limit_concurrency)
+            transport.close()
+            return
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._arm_header_timer()  # a request has begun; its headers are not complete yet
+        else:
+            self._disarm_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.SEND_BODY:  # answered (a 408, a 401) before its body came: never reuse
+            self.transport.close()
+        elif self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:  # a pipelined request has begun
+            self._arm_header_timer()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self.header_timer is None:  # trickled bytes do not extend the deadline
+            self.header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _headers_late(self) -> None:
+        self.header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.conn.trailing_data[0]:  # part of a request came: tell the client why it is dropped
+            self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+class ControlWorker(UvicornWorker):
+    """The gunicorn worker of `meshctl serve`: uvicorn with the limits of the app's `Config`.
+
+    gunicorn passes the application (`control.server.ControlServer`) to each worker; its
+    `config` holds the settings.
+    """
+
+    def __init__(self, age, ppid, sockets, app, timeout, cfg, log):
+        settings = app.config
+        self.CONFIG_KWARGS = {
+            **UvicornWorker.CONFIG_KWARGS,
+            "http": functools.partial(BoundedH11Protocol, header_timeout=settings.header_timeout),
+            "limit_concurrency": settings.max_connections,
+            "timeout_keep_alive": settings.keepalive_timeout,
+        }
+        super().__init__(age, ppid, sockets, app, timeout, cfg, log)
+
+    def init_process(self) -> None:
+        fit_fd_limit(self.app.config.max_connections + FD_RESERVE)
+        super().init_process()
+
+
+def soft_fd_limit(soft: int, hard: int, needed: int) -> int:
+    """The soft descriptor limit to set: `needed` if the hard limit allows, never lower than now."""
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    return needed if hard == resource.RLIM_INFINITY else max(soft, min(needed, hard))
+
+
+def fit_fd_limit(needed: int) -> None:
+    """Raise this process's soft RLIMIT_NOFILE towards `needed`; say so if the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fitted = soft_fd_limit(soft, hard, needed)
+    if fitted != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fitted, hard))
+    if fitted != resource.RLIM_INFINITY and fitted < needed:
+        emit("fd_limit_low", limit=fitted, needed=needed, reason="max_connections")

@@ -1,0 +1,57 @@
+"""The syntax of a WireGuard endpoint as meshvpn accepts it: a numeric unicast address and a port.
+
+Pure. Owns the one rule the control plane enforces at its edge and the agent enforces again on
+intake: `IPv4:PORT` or `[IPv6]:PORT` (an IPv6 scope id only as an interface name), the port plain
+ASCII digits without leading zeros in 1-65535. No DNS names: resolving a name inside `wg syncconf`
+blocks the whole configuration for seconds, so one node's bad name would stall every agent.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+PORT = re.compile(r"[1-9][0-9]{0,4}")
+SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # an interface name, as Linux allows (IFNAMSIZ - 1)
+IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
+IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+MAX_LENGTH = 64  # "[" + 45 characters of IPv6 + "%" + 15 of scope + "]:" + 5 of port, rounded up
+
+
+class BadEndpoint(ValueError):
+    pass
+
+
+def parse(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """(address, port) of an endpoint, or BadEndpoint saying what is wrong with it."""
+    if not isinstance(text, str) or not text.isascii() or not text.isprintable() or len(text) > MAX_LENGTH:
+        raise BadEndpoint(f"endpoint {text!r} must be printable ASCII of at most {MAX_LENGTH} characters")
+    host, sep, port = text.rpartition(":")
+    if not sep or not PORT.fullmatch(port) or int(port) > 65535:
+        raise BadEndpoint(f"endpoint {text!r} must end in :PORT, PORT 1-65535 without leading zeros")
+    if host.startswith("[") and host.endswith("]"):
+        address, _, scope = host[1:-1].partition("%")
+        if not IPV6.fullmatch(address) or (host.count("%") and not SCOPE.fullmatch(scope)):
+            raise BadEndpoint(f"endpoint {text!r}: [IPv6] expected, a scope id only as an interface name")
+        try:
+            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise BadEndpoint(f"endpoint {text!r} has an invalid IPv6 address") from None
+    elif IPV4.fullmatch(host):
+        try:
+            ip = ipaddress.IPv4Address(host)
+        except ValueError:
+            raise BadEndpoint(f"endpoint {text!r} has an invalid IPv4 address") from None
+    else:
+        raise BadEndpoint(f"endpoint {text!r}: the host must be an IPv4 address or an [IPv6] address, not a name")
+    if ip.is_unspecified or ip.is_multicast or ip.is_loopback or ip == LIMITED_BROADCAST:
+        raise BadEndpoint(f"endpoint {text!r} is not a unicast address other nodes can reach")
+    return ip, int(port)
+
+
+def is_valid(text: object) -> bool:
+    try:
+        parse(text)  # type: ignore[arg-type]
+        return True
+    except BadEndpoint:
+        return False

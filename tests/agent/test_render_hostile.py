@@ -1,0 +1,68 @@
+"""No netmap content, however hostile, makes the rendered WireGuard config hold anything but the
+intended peers: every line is one the agent means to write, every peer a validated entry."""
+import ipaddress
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent import netmap as netmaps
+from agent.desired import desired_state
+from agent.render import render
+from meshcommon import endpoint, keys
+
+PREFIX = "100.64.0.0/24"
+ME = {"node_id": "me", "name": "me", "mesh_ip": "100.64.0.1", "public_key": keys.public_key_of(keys.new_private_key()),
+      "endpoint": None, "online": True}
+KEYS = [keys.public_key_of(keys.new_private_key()) for _ in range(8)]
+LINE = re.compile(r"(#[^\n]*|\[Interface\]|\[Peer\]|PrivateKey = PRIVATE|ListenPort = 51820|"
+                  r"PublicKey = [A-Za-z0-9+/]{43}=|AllowedIPs = 100\.64\.0\.\d{1,3}/32|"
+                  r"Endpoint = \S+|PersistentKeepalive = 25|)")
+nasty_text = st.text(alphabet=st.sampled_from("a1.:[]%\n\r\t =#/\\\x00\x1b\u2028\u0085[Peer]"), max_size=40)
+anything = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | nasty_text
+good_entries = st.lists(st.tuples(st.integers(2, 120), st.sampled_from(KEYS)), max_size=6,
+                        unique_by=(lambda t: t[0], lambda t: t[1]))
+junk_entries = st.lists(st.fixed_dictionaries({
+    "node_id": anything, "name": anything | nasty_text, "public_key": anything | st.sampled_from(KEYS + [ME["public_key"]]),
+    "mesh_ip": anything | st.sampled_from(["100.64.0.7", "100.64.0.0", "100.64.0.255", "10.0.0.1", "100.64.0.1"]),
+    "endpoint": anything | st.sampled_from(["1.2.3.4:5\n[Peer]", "evil.example:51820", "192.0.2.1:51820"]),
+    "online": anything}), max_size=6)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(good_entries, junk_entries)
+def test_rendered_config_holds_exactly_the_validated_peers(good, junk):
+    entries = {f"a{ip:03d}": {"node_id": f"a{ip:03d}", "name": f"n{ip}", "mesh_ip": f"100.64.0.{ip}",
+                              "public_key": key, "endpoint": f"192.0.2.{ip}:51820", "online": True}
+               for ip, key in good}
+    for i, entry in enumerate(junk):  # junk sorts after the good entries, so it never takes their IPs
+        entries[f"z{i}"] = entry
+    netmap = netmaps.parse({"revision": 3, "mesh_prefix": PREFIX, "self": ME}, entries)
+    conf = render(desired_state(netmap, "mesh0", 51820), "PRIVATE", netmap.revision)
+
+    assert all(LINE.fullmatch(line) for line in conf.split("\n")), conf
+    blocks = conf.split("[Peer]\n")[1:]
+    rendered = {}
+    for block in blocks:
+        fields = dict(line.split(" = ", 1) for line in block.splitlines() if " = " in line)
+        assert set(fields) <= {"PublicKey", "AllowedIPs", "Endpoint", "PersistentKeepalive"}
+        assert fields["PublicKey"] not in rendered and fields["PublicKey"] != ME["public_key"]
+        rendered[fields["PublicKey"]] = fields
+        if "Endpoint" in fields:
+            endpoint.parse(fields["Endpoint"])  # only numeric unicast endpoints are ever written
+    assert {key for _, key in good} <= set(rendered)  # every intended peer is there...
+    valid_ips = {ipaddress.ip_address(f["AllowedIPs"].split("/")[0]) for f in rendered.values()}
+    assert len(valid_ips) == len(rendered)  # ...no mesh IP twice...
+    assert set(rendered) == {p.public_key for p in netmap.peers if p.online}  # ...and nothing unvalidated
+    for peer in netmap.peers:
+        assert keys.is_valid_public_key(peer.public_key) and peer.node_id != "me"
+
+
+def test_a_peer_claiming_this_nodes_key_or_another_peers_key_is_rejected():
+    twin = {"node_id": "b", "name": "b", "mesh_ip": "100.64.0.3", "public_key": KEYS[0], "endpoint": None,
+            "online": True}
+    mine = {**twin, "node_id": "c", "mesh_ip": "100.64.0.4", "public_key": ME["public_key"]}
+    first = {**twin, "node_id": "a", "mesh_ip": "100.64.0.2"}
+    netmap = netmaps.parse({"revision": 1, "mesh_prefix": PREFIX, "self": ME}, {"a": first, "b": twin, "c": mine})
+    assert [p.node_id for p in netmap.peers] == ["a"]
+    assert {n for n, _ in netmap.rejected} == {"b", "c"}

@@ -1,0 +1,131 @@
+"""Hostile nodes: one node's bad data never costs another node anything; keys need their private key."""
+import pytest
+
+from control.challenges import MAX_OUTSTANDING
+from control.models import JoinToken, Node
+from control.schemas import Heartbeat
+from tests.control.conftest import bearer, new_key
+from tests.enrol import PRIVATE, proven
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_heartbeat_the_store_cannot_hold_is_refused_and_nobody_goes_offline(control):
+    token = await control.join_token(reusable=True)
+    evil, good = await control.node(token, "evil"), await control.node(token, "good")
+    refused = await control.heartbeat(evil, applied_revision=9223372036854775808)
+    assert refused.status_code == 400 and "applied_revision" in refused.json["message"]
+    await control.advance(20, beating=(evil, good))
+    listed = await control.client.simulate_get("/v1/nodes", headers=control.admin)
+    assert {n["name"]: n["online"] for n in listed.json["nodes"]} == {"evil": True, "good": True}
+
+
+async def test_a_record_the_store_refuses_is_dropped_for_that_node_alone_and_never_requeued(control):
+    token = await control.join_token(reusable=True)
+    evil, good = await control.node(token, "evil"), await control.node(token, "good")
+    # Past the edge (as a future bug might let it): a value no BIGINT holds, in the same batch.
+    control.runtime.heartbeats.add(evil["node_id"], Heartbeat(applied_revision=2**70), urgent=False)
+    await control.heartbeat(good, applied_revision=1)
+    control.clock.now += 1
+    await control.runtime.heartbeats.flush()
+    assert control.runtime.heartbeats.pending == {}  # nothing re-queued to poison the next flush
+    assert Node.get_by_id(good["node_id"]).applied_revision == 1
+    assert Node.get_by_id(good["node_id"]).last_seen == control.clock.now - 1
+    await control.advance(20, beating=(good, evil))  # later flushes, with the evil node beating validly
+    listed = await control.client.simulate_get("/v1/nodes", headers=control.admin)
+    assert all(n["online"] for n in listed.json["nodes"])
+
+
+async def test_enrolment_without_proof_is_refused_and_consumes_nothing(control):
+    token = await control.join_token()  # single-use
+    bare = await control.register(token, "bare", prove=False)
+    assert bare.status_code == 403 and "challenge" in bare.json["message"]
+    assert JoinToken.get().uses == 0
+    assert (await control.register(token, "proven")).status_code == 200
+
+
+async def test_nobody_can_enrol_a_key_without_its_private_key(control):
+    token = await control.join_token(reusable=True)
+    victim_key = new_key()
+    challenge = (await control.challenge(token)).json
+    other = new_key()  # the attacker's own key pair proves nothing about the victim's key
+    forged = {**proven(challenge, {"public_key": other, "name": "squat"}), "public_key": victim_key}
+    result = await control.client.simulate_post("/v1/register", json=forged,
+                                                headers={"Authorization": f"Bearer {token}"})
+    assert result.status_code == 403 and result.json["error"] == "proof_rejected"
+    assert Node.select().count() == 0
+    assert (await control.register(token, "victim", key=victim_key)).status_code == 200
+
+
+async def test_a_nonce_is_single_use_bound_to_its_token_and_expires(control):
+    first, second = await control.join_token(reusable=True), await control.join_token(reusable=True)
+    auth = {"Authorization": f"Bearer {first}"}
+
+    async def post(body, headers=auth):
+        return await control.client.simulate_post("/v1/register", json=body, headers=headers)
+
+    challenge = (await control.challenge(first)).json
+    body = proven(challenge, {"public_key": new_key(), "name": "a"})
+    assert (await post(body)).status_code == 200
+    reused = proven(challenge, {"public_key": new_key(), "name": "b"})
+    assert (await post(reused)).status_code == 403  # the nonce is gone
+
+    elsewhere = proven((await control.challenge(first)).json, {"public_key": new_key(), "name": "c"})
+    assert (await post(elsewhere, {"Authorization": f"Bearer {second}"})).status_code == 403
+
+    late = proven((await control.challenge(first)).json, {"public_key": new_key(), "name": "d"})
+    control.clock.now += 61
+    assert (await post(late)).status_code == 403
+
+
+async def test_a_key_change_with_the_node_token_needs_a_proof_of_the_new_key(control):
+    node = await control.node(await control.join_token(), "a")
+    new = new_key()
+    bare = await control.register(node["node_token"], "a", key=new, prove=False)
+    assert bare.status_code == 403
+    same = await control.register(node["node_token"], "a", key=Node.get_by_id(node["node_id"]).public_key,
+                                  prove=False)
+    assert same.status_code == 200  # no key change: the node token is enough
+    moved = await control.register(node["node_token"], "a", key=new)
+    assert moved.status_code == 200 and Node.get_by_id(node["node_id"]).public_key == new
+
+
+@pytest.mark.parametrize("header", [None, "Bearer mvj_nope", "Bearer mvn_nope", "Basic x"])
+async def test_a_challenge_needs_a_live_token(control, header):
+    result = await control.client.simulate_get("/v1/challenge",
+                                               headers={"Authorization": header} if header else {})
+    assert result.status_code == 401
+
+
+async def test_a_used_single_use_token_gets_no_challenge_and_challenges_are_capped(control):
+    token = await control.join_token()
+    await control.node(token, "a")
+    assert (await control.challenge(token)).status_code == 401
+    reusable = await control.join_token(reusable=True)
+    registry = control.runtime.registry
+    for _ in range(MAX_OUTSTANDING):
+        await control.runtime.call(registry.challenge, reusable)
+    capped = await control.challenge(reusable)
+    assert capped.status_code == 429 and capped.json["error"] == "too_many_requests"
+    assert (await control.challenge(await control.join_token())).status_code == 200  # other tokens unaffected
+    control.clock.now += 61  # expired ones make room again
+    assert (await control.challenge(reusable)).status_code == 200
+
+
+async def test_the_control_key_is_one_and_survives_a_new_runtime(control, tmp_path):
+    from control.runtime import Runtime
+    first = (await control.challenge(await control.join_token())).json["control_key"]
+    again = Runtime(control.runtime.config, clock=control.clock, sweeper=False)
+    assert again.registry.challenges.public_key == first
+
+
+def test_new_key_keeps_the_private_key_for_proofs():
+    assert new_key() in PRIVATE
+
+
+async def test_heartbeat_of_another_node_is_forbidden(control):
+    token = await control.join_token(reusable=True)
+    a, b = await control.node(token, "a"), await control.node(token, "b")
+    result = await control.client.simulate_post(f"/v1/nodes/{b['node_id']}/heartbeat", json={},
+                                                headers=bearer(a))
+    assert result.status_code == 403
