@@ -35,9 +35,11 @@ def body_for(name: str, key: str | None, extra: dict) -> dict:
 
 async def register(client: httpx.AsyncClient, url: str, token: str, name: str, key: str | None = None,
                    **extra) -> httpx.Response:
-    """Challenge, then register: what a node does to enrol (or change its key)."""
+    """Challenge, then register: what a node does to enrol (or change its key). A refused
+    challenge (a used or unknown token) is returned as the answer, as the registration would be."""
     challenge = await client.get(url + "/v1/challenge", headers=auth(token))
-    challenge.raise_for_status()
+    if challenge.status_code != 200:
+        return challenge  # the token was refused already: that is the answer
     return await client.post(url + "/v1/register", json=proven(challenge.json(), body_for(name, key, extra)),
                              headers=auth(token))
 
@@ -47,7 +49,8 @@ def register_sync(url: str, token: str, name: str, key: str | None = None, clien
     http = client or httpx.Client(timeout=30)
     try:
         challenge = http.get(url + "/v1/challenge", headers=auth(token))
-        challenge.raise_for_status()
+        if challenge.status_code != 200:
+            return challenge
         return http.post(url + "/v1/register", json=proven(challenge.json(), body_for(name, key, extra)),
                          headers=auth(token))
     finally:
