@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from control.events import emit, setup_logging
+from meshcommon.events import emit, setup_logging
 
 DEFAULT_STATE = Path("/var/lib/meshvpn")
 
@@ -91,13 +91,12 @@ def offline_status(state_dir: Path) -> dict:
 
 def cmd_status(args) -> int:
     import httpx
+    import msgspec
 
-    from agent import status
-    from agent.state import StateDir
-    socket_path = StateDir(args.state_dir).socket_path
+    from meshcommon import agent_api
     try:
-        data = status.fetch(str(socket_path))
-    except (httpx.HTTPError, OSError):
+        data = msgspec.to_builtins(agent_api.fetch_status(agent_api.socket_path(args.state_dir)))
+    except (httpx.HTTPError, OSError, ValueError):
         data = offline_status(args.state_dir)
     if args.json:
         print(json.dumps(data, indent=2))
@@ -116,14 +115,14 @@ def cmd_status(args) -> int:
 def cmd_down(args) -> int:
     import httpx
 
-    from agent import status
     from agent.apply import remove_interface
     from agent.state import StateDir
+    from meshcommon import agent_api
     state = StateDir(args.state_dir)
     try:
-        status.fetch(str(state.socket_path), timeout=2)
+        agent_api.fetch_status(state.socket_path, timeout=2)
         raise SystemExit("meshagent down: the agent is running; stop it first (SIGTERM), or it re-creates the mesh")
-    except (httpx.HTTPError, OSError):
+    except (httpx.HTTPError, OSError, ValueError):
         pass
     node = state.node()
     if args.leave and node:

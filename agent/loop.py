@@ -27,9 +27,10 @@ from agent.diff import plan as make_plan
 from agent.model import Netmap
 from agent.observe import observe
 from agent.render import render
-from agent.state import StateDir, atomic_write
-from control.events import emit
+from agent.state import StateDir
 from meshcommon import keys
+from meshcommon.events import emit
+from meshcommon.files import atomic_write
 
 RECHECK_INTERVAL = 10.0  # seconds between drift checks when nothing changed
 

@@ -8,35 +8,11 @@ is kept 0700.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 
 from agent import wg
-
-
-def private_dir(path: Path) -> None:
-    """Create `path` 0700, or tighten it to 0700: it holds the private key and the node token."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if stat.S_IMODE(path.stat().st_mode) != 0o700:
-        path.chmod(0o700)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    private_dir(path.parent)
-    temp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+from meshcommon import agent_api
+from meshcommon.files import atomic_write, private_dir
 
 
 class StateDir:
@@ -46,7 +22,7 @@ class StateDir:
         self.node_path = self.root / "node.json"
         self.netmap_path = self.root / "netmap.json"
         self.conf_path = self.root / "wg.conf"
-        self.socket_path = self.root / "agent.sock"
+        self.socket_path = agent_api.socket_path(self.root)
         self.wg_log = self.root / "wireguard-go.log"
 
     def private_key(self) -> str:

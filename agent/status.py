@@ -1,6 +1,6 @@
 """The agent's local status endpoint: HTTP on a unix socket in the state directory.
 
-Local-only by construction (a 0600 socket in a 0700 directory, no TCP port; the
+Serves `meshcommon.wire.AgentStatus` (clients: `meshcommon.agent_api`). Local-only by construction (a 0600 socket in a 0700 directory, no TCP port; the
 socket is bound here, not by uvicorn, which would make it 0666). `meshagent status` and
 the chat demo read it; it answers from the agent's memory and `wg show`, so it
 keeps working while the control plane is down.
@@ -13,11 +13,13 @@ import os
 import socket
 from pathlib import Path
 
+import falcon
 import falcon.asgi
-import httpx
+import msgspec
 import uvicorn
 
-from agent.state import private_dir
+from meshcommon.files import private_dir
+from meshcommon.wire import AgentStatus
 
 
 class Status:
@@ -25,7 +27,9 @@ class Status:
         self.agent = agent
 
     async def on_get(self, req, resp):
-        resp.media = await asyncio.to_thread(self.agent.status)  # runs `wg show`: off the loop
+        status = await asyncio.to_thread(self.agent.status)  # runs `wg show`: off the loop
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = msgspec.json.encode(msgspec.convert(status, AgentStatus))  # the contract, checked
 
 
 def create_status_app(agent) -> falcon.asgi.App:
@@ -68,12 +72,3 @@ async def serve(agent, socket_path: str) -> None:
         sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
-
-
-def fetch(socket_path: str, timeout: float = 5.0) -> dict:
-    """Read a running agent's status; raises httpx.HTTPError (or OSError) when none answers."""
-    transport = httpx.HTTPTransport(uds=socket_path)
-    with httpx.Client(transport=transport, timeout=timeout) as client:
-        response = client.get("http://agent/status")
-        response.raise_for_status()
-        return response.json()

@@ -28,8 +28,10 @@ import psutil
 from httpx_sse import EventSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests import pg  # noqa: E402  (a real PostgreSQL, as the tests use)
-from tests import enrol  # noqa: E402
+from tests import (
+    enrol,  # noqa: E402
+    pg,  # noqa: E402  (a real PostgreSQL, as the tests use)
+)
 from tests.control.servers import ControlProcess  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results")

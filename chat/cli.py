@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from chat.guard import TOKEN_HEADER
-from control.events import emit, setup_logging
+from meshcommon.events import emit, setup_logging
 
 DEFAULT_STATE = Path("/var/lib/meshvpn")
 

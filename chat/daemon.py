@@ -7,10 +7,10 @@ import json
 import time
 from pathlib import Path
 
-from agent.state import atomic_write
 from chat import peers, protocol, wire
 from chat.store import Store
-from control.events import emit
+from meshcommon.events import emit
+from meshcommon.files import atomic_write
 
 FOLLOW_INTERVAL = 1.0
 

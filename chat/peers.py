@@ -6,8 +6,8 @@ from pathlib import Path
 
 import httpx
 
-from agent import status as agent_status
-from agent.state import StateDir
+from meshcommon import agent_api
+from meshcommon.wire import AgentStatus
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,14 @@ class View:
                 "peers": [asdict(p) for p in sorted(self.peers.values(), key=lambda p: (p.name, p.mesh_ip))]}
 
 
-def view_of(status: dict) -> View:
-    peers = {p["mesh_ip"]: Peer(p.get("name") or "?", p["mesh_ip"], bool(p.get("online")),
-                                bool(p.get("configured", True)))
-             for p in status.get("peers", []) if p.get("mesh_ip")}
-    return View(status.get("mesh_ip"), status.get("name"), peers)
+def view_of(status: AgentStatus) -> View:
+    peers = {p.mesh_ip: Peer(p.name or "?", p.mesh_ip, p.online, p.configured) for p in status.peers if p.mesh_ip}
+    return View(status.mesh_ip, status.name, peers)
 
 
 def read(state_dir: Path) -> View | None:
     """The agent's current view, or None when no agent answers."""
     try:
-        return view_of(agent_status.fetch(str(StateDir(state_dir).socket_path), timeout=3))
+        return view_of(agent_api.fetch_status(agent_api.socket_path(state_dir), timeout=3))
     except (httpx.HTTPError, OSError, ValueError):
         return None

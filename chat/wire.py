@@ -12,7 +12,7 @@ import time
 import uuid
 
 from chat import protocol
-from control.events import emit
+from meshcommon.events import emit
 
 PORT = 7000
 TIMEOUT = 5.0

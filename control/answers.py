@@ -11,31 +11,9 @@ from typing import Literal
 
 import msgspec
 
-from control.netmap import NodeView
 from control.schemas import PeerHealth
-
-
-class Challenge(msgspec.Struct):
-    nonce: str
-    control_key: str
-    expires_in: float
-
-
-class Registered(msgspec.Struct):
-    node_id: str
-    name: str
-    mesh_ip: str
-    mesh_prefix: str
-    node_token: str
-    heartbeat_interval: float
-    offline_after: float
-    revision: int
-
-
-class HeartbeatAnswer(msgspec.Struct):
-    revision: int
-    heartbeat_interval: float
-    offline_after: float
+from meshcommon import wire
+from meshcommon.wire import Challenge, HeartbeatAnswer, NodeView, Registered
 
 
 class Health(msgspec.Struct):
@@ -44,22 +22,12 @@ class Health(msgspec.Struct):
     loaded_revision: int
 
 
-class FullNetmap(msgspec.Struct):
-    revision: int
-    delta: Literal[False]
-    mesh_prefix: str
-    self: NodeView
-    peers: list[NodeView]
+class FullNetmap(wire.FullNetmap[NodeView], frozen=True):
+    __doc__ = wire.FullNetmap.__doc__  # the wire struct with decoded peers, named as the spec names it
 
 
-class DeltaNetmap(msgspec.Struct):
-    revision: int
-    delta: Literal[True]
-    since: int
-    mesh_prefix: str
-    self: NodeView
-    upserted: list[NodeView]
-    removed: list[str]
+class DeltaNetmap(wire.DeltaNetmap[NodeView], frozen=True):
+    __doc__ = wire.DeltaNetmap.__doc__
 
 
 class NodeDetail(NodeView):

@@ -10,7 +10,7 @@ import os
 from control import config
 from control.app import create_app
 from control.db import connect
-from control.events import setup_logging
+from meshcommon.events import setup_logging
 
 _config = config.load(os.environ.get("MESHVPN_CONTROL_CONFIG"))
 setup_logging(_config.log_level)

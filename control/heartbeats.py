@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 
 from control.errors import Unavailable
-from control.events import emit
 from control.schemas import Heartbeat
+from meshcommon.events import emit
 
 
 class HeartbeatBuffer:

@@ -5,8 +5,17 @@ created by the numbered scripts in `migrations/`, never by `create_tables`.
 """
 from __future__ import annotations
 
-from peewee import (AutoField, BigIntegerField, BooleanField, CharField, DatabaseProxy,
-                    DoubleField, IntegerField, Model, TextField)
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DoubleField,
+    IntegerField,
+    Model,
+    TextField,
+)
 
 db = DatabaseProxy()
 

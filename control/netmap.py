@@ -10,22 +10,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
-
-
-class NodeView(msgspec.Struct, frozen=True):
-    """The netmap-visible part of a node: what peers need to configure WireGuard."""
-
-    node_id: str
-    name: str
-    mesh_ip: str
-    public_key: str
-    endpoint: str | None
-    listen_port: int
-    online: bool
-
-    def as_dict(self) -> dict:
-        return msgspec.structs.asdict(self)
+from meshcommon.wire import DeltaNetmap, FullNetmap, NodeView
 
 
 @dataclass(frozen=True)
@@ -74,26 +59,15 @@ def delta(membership: Membership, since: int) -> Delta | None:
     return Delta(since, membership.revision, tuple(upserted), tuple(removed))
 
 
-def full_map(membership: Membership, me: str, prefix: str) -> dict:
-    return {
-        "revision": membership.revision,
-        "delta": False,
-        "mesh_prefix": prefix,
-        "self": membership.nodes[me].as_dict(),
-        "peers": [view.as_dict() for node_id, view in membership.nodes.items() if node_id != me],
-    }
+def full_map(membership: Membership, me: str, prefix: str) -> FullNetmap:
+    return FullNetmap(membership.revision, prefix, membership.nodes[me],
+                      [view for node_id, view in membership.nodes.items() if node_id != me])
 
 
-def delta_map(membership: Membership, change: Delta, me: str, prefix: str) -> dict:
-    return {
-        "revision": change.revision,
-        "delta": True,
-        "since": change.since,
-        "mesh_prefix": prefix,
-        "self": membership.nodes[me].as_dict(),
-        "upserted": [view.as_dict() for view in change.upserted if view.node_id != me],
-        "removed": [node_id for node_id in change.removed if node_id != me],
-    }
+def delta_map(membership: Membership, change: Delta, me: str, prefix: str) -> DeltaNetmap:
+    return DeltaNetmap(change.revision, change.since, prefix, membership.nodes[me],
+                       [view for view in change.upserted if view.node_id != me],
+                       [node_id for node_id in change.removed if node_id != me])
 
 
 def choose_delta(membership: Membership, since: int | None, change: Delta | None = None) -> Delta | None:
@@ -110,7 +84,7 @@ def choose_delta(membership: Membership, since: int | None, change: Delta | None
 
 
 def netmap_for(membership: Membership, me: str, prefix: str, since: int | None,
-               change: Delta | None = None) -> dict:
+               change: Delta | None = None) -> FullNetmap | DeltaNetmap:
     """What node `me` is told: a delta when `since` is recent and the delta is small, else the full map."""
     chosen = choose_delta(membership, since, change)
     if chosen is not None:

@@ -19,13 +19,13 @@ from control import db as database
 from control import ipam, tokens
 from control.config import Config
 from control.errors import Forbidden, Unauthorized
-from control.events import emit
 from control.heartbeats import HeartbeatBuffer
-from control.metrics import NETMAPS, WAKE
 from control.membership import MembershipCache
+from control.metrics import NETMAPS, WAKE
 from control.schemas import Heartbeat
 from control.service import NOTIFY_CHANNEL, Registry, Settings, new_id
 from control.watch import PostgresListener, RevisionFeed
+from meshcommon.events import emit
 
 
 class Runtime:

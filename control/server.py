@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from pathlib import Path
 
 import peewee
@@ -18,7 +17,8 @@ from gunicorn.app.base import BaseApplication
 from control import db, tokens
 from control.app import create_app
 from control.config import Config
-from control.events import emit, setup_logging
+from meshcommon.events import emit, setup_logging
+from meshcommon.files import private_dir
 
 
 class ControlServer(BaseApplication):
@@ -45,13 +45,6 @@ class ControlServer(BaseApplication):
     def load(self):
         db.connect(self.config.db_url)
         return create_app(self.config)
-
-
-def private_dir(path: Path) -> None:
-    """Create `path` 0700, or tighten it to 0700: it holds the store and the admin token."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if stat.S_IMODE(path.stat().st_mode) != 0o700:
-        path.chmod(0o700)
 
 
 def protect_sqlite_files(database: peewee.Database) -> None:

@@ -15,17 +15,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import msgspec
 import peewee
 
 from control import db as database
 from control import ipam, tokens
 from control.challenges import Challenges
 from control.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized, Unavailable
-from control.events import emit
 from control.liveness import decide_sweep
 from control.models import Change, JoinToken, MeshState, Node, db
 from control.netmap import NodeView
 from control.schemas import Heartbeat, JoinTokenCreate, Register
+from meshcommon.events import emit
 
 CHANGE_LOG_KEEP = 5000  # revisions of change log kept for deltas
 NOTIFY_CHANNEL = "meshvpn_revision"
@@ -331,7 +332,7 @@ class Registry:
         return self.describe(node)
 
     def describe(self, node: Node) -> dict:
-        return {**view_of(node).as_dict(), "created_at": node.created_at, "last_seen": node.last_seen,
+        return {**msgspec.structs.asdict(view_of(node)), "created_at": node.created_at, "last_seen": node.last_seen,
                 "applied_revision": node.applied_revision, "changed_revision": node.changed_revision,
                 "peer_health": json.loads(node.peer_health)}
 

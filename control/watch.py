@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from control.events import emit
 from control.membership import MembershipCache
+from meshcommon.events import emit
 
 log = logging.getLogger(__name__)
 

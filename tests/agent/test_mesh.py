@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime
 import sys
 import time
+from datetime import datetime
 
 import httpx
 import pytest

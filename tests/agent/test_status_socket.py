@@ -4,24 +4,32 @@ import os
 import stat
 
 import httpx
+import msgspec
 import pytest
 
 from agent import status
 from agent.state import StateDir
+from meshcommon import agent_api
+from meshcommon.wire import AgentStatus
 
 pytestmark = pytest.mark.anyio
 
 
+STATUS = AgentStatus(node_id="n1", name="alpha", mesh_ip="100.64.0.1", public_key=None, interface="mesh0",
+                     backend=None, revision=None, applied_revision=None, control="unreachable", control_url=None,
+                     unreachable_since=None, last_error=None, peers=[], rejected=[])
+
+
 class FakeAgent:
     def status(self) -> dict:
-        return {"node": "alpha"}
+        return msgspec.to_builtins(STATUS)
 
 
 async def serving(socket_path: str) -> asyncio.Task:
     task = asyncio.create_task(status.serve(FakeAgent(), socket_path))
     for _ in range(200):
         try:
-            if await asyncio.to_thread(status.fetch, socket_path, 1.0) == {"node": "alpha"}:
+            if await asyncio.to_thread(agent_api.fetch_status, socket_path, 1.0) == STATUS:
                 return task
         except (OSError, httpx.HTTPError):  # not listening yet
             pass

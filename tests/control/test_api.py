@@ -4,6 +4,7 @@ import json
 import time
 
 import falcon.inspect
+import msgspec
 import pytest
 
 from control.app import create_app
@@ -205,7 +206,7 @@ async def test_spliced_full_map_equals_the_pure_netmap(control):
     for node in nodes:
         for since in (None, 0, 2, nodes[-1]["revision"] - 1):
             kind, blob = cache.answer(node["node_id"], since)
-            expected = netmap_for(cache.snapshot(), node["node_id"], cache.prefix, since)
+            expected = msgspec.to_builtins(netmap_for(cache.snapshot(), node["node_id"], cache.prefix, since))
             assert json.loads(blob) == expected and kind == ("delta" if expected["delta"] else "full")
 
 

@@ -1,6 +1,7 @@
 """Deltas are exact: from any retained revision, the agent folding the delta into its map gets the full map."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec import to_builtins
 
 from agent.netmap import fold
 from control.netmap import Membership, NodeView, changed_since, delta, full_map, netmap_for
@@ -42,10 +43,10 @@ def history(operations):
 def test_delta_from_any_earlier_revision_yields_the_full_map(operations, data):
     snapshots = history(operations)
     current = snapshots[-1]
-    expected = full_map(current, ME, PREFIX)["peers"]
+    expected = to_builtins(full_map(current, ME, PREFIX))["peers"]
     for old in snapshots:
-        known = fold({}, full_map(old, ME, PREFIX))
-        answer = netmap_for(current, ME, PREFIX, since=old.revision)
+        known = fold({}, to_builtins(full_map(old, ME, PREFIX)))
+        answer = to_builtins(netmap_for(current, ME, PREFIX, since=old.revision))
         assert fold(known, answer) == {p["node_id"]: p for p in expected}
 
 
@@ -55,7 +56,7 @@ def test_horizon_forces_a_full_map(operations):
     current = snapshots[-1]
     trimmed = Membership(current.revision, current.nodes, [c for c in current.changes if c[0] > 2], horizon=2)
     assert delta(trimmed, 1) is None
-    assert netmap_for(trimmed, ME, PREFIX, since=1)["delta"] is False
+    assert netmap_for(trimmed, ME, PREFIX, since=1).delta is False
 
 
 def test_delta_lists_each_changed_node_once():
@@ -67,10 +68,10 @@ def test_delta_lists_each_changed_node_once():
 def test_delta_never_lists_the_asking_node_as_its_own_peer():
     current = Membership(2, {ME: view(ME, 1), "a": view("a")}, [(1, "a"), (2, ME)])
     answer = netmap_for(current, ME, PREFIX, since=0)
-    assert answer["delta"] and [p["node_id"] for p in answer["upserted"]] == ["a"]
-    assert answer["self"]["name"] == "me-1"
+    assert answer.delta and [p.node_id for p in answer.upserted] == ["a"]
+    assert answer.self.name == "me-1"
 
 
 def test_future_revision_gets_a_full_map():
     current = Membership(2, {ME: view(ME)}, [(1, ME), (2, ME)])
-    assert netmap_for(current, ME, PREFIX, since=7)["delta"] is False
+    assert netmap_for(current, ME, PREFIX, since=7).delta is False

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from control import config
-from control.events import NOISY_LOGGERS, RepeatFilter, setup_logging
 from control.httpserver import soft_fd_limit
+from meshcommon.events import NOISY_LOGGERS, RepeatFilter, setup_logging
 from tests import enrol
 from tests.control.servers import ControlProcess
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from tests.meshlab import lab_marks
 
 pytestmark = lab_marks()

@@ -1,0 +1,133 @@
+"""The wire contract between control plane, agent and chat: msgspec structs of what crosses a socket.
+
+Owns the shape of the netmap answers (full and delta), of the enrolment and heartbeat answers the
+agent reads, and of the agent's local status (read by `meshagent status` and the chat daemon).
+The control plane encodes through these, the agent and chat decode through them, and the OpenAPI
+spec is generated from them, so the three cannot drift. Pure data: no I/O, no validation beyond
+types (the agent validates every peer entry itself, one at a time, so one bad entry never costs
+the others: netmap peers are decoded as `msgspec.Raw` first).
+"""
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeVar
+
+import msgspec
+
+
+class NodeView(msgspec.Struct, frozen=True):
+    """The netmap-visible part of a node: what a peer needs to configure WireGuard."""
+
+    node_id: str
+    name: str
+    mesh_ip: str
+    public_key: str
+    endpoint: str | None
+    listen_port: int
+    online: bool
+
+
+Entry = TypeVar("Entry", NodeView, msgspec.Raw)
+
+
+class FullNetmap(msgspec.Struct, Generic[Entry], frozen=True):
+    """This node and every peer at `revision` (`delta: false`)."""
+
+    revision: int
+    mesh_prefix: str
+    self: NodeView
+    peers: list[Entry]
+    delta: Literal[False] = False
+
+
+class DeltaNetmap(msgspec.Struct, Generic[Entry], frozen=True):
+    """What changed after `since` (`delta: true`): peers upserted with their whole entry, or removed."""
+
+    revision: int
+    since: int
+    mesh_prefix: str
+    self: NodeView
+    upserted: list[Entry]
+    removed: list[str]
+    delta: Literal[True] = True
+
+
+class _Kind(msgspec.Struct):
+    delta: bool = False
+
+
+def decode_netmap(data: bytes) -> FullNetmap[NodeView] | DeltaNetmap[NodeView]:
+    """A netmap answer as the struct its `delta` field names (msgspec.DecodeError if malformed)."""
+    if msgspec.json.decode(data, type=_Kind).delta:
+        return msgspec.json.decode(data, type=DeltaNetmap[NodeView])
+    return msgspec.json.decode(data, type=FullNetmap[NodeView])
+
+
+def decode_netmap_entries(data: bytes) -> FullNetmap[msgspec.Raw] | DeltaNetmap[msgspec.Raw]:
+    """The same answer with its peer entries left undecoded, for a receiver that checks them one
+    by one (so one malformed entry is refused alone)."""
+    if msgspec.json.decode(data, type=_Kind).delta:
+        return msgspec.json.decode(data, type=DeltaNetmap[msgspec.Raw])
+    return msgspec.json.decode(data, type=FullNetmap[msgspec.Raw])
+
+
+class Challenge(msgspec.Struct, frozen=True):
+    nonce: str
+    control_key: str
+    expires_in: float
+
+
+class Registered(msgspec.Struct, frozen=True):
+    node_id: str
+    name: str
+    mesh_ip: str
+    mesh_prefix: str
+    node_token: str
+    heartbeat_interval: float
+    offline_after: float
+    revision: int
+
+
+class HeartbeatAnswer(msgspec.Struct, frozen=True):
+    revision: int
+    heartbeat_interval: float
+    offline_after: float
+
+
+class PeerStatus(msgspec.Struct, frozen=True):
+    """One peer as the agent sees it: the netmap's view and WireGuard's counters."""
+
+    node_id: str
+    name: str
+    mesh_ip: str
+    public_key: str
+    endpoint: str | None
+    online: bool
+    configured: bool
+    latest_handshake: int | None
+    latest_handshake_age: float | None
+    rx: int
+    tx: int
+
+
+class RejectedPeer(msgspec.Struct, frozen=True):
+    node_id: str
+    reason: str
+
+
+class AgentStatus(msgspec.Struct, frozen=True):
+    """`GET /status` on the agent's unix socket, and `meshagent status --json`."""
+
+    node_id: str | None
+    name: str
+    mesh_ip: str | None
+    public_key: str | None
+    interface: str
+    backend: str | None
+    revision: int | None
+    applied_revision: int | None
+    control: Literal["connected", "unreachable", "unknown"]  # unknown: no agent running (from its files)
+    control_url: str | None
+    unreachable_since: float | None
+    last_error: str | None
+    peers: list[PeerStatus]
+    rejected: list[RejectedPeer]
