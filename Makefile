@@ -1,11 +1,11 @@
-# meshvpn: `make up` deploys a lab mesh with Ansible (`make down` removes it), `make test` runs
-# the tests. Both install what they need.
+# meshvpn: `make up` deploys a lab mesh with Ansible (`make down` removes it), `make lint` runs the
+# linters, `make test` runs them and then the tests. All install what they need.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 NODES ?= 5
 
-.PHONY: setup up down test test-fast bench clean diagrams
+.PHONY: setup up down lint test test-fast bench clean diagrams
 
 $(BIN)/meshctl: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -24,7 +24,15 @@ up: setup
 down:
 	./scripts/down
 
-test: setup
+# Every linter runs (ansible-lint offline, see .ansible-lint); lint fails if any of them found something.
+LINTERS := "ruff check ." "mypy" "lint-imports" "ansible-lint site.yml playbooks/ roles/"
+lint: $(BIN)/meshctl
+	@failed=""; for linter in $(LINTERS); do \
+		echo "== $$linter"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/$$linter || failed="$$failed, $$linter"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "lint failed: $${failed#, }"; exit 1; fi
+
+test: setup lint
 	$(BIN)/python -m pytest -q
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s default
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s faults

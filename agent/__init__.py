@@ -1,5 +1,7 @@
 """meshvpn node agent: turns the control plane's membership into a live WireGuard mesh.
 
-Compute (pure: netmap.py, desired.py, render.py, diff.py) is kept apart from
-effects (observe.py, apply.py, wg.py, state.py, client.py); loop.py ties them.
+Owns nothing itself; its modules own one thing each. Compute is pure (`intake`, `desired`, `render`,
+`diff`, `changes`, `status_view`, `settings`, over the data of `model`), kept apart from effects
+(`client`, `session`, `observe`, `apply`, `wg`, `state`, `reconcile`, `status`); `agent.Agent`
+wires them and `cli` is the command line. `.importlinter` checks that the pure ones import no effect.
 """

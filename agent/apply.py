@@ -1,28 +1,23 @@
-"""Apply: carry out a Plan on the system, idempotently, and report what was reached.
+"""Apply: carry out a Plan on the system, idempotently, and report each step reached or failed.
 
-"Already there" and "already gone" are success. Additions happen before
-removals, so a change of address or route never leaves a gap. A failing step
-is recorded and the others still run; the next pass repairs what is left.
+Owns every change the agent makes to interfaces, addresses, routes and WireGuard peers (and the
+choice of backend). "Already there" and "already gone" are success. Additions happen before
+removals, so a change of address or route never leaves a gap. A failing step is recorded and the
+others still run; the next pass repairs what is left. Must not decide what to change: `diff` does.
 """
 from __future__ import annotations
 
 import errno
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from pyroute2 import IPRoute, NetlinkError
 
 from agent import wg
-from agent.model import DesiredState, Plan
+from agent.model import Applied, DesiredState, Failure, Plan, Step, StepKind
 from agent.observe import ROUTE_PROTO, link_index
 
 CONVERGED = {errno.EEXIST, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT}
-
-
-@dataclass
-class Applied:
-    done: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 def split(prefix: str) -> tuple[str, int]:
@@ -56,52 +51,63 @@ def create_interface(ipr: IPRoute, interface: str, backend: str, wg_log: str) ->
     raise wg.WgError(f"interface {interface} did not appear")
 
 
-def _netlink(result: Applied, step: str, fn, *args, **kwargs) -> None:
-    try:
-        fn(*args, **kwargs)
-        result.done.append(step)
-    except NetlinkError as exc:
-        if exc.code not in CONVERGED:
-            result.errors.append(f"{step}: {exc}")
+class Steps:
+    """The steps of one apply as they are reached or fail."""
+
+    def __init__(self) -> None:
+        self.done: list[Step] = []
+        self.failed: list[Failure] = []
+
+    def run(self, step: Step, fn: Callable, *args, **kwargs) -> bool:
+        """Run one step. Netlink saying it is already so is success (nothing was done); any other
+        netlink or WireGuard error is the step's failure. True unless it failed."""
+        try:
+            fn(*args, **kwargs)
+        except NetlinkError as exc:
+            if exc.code in CONVERGED:
+                return True
+            self.failed.append(Failure(step, str(exc)))
+            return False
+        except wg.WgError as exc:
+            self.failed.append(Failure(step, str(exc)))
+            return False
+        self.done.append(step)
+        return True
+
+    def result(self) -> Applied:
+        return Applied(tuple(self.done), tuple(self.failed))
 
 
 def apply(plan: Plan, desired: DesiredState, conf_path: str, backend: str, wg_log: str) -> Applied:
-    result = Applied()
+    steps = Steps()
+    interface = desired.interface
     with IPRoute() as ipr:
-        if plan.create_interface:
-            try:
-                create_interface(ipr, desired.interface, backend, wg_log)
-                result.done.append(f"interface_created:{backend}")
-            except (wg.WgError, NetlinkError) as exc:
-                result.errors.append(f"create {desired.interface}: {exc}")
-                return result
-        index = link_index(ipr, desired.interface)
+        if plan.create_interface and not steps.run(Step(StepKind.INTERFACE_CREATED, interface), create_interface,
+                                                   ipr, interface, backend, wg_log):
+            return steps.result()
+        index = link_index(ipr, interface)
         if index is None:
-            result.errors.append(f"interface {desired.interface} is gone")
-            return result
+            steps.failed.append(Failure(Step(StepKind.INTERFACE_FOUND, interface), "the interface is gone"))
+            return steps.result()
         for prefix in sorted(plan.add_addresses):
             address, length = split(prefix)
-            _netlink(result, f"address_added:{prefix}", ipr.addr, "add", index=index, address=address,
-                     prefixlen=length)
+            steps.run(Step(StepKind.ADDRESS_ADDED, prefix), ipr.addr, "add", index=index, address=address,
+                      prefixlen=length)
         if plan.set_up or plan.create_interface:
-            _netlink(result, "link_up", ipr.link, "set", index=index, state="up")
+            steps.run(Step(StepKind.LINK_UP, interface), ipr.link, "set", index=index, state="up")
         if plan.sync_wireguard:
-            try:
-                wg.syncconf(desired.interface, conf_path)
-                result.done.append("wireguard_synced")
-            except wg.WgError as exc:
-                result.errors.append(f"wg syncconf: {exc}")
+            steps.run(Step(StepKind.WIREGUARD_SYNCED, interface), wg.syncconf, interface, conf_path)
         for prefix in sorted(plan.add_routes):
-            _netlink(result, f"route_added:{prefix}", ipr.route, "replace", dst=prefix, oif=index,
-                     proto=ROUTE_PROTO)
+            steps.run(Step(StepKind.ROUTE_ADDED, prefix), ipr.route, "replace", dst=prefix, oif=index,
+                      proto=ROUTE_PROTO)
         for prefix in sorted(plan.remove_routes):
-            _netlink(result, f"route_removed:{prefix}", ipr.route, "del", dst=prefix, oif=index,
-                     proto=ROUTE_PROTO)
+            steps.run(Step(StepKind.ROUTE_REMOVED, prefix), ipr.route, "del", dst=prefix, oif=index,
+                      proto=ROUTE_PROTO)
         for prefix in sorted(plan.remove_addresses):
             address, length = split(prefix)
-            _netlink(result, f"address_removed:{prefix}", ipr.addr, "del", index=index, address=address,
-                     prefixlen=length)
-    return result
+            steps.run(Step(StepKind.ADDRESS_REMOVED, prefix), ipr.addr, "del", index=index, address=address,
+                      prefixlen=length)
+    return steps.result()
 
 
 def remove_interface(interface: str) -> bool:

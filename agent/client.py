@@ -1,19 +1,25 @@
 """The control-plane HTTP client: register, heartbeat, watch, leave; failover across URLs.
 
-Owns error classification: `TemporaryError` (network, timeouts, 5xx: retry,
-and move to the next control URL), `Gone` (401: the node or token is no longer
-known), `Refused` (other 4xx: retrying the same request will not help).
+Owns the requests and the reading of their answers through `meshcommon.wire` (`Challenge`,
+`Registered`, `HeartbeatAnswer`, netmap answers with their peer entries left raw for `intake`), and
+error classification: `TemporaryError` (network, timeouts, 5xx, an answer that does not fit the
+contract: retry, and on a failed connection or 5xx move to the next control URL), `Gone` (401: the
+node or token is no longer known), `Refused` (other 4xx: retrying the same request will not help).
+Must not decide when to retry: the session does.
 """
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import httpx
+import msgspec
 from httpx_sse import EventSource, SSEError
 
-from meshcommon import keys
+from meshcommon import keys, wire
+
+Answer = TypeVar("Answer")
 
 
 class TemporaryError(Exception):
@@ -28,21 +34,26 @@ class Refused(Exception):
     pass
 
 
-def message_of(response: httpx.Response) -> str:
+class _Problem(msgspec.Struct):
+    message: str | None = None
+
+
+def message_of(status: int, body: bytes) -> str:
     try:
-        return f"{response.status_code}: {response.json().get('message', response.text)}"
-    except ValueError:
-        return f"{response.status_code}: {response.text[:200]}"
+        message = msgspec.json.decode(body, type=_Problem).message
+    except msgspec.DecodeError:
+        message = None
+    return f"{status}: {message if message is not None else body[:200].decode(errors='replace')}"
 
 
 class ControlClient:
-    def __init__(self, urls: list[str], ca: str | None = None):
+    def __init__(self, urls: list[str], ca: str | None = None, transport: httpx.AsyncBaseTransport | None = None):
         if not urls:
             raise ValueError("at least one control URL is needed")
         self.urls = [url.rstrip("/") for url in urls]
         self.index = 0
         verify = ssl.create_default_context(cafile=ca) if ca else True
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=45.0), verify=verify)
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=45.0), verify=verify, transport=transport)
 
     @property
     def url(self) -> str:
@@ -54,14 +65,14 @@ class ControlClient:
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 500:
             self.fail_over()
-            raise TemporaryError(message_of(response))
+            raise TemporaryError(message_of(response.status_code, response.content))
         if response.status_code == 401:
-            raise Gone(message_of(response))
+            raise Gone(message_of(response.status_code, response.content))
         if response.status_code >= 400:
-            raise Refused(message_of(response))
+            raise Refused(message_of(response.status_code, response.content))
         return response
 
-    async def request(self, method: str, path: str, token: str, **kwargs) -> dict:
+    async def _send(self, method: str, path: str, token: str, **kwargs) -> httpx.Response:
         try:
             response = await self.http.request(method, self.url + path,
                                                headers={"Authorization": f"Bearer {token}"}, **kwargs)
@@ -69,27 +80,36 @@ class ControlClient:
             failed = self.url
             self.fail_over()
             raise TemporaryError(f"{failed}: {exc!r}") from None
-        return self._check(response).json()
+        return self._check(response)
 
-    async def register(self, token: str, body: dict, private_key: str) -> dict:
+    async def _ask(self, method: str, path: str, token: str, answer: type[Answer], **kwargs) -> Answer:
+        url = self.url
+        response = await self._send(method, path, token, **kwargs)
+        try:
+            return msgspec.json.decode(response.content, type=answer)
+        except msgspec.DecodeError as exc:
+            raise TemporaryError(f"{url}: malformed answer to {method} {path}: {exc}") from None
+
+    async def register(self, token: str, body: dict, private_key: str) -> wire.Registered:
         """Register with proof of key possession: a nonce from /v1/challenge, then the proven body.
         Both go to the same control URL (a failover in between just fails this attempt)."""
-        challenge = await self.request("GET", "/v1/challenge", token)
+        challenge = await self._ask("GET", "/v1/challenge", token, wire.Challenge)
         try:
-            proof = keys.prove(private_key, challenge["control_key"], challenge["nonce"])
-        except (KeyError, TypeError, ValueError) as exc:
+            proof = keys.prove(private_key, challenge.control_key, challenge.nonce)
+        except ValueError as exc:
             raise TemporaryError(f"{self.url}: malformed challenge: {exc!r}") from None
-        return await self.request("POST", "/v1/register", token,
-                                  json={**body, "nonce": challenge["nonce"], "proof": proof})
+        return await self._ask("POST", "/v1/register", token, wire.Registered,
+                               json={**body, "nonce": challenge.nonce, "proof": proof})
 
-    async def heartbeat(self, node_id: str, token: str, body: dict) -> dict:
-        return await self.request("POST", f"/v1/nodes/{node_id}/heartbeat", token, json=body)
+    async def heartbeat(self, node_id: str, token: str, body: dict) -> wire.HeartbeatAnswer:
+        return await self._ask("POST", f"/v1/nodes/{node_id}/heartbeat", token, wire.HeartbeatAnswer, json=body)
 
-    async def leave(self, node_id: str, token: str) -> dict:
-        return await self.request("DELETE", f"/v1/nodes/{node_id}", token)
+    async def leave(self, node_id: str, token: str) -> None:
+        await self._send("DELETE", f"/v1/nodes/{node_id}", token)
 
-    async def watch(self, token: str, since: int | None) -> AsyncIterator[dict]:
-        """Netmap answers as the control plane streams them (server-sent events)."""
+    async def watch(self, token: str, since: int | None) -> AsyncIterator[
+            wire.FullNetmap[msgspec.Raw] | wire.DeltaNetmap[msgspec.Raw]]:
+        """Netmap answers as the control plane streams them (server-sent events); ends with TemporaryError."""
         params = {"stream": "true"}
         if since is not None:
             params["since"] = str(since)
@@ -103,14 +123,15 @@ class ControlClient:
                 async for event in EventSource(response).aiter_sse():
                     if not event.data:
                         continue  # a keepalive comment: httpx_sse dispatches it as an empty event
+                    data = event.data.encode()
                     if event.event == "error":
-                        raise Gone(json.loads(event.data).get("message", event.data))
-                    yield json.loads(event.data)
+                        raise Gone(msgspec.json.decode(data, type=_Problem).message or event.data)
+                    yield wire.decode_netmap_entries(data)
         except (httpx.HTTPError, SSEError) as exc:
             if self.url == url:
                 self.fail_over()
             raise TemporaryError(f"{url}: {exc!r}") from None
-        except ValueError as exc:
+        except msgspec.DecodeError as exc:
             raise TemporaryError(f"{url}: malformed netmap event: {exc}") from None
         raise TemporaryError(f"{url}: netmap stream ended")
 

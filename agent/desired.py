@@ -1,8 +1,8 @@
 """Desired state: a pure function from (netmap, local settings) to WireGuard config and routes.
 
-Only online peers are configured; a peer that went offline or was deleted
-disappears from the desired state, and so from the interface, without any
-manual action. AllowedIPs is exactly the peer's mesh IP/32 (/128 for IPv6).
+Owns which peers this node configures and how. Only online peers are configured; a peer that
+went offline or was deleted disappears from the desired state, and so from the interface, without
+any manual action. AllowedIPs is exactly the peer's mesh IP/32 (/128 for IPv6). Must not do I/O.
 """
 from __future__ import annotations
 

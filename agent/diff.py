@@ -1,8 +1,8 @@
 """Diff: a pure function from (observed, desired) to the Plan that converges them.
 
-Peers are matched by public key. An endpoint given as a host name is not
-compared (WireGuard shows only the address it resolved to), so a name never
-causes endless reconfiguration. An identical state yields an empty plan.
+Owns what counts as a difference. Peers are matched by public key. An endpoint given as a host
+name is not compared (WireGuard shows only the address it resolved to), so a name never causes
+endless reconfiguration. An identical state yields an empty plan. Must not do I/O.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def peer_differs(desired: WgPeer, observed: WgPeer) -> bool:
             or not same_endpoint(desired.endpoint, observed.endpoint))
 
 
-def plan(observed: Observed, desired: DesiredState) -> Plan:
+def diff(observed: Observed, desired: DesiredState) -> Plan:
     want = {p.public_key: p for p in desired.peers}
     have = {p.public_key: p for p in observed.peers}
     added = tuple(want[k] for k in sorted(want.keys() - have.keys()))

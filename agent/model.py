@@ -1,28 +1,47 @@
-"""Plain data of the agent: frozen dataclasses shared by the pure and the effectful modules."""
+"""Owns the agent's plain data: frozen values shared by the pure and the effectful modules.
+
+Must not import anything that does I/O. A peer in a validated netmap is a `meshcommon.wire.NodeView`
+(the wire's own type: `intake` only lets through entries that pass its checks, with the display name
+reduced to a safe alphabet); the rest is the agent's own vocabulary: desired and observed interface
+state, the plan between them, the steps `apply` reached, this node's identity and its link to the
+control plane.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
 
+import msgspec
 
-@dataclass(frozen=True)
-class PeerInfo:
-    """A peer as the netmap describes it, after validation."""
-
-    node_id: str
-    name: str
-    mesh_ip: str
-    public_key: str
-    endpoint: str | None
-    online: bool
+from meshcommon.wire import NodeView, Registered
 
 
 @dataclass(frozen=True)
 class Netmap:
+    """A validated netmap: this node, the peers that passed intake, and the entries that did not."""
+
     revision: int
     mesh_prefix: str
-    me: PeerInfo
-    peers: tuple[PeerInfo, ...] = ()
+    me: NodeView
+    peers: tuple[NodeView, ...] = ()
     rejected: tuple[tuple[str, str], ...] = ()  # (node id, reason) of entries refused by validation
+
+
+class Identity(Registered, frozen=True):
+    """This node's enrolment as `node.json` keeps it: the control plane's answer and where to reach it."""
+
+    control_urls: list[str] = msgspec.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ControlStatus:
+    """The agent's link to the control plane, as `meshagent status` shows it."""
+
+    connected: bool = False
+    url: str | None = None
+    unreachable_since: float | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,9 +56,20 @@ class WgPeer:
 
 
 @dataclass(frozen=True)
+class PeerStats:
+    """WireGuard's counters for one peer (`wg show IFACE dump`)."""
+
+    public_key: str
+    endpoint: str | None
+    latest_handshake: int  # unix time, 0 = never
+    rx: int
+    tx: int
+
+
+@dataclass(frozen=True)
 class DesiredState:
     interface: str
-    address: str  # mesh IP with the mesh prefix length, e.g. 100.64.0.1/10
+    address: str  # this node's mesh IP as a host prefix, e.g. 100.64.0.1/32
     listen_port: int
     peers: tuple[WgPeer, ...] = ()
     routes: frozenset[str] = field(default_factory=frozenset)  # destinations (mesh IP/32) via the interface
@@ -66,7 +96,7 @@ class Plan:
     sync_wireguard: bool = False
     peers_added: tuple[WgPeer, ...] = ()
     peers_removed: tuple[WgPeer, ...] = ()
-    peers_updated: tuple[tuple[WgPeer, WgPeer], ...] = ()
+    peers_updated: tuple[tuple[WgPeer, WgPeer], ...] = ()  # (observed, desired)
     add_routes: frozenset[str] = frozenset()
     remove_routes: frozenset[str] = frozenset()
 
@@ -74,3 +104,38 @@ class Plan:
     def empty(self) -> bool:
         return not (self.create_interface or self.set_up or self.add_addresses or self.remove_addresses
                     or self.sync_wireguard or self.add_routes or self.remove_routes)
+
+
+class StepKind(StrEnum):
+    """What one step of `apply` reaches; the value is also the name of the event that reports it."""
+
+    INTERFACE_FOUND = "interface_found"
+    INTERFACE_CREATED = "interface_created"
+    ADDRESS_ADDED = "address_added"
+    LINK_UP = "link_up"
+    WIREGUARD_SYNCED = "wireguard_synced"
+    ROUTE_ADDED = "route_added"
+    ROUTE_REMOVED = "route_removed"
+    ADDRESS_REMOVED = "address_removed"
+
+
+class Step(NamedTuple):
+    """One thing `apply` set out to reach, and on what: the interface, an address or a route."""
+
+    kind: StepKind
+    target: str
+
+
+class Failure(NamedTuple):
+    """A step that was not reached, and the system's own words for why."""
+
+    step: Step
+    reason: str
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one `apply` reached, in order, and what it could not (the next pass repairs it)."""
+
+    done: tuple[Step, ...] = ()
+    failed: tuple[Failure, ...] = ()

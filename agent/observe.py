@@ -1,9 +1,15 @@
-"""Observe: read the interface, its addresses, WireGuard peers and our routes into an Observed.
+"""Observe: read the system into the agent's data types. Read-only.
 
-Read-only. Routes the agent installs carry their own protocol number, so only
-those are observed (and ever removed): routes someone else added are left alone.
+Owns reading the interface, its addresses, WireGuard peers and our routes into an `Observed`, and
+the address this host would send from toward the control plane (the endpoint it advertises when
+none is configured). Routes the agent installs carry their own protocol number, so only those are
+observed (and ever removed): routes someone else added are left alone. Must not change anything.
 """
 from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
 
 from pyroute2 import IPRoute
 
@@ -36,3 +42,20 @@ def observe(interface: str) -> Observed:
     except wg.WgError:
         return Observed(exists=True, up=up, addresses=addresses, routes=routes)
     return Observed(True, up, addresses, dump.listen_port, dump.peers, routes)
+
+
+def advertised_endpoint(control_url: str, listen_port: int) -> str | None:
+    """The source address the kernel would use toward the control plane, with our listen port.
+
+    Blocking (DNS, netlink): call it from a worker thread, never on the event loop's."""
+    host = urlsplit(control_url).hostname
+    try:
+        address = socket.getaddrinfo(host, None)[0][4][0]
+        with IPRoute() as ipr:
+            route = ipr.route("get", dst=address)[0]
+        source = route.get_attr("RTA_PREFSRC")
+    except (OSError, IndexError):
+        return None
+    if source is None or ipaddress.ip_address(source).is_loopback:
+        return None
+    return f"[{source}]:{listen_port}" if ":" in source else f"{source}:{listen_port}"

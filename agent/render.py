@@ -1,7 +1,8 @@
 """Rendering the wg(8) configuration (the `wg syncconf` format) from a DesiredState. Pure.
 
-Names are display text from the network: they only ever appear in a comment,
-reduced to a safe alphabet, so no name can inject a line (let alone a [Peer]).
+Owns the config file's text (with `templates/wg.conf.j2`). Names are display text from the
+network: they only ever appear in a comment, reduced to a safe alphabet, so no name can inject a
+line (let alone a [Peer]). Must not do I/O beyond loading its template.
 """
 from __future__ import annotations
 

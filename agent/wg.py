@@ -1,15 +1,14 @@
 """Subprocess wrappers for wg(8) and wireguard-go: argument lists, never a shell.
 
-Owns talking to WireGuard tools and parsing `wg show IFACE dump`. Errors
-carry the tool's own message.
+Owns talking to WireGuard tools and parsing `wg show IFACE dump`. Errors carry the tool's own
+message. Must not decide anything: callers say what to run.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 
-from agent.model import WgPeer
+from agent.model import PeerStats, WgPeer
 
 
 class WgError(RuntimeError):
@@ -33,15 +32,6 @@ def genkey() -> str:
 
 
 @dataclass(frozen=True)
-class PeerStats:
-    public_key: str
-    endpoint: str | None
-    latest_handshake: int  # unix time, 0 = never
-    rx: int
-    tx: int
-
-
-@dataclass(frozen=True)
 class Dump:
     listen_port: int | None
     public_key: str | None
@@ -57,8 +47,8 @@ def parse_dump(text: str) -> Dump:
     head = lines[0]
     peers, stats = [], []
     for fields in lines[1:]:
-        key, _psk, endpoint, allowed, handshake, rx, tx, keepalive = fields[:8]
-        endpoint = None if endpoint == "(none)" else endpoint
+        key, _psk, shown, allowed, handshake, rx, tx, keepalive = fields[:8]
+        endpoint = None if shown == "(none)" else shown
         ips = tuple(sorted(ip for ip in allowed.split(",") if ip and ip != "(none)"))
         peers.append(WgPeer(key, ips, endpoint, 0 if keepalive == "off" else int(keepalive)))
         stats.append(PeerStats(key, endpoint, int(handshake), int(rx), int(tx)))
@@ -70,12 +60,16 @@ def show_dump(interface: str) -> Dump:
     return parse_dump(run(["wg", "show", interface, "dump"]))
 
 
+def peer_stats(interface: str) -> tuple[PeerStats, ...]:
+    """WireGuard's counters for the interface's peers; none when it (or wg) is not there."""
+    try:
+        return show_dump(interface).stats
+    except WgError:
+        return ()
+
+
 def syncconf(interface: str, path: str) -> None:
     run(["wg", "syncconf", interface, path])
-
-
-def userspace_available() -> bool:
-    return shutil.which("wireguard-go") is not None
 
 
 def start_userspace(interface: str, log_path: str) -> None:

@@ -28,11 +28,8 @@ import psutil
 from httpx_sse import EventSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests import (
-    enrol,  # noqa: E402
-    pg,  # noqa: E402  (a real PostgreSQL, as the tests use)
-)
-from tests.control.servers import ControlProcess  # noqa: E402
+from tests import enrol, pg  # a real PostgreSQL, as the tests use
+from tests.control.servers import ControlProcess
 
 RESULTS = Path(__file__).with_name("results")
 STREAM = True  # --watch: stream (one open response per agent) or longpoll (a request per change)
@@ -207,7 +204,8 @@ def measure(control, nodes, args, token) -> dict:
             "server_heartbeat_p99_le_ms": bucket_quantile(served, 0.99) * 1000,
             "server_wakes": total, "server_wakes_within_100ms": woken.get(0.1, 0),
             "server_wakes_within_1s": woken.get(1.0, 0),
-            "server_cpu_cores": round(cpu, 2), "load_generator_cpu_cores": round(client_cpu, 2), "server_rss_mb": round(rss / 2**20, 1)}
+            "server_cpu_cores": round(cpu, 2), "load_generator_cpu_cores": round(client_cpu, 2),
+            "server_rss_mb": round(rss / 2**20, 1)}
 
 
 def run_store(store: str, args, pg_admin_url: str | None) -> list[dict]:
@@ -223,8 +221,9 @@ def run_store(store: str, args, pg_admin_url: str | None) -> list[dict]:
             started = time.monotonic()
             nodes += asyncio.run(register(control.url, token, size - len(nodes), len(nodes)))
             registered_in = time.monotonic() - started
-            row = {"store": store, "nodes": size, "workers": args.workers, "watch": args.watch, "interval_s": args.interval,
-                   "registration_s": round(registered_in, 1), **measure(control, nodes, args, token)}
+            row = {"store": store, "nodes": size, "workers": args.workers, "watch": args.watch,
+                   "interval_s": args.interval, "registration_s": round(registered_in, 1),
+                   **measure(control, nodes, args, token)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -256,7 +255,8 @@ def main() -> int:
     out = RESULTS / f"control_scale-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                "args": vars(args), "rows": rows}, indent=2))
-    print(f"\n{'store':9} {'nodes':>6} {'hb p50 ms':>9} {'hb p99 ms':>9} {'change->all s':>13} {'cpu':>5} {'rss MB':>7}")
+    print(f"\n{'store':9} {'nodes':>6} {'hb p50 ms':>9} {'hb p99 ms':>9} {'change->all s':>13} {'cpu':>5} "
+          f"{'rss MB':>7}")
     for row in rows:
         worst = max((c["max_s"] for c in row["changes"]), default=float("nan"))
         print(f"{row['store']:9} {row['nodes']:>6} {row['heartbeat_p50_ms']:>9.1f} {row['heartbeat_p99_ms']:>9.1f} "

@@ -1,4 +1,9 @@
-"""`meshchat`: the daemon (`serve`) and a CLI for scripts and demos (`send`, `peers`, `history`)."""
+"""`meshchat`: the daemon (`serve`) and a CLI for scripts and demos (`send`, `peers`, `history`).
+
+Owns the command line: its arguments, starting the daemon's parts, and the CLI's calls to a
+running daemon's API (found through the pointer file `serve` writes). Must not hold chat logic:
+the CLI asks the daemon, as the browser does.
+"""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +24,7 @@ DEFAULT_STATE = Path("/var/lib/meshvpn")
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from chat import guard, wire
+    from chat import guard, transport
     from chat.daemon import Chat, write_pointer
     from chat.store import Store
     from chat.web import create_app
@@ -33,7 +38,7 @@ def cmd_serve(args) -> int:
     setup_logging(args.log_level)
     store = Store(args.state_dir / "chat.db")
     store.fail_unfinished()
-    chat = Chat(args.state_dir, store, args.port or wire.PORT)
+    chat = Chat(args.state_dir, store, args.port or transport.PORT)
     access = guard.access_for(host, int(port), guard.new_token())
     ui = f"http://{guard.authority(host, int(port))}"
 
@@ -147,7 +152,3 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,13 +1,18 @@
 """The chat daemon: follows the agent's peer list, receives on the mesh IP, sends, and
-tells the browser UI about every change. Owns message state transitions."""
+tells the browser UI about every change.
+
+Owns message state transitions (through `chat.store`) and the pointer file the CLI reads.
+Connections are `chat.transport`'s, HTTP is `chat.web`'s.
+"""
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 
-from chat import peers, protocol, wire
+from chat import peers, protocol, transport
 from chat.store import Store
 from meshcommon.events import emit
 from meshcommon.files import atomic_write
@@ -16,14 +21,14 @@ FOLLOW_INTERVAL = 1.0
 
 
 class Chat:
-    def __init__(self, state_dir: Path, store: Store, port: int = wire.PORT):
+    def __init__(self, state_dir: Path, store: Store, port: int = transport.PORT):
         self.state_dir = state_dir
         self.store = store
         self.port = port
         self.view: peers.View | None = None
         self.server: asyncio.base_events.Server | None = None
         self.subscribers: set[asyncio.Queue] = set()
-        self.receiver = wire.Receiver(self.is_peer, self.on_message)
+        self.receiver = transport.Receiver(self.is_peer, self.on_message)
 
     # -- live updates ---------------------------------------------------------
 
@@ -76,7 +81,7 @@ class Chat:
     async def send(self, peer_ip: str, text: str) -> dict:
         if self.view is None or peer_ip not in self.view.peers:
             raise LookupError(f"{peer_ip} is not a peer of this node")
-        message = protocol.Message(wire.new_id(), text, time.time())
+        message = protocol.Message(new_message_id(), text, time.time())
         protocol.encode(message)  # size check before anything is stored
         row = await asyncio.to_thread(self.store.outgoing, message.id, peer_ip, text)
         self.publish("message", row)
@@ -95,15 +100,19 @@ class Chat:
         peer = self.view.peers.get(peer_ip) if self.view else None
         try:
             if peer is not None and not peer.online:
-                raise wire.SendFailed("peer offline")
-            await wire.send(peer_ip, message, self.port)
+                raise transport.SendFailed("peer offline")
+            await transport.send(peer_ip, message, self.port)
             row = await asyncio.to_thread(self.store.mark, message.id, peer_ip, "delivered")
             emit("chat_delivered", peer=peer_ip, message=message.id, reason="acknowledged")
-        except wire.SendFailed as exc:
+        except transport.SendFailed as exc:
             row = await asyncio.to_thread(self.store.mark, message.id, peer_ip, "failed", exc.reason)
             emit("chat_failed", peer=peer_ip, message=message.id, reason=exc.reason)
         self.publish("message", row)
         return row
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
 
 
 def write_pointer(state_dir: Path, ui_url: str, token: str) -> None:

@@ -1,4 +1,9 @@
-"""The peer list, from the local agent's status (so it keeps working while the control plane is down)."""
+"""The peer list, from the local agent's status (so it keeps working while the control plane is down).
+
+Owns chat's view of the mesh: this node's mesh IP and name, and its peers by mesh IP with
+whether they are online. `view_of` is pure; `read` asks the agent's local API and never the
+control plane.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

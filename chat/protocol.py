@@ -1,8 +1,9 @@
-"""The wire protocol: length-prefixed JSON frames with an acknowledgement. Pure.
+"""The chat peer-to-peer protocol: length-prefixed JSON frames with an acknowledgement. Pure.
 
-A frame is a 4-byte big-endian length and that many bytes of JSON. The sender
-sends a `Message`; the receiver answers an `Ack` with the same id once it has
-stored it. Identity is the connection's source mesh IP, never a field here.
+Owns the frame format and the two messages a frame carries, and refuses (`ProtocolError`)
+anything else; connections are `chat.transport`'s. A frame is a 4-byte big-endian length and
+that many bytes of JSON. The sender sends a `Message`; the receiver answers an `Ack` with the
+same id once it has stored it. Identity is the connection's source mesh IP, never a field here.
 """
 from __future__ import annotations
 

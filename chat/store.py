@@ -39,7 +39,7 @@ class Store:
     def _row(self, key: tuple) -> dict:
         row = self.db.execute(f"SELECT {', '.join(FIELDS)} FROM message WHERE id=? AND direction=? AND peer_ip=?",
                               key).fetchone()
-        return dict(zip(FIELDS, row))
+        return dict(zip(FIELDS, row, strict=True))
 
     def outgoing(self, message_id: str, peer_ip: str, text: str) -> dict:
         now = time.time()
@@ -66,13 +66,13 @@ class Store:
         with self.lock:
             row = self.db.execute(f"SELECT {', '.join(FIELDS)} FROM message WHERE id=? AND direction='out'",
                                   (message_id,)).fetchone()
-        return dict(zip(FIELDS, row)) if row else None
+        return dict(zip(FIELDS, row, strict=True)) if row else None
 
     def history(self, peer_ip: str, limit: int = 500) -> list[dict]:
         with self.lock:
             rows = self.db.execute(f"SELECT {', '.join(FIELDS)} FROM message WHERE peer_ip=? "
                                    "ORDER BY created_at, rowid LIMIT ?", (peer_ip, limit)).fetchall()
-        return [dict(zip(FIELDS, row)) for row in rows]
+        return [dict(zip(FIELDS, row, strict=True)) for row in rows]
 
     def fail_unfinished(self) -> None:
         """After a restart, a message still `sending` was interrupted: say so instead of hanging."""

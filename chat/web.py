@@ -1,6 +1,9 @@
-"""The browser UI and its JSON API, served by the daemon: static files from the package,
-live updates as server-sent events. No build step, no CDN. Every request passes
-`chat.guard` first; the page carries this daemon's token for the API calls of app.js."""
+"""The browser UI and its JSON API, served by the daemon.
+
+Owns the routes: static files from the package, the JSON API, live updates as server-sent
+events. No build step, no CDN. Every request passes `chat.guard` first; the page carries this
+daemon's token for the API calls of app.js. Sending and message states are the daemon's.
+"""
 from __future__ import annotations
 
 import asyncio

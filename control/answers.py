@@ -1,8 +1,9 @@
-"""The shapes of the control plane's JSON answers, for the OpenAPI spec only.
+"""The shapes of the control plane's JSON answers: what `views.py` builds and the OpenAPI spec documents.
 
-Owns the documented fields of each 200/201 body, so schemathesis' response schema check means
-something. Nothing encodes through these structs: the service builds plain dicts and the
-conformance test (tests/control/test_openapi_conformance.py) checks they keep to these shapes.
+Owns the fields of each 200/201 body that is not already a `meshcommon.wire` struct (Challenge,
+Registered, HeartbeatAnswer and the netmaps are). Answers are encoded through these structs, so
+an answer cannot leave its documented shape; schemathesis' response schema check
+(tests/control/test_openapi_conformance.py) checks the server as a whole keeps to them.
 Fields are required as answered; unknown fields are allowed, so adding one is not a break.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Literal
 
 import msgspec
 
+from control.records import JoinTokenRecord, TokenState
 from control.schemas import PeerHealth
 from meshcommon import wire
 from meshcommon.wire import Challenge, HeartbeatAnswer, NodeView, Registered
@@ -30,7 +32,7 @@ class DeltaNetmap(wire.DeltaNetmap[NodeView], frozen=True):
     __doc__ = wire.DeltaNetmap.__doc__
 
 
-class NodeDetail(NodeView):
+class NodeDetail(NodeView, frozen=True):
     created_at: float
     last_seen: float | None
     applied_revision: int | None
@@ -48,18 +50,11 @@ class Deleted(msgspec.Struct):
     revision: int
 
 
-class JoinToken(msgspec.Struct):
-    id: str
-    reusable: bool
-    description: str
-    created_at: float
-    expires_at: float | None
-    revoked_at: float | None
-    uses: int
-    state: Literal["active", "used", "expired", "revoked"]
+class JoinToken(JoinTokenRecord, frozen=True):
+    state: TokenState
 
 
-class JoinTokenCreated(JoinToken):
+class JoinTokenCreated(JoinToken, frozen=True):
     token: str
 
 

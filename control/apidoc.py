@@ -1,4 +1,7 @@
-"""Markdown reference of the HTTP API, rendered from the OpenAPI spec (pure)."""
+"""Markdown reference of the HTTP API, rendered from the OpenAPI spec (pure).
+
+Owns the layout of docs/api.md; the content is the spec's (`openapi.py`).
+"""
 from __future__ import annotations
 
 import json
@@ -38,7 +41,8 @@ def render(spec: dict) -> str:
             auth = [SECURITY[name] for option in op.get("security", []) for name in option]
             lines.append(f"- Auth: {' or '.join(auth) if auth else 'none'}")
             for param in op.get("parameters", []):
-                lines.append(f"- `{param['name']}` ({param['in']}): {param.get('description', param['schema']['type'])}")
+                about = param.get("description", param["schema"]["type"])
+                lines.append(f"- `{param['name']}` ({param['in']}): {about}")
             if "requestBody" in op:
                 body = op["requestBody"]
                 note = f" {body['description']}" if body.get("description") else ""

@@ -5,12 +5,13 @@ outstanding, issued to the same bearer and younger than `CHALLENGE_TTL`, and the
 HMAC-SHA256 keyed with X25519(node private key, control key) over nonce + node public key
 (`meshcommon.keys`). Redeeming deletes the nonce in the caller's transaction, so a failed
 registration rolls back and consumes nothing, and of two uses of one nonce only one can win.
-Nonces live in the database: every instance sharing it accepts them.
+Nonces live in the database (SQL in `store/challenges.py`): every instance sharing it accepts them.
 """
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from functools import cached_property
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -18,8 +19,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from control import db as database
 from control.errors import ProofRejected, TooManyRequests
-from control.models import Challenge, ControlKey
+from control.store import challenges as nonces
 from meshcommon import keys
+from meshcommon.wire import Challenge
 
 CHALLENGE_TTL = 60.0  # seconds a nonce may be redeemed
 MAX_OUTSTANDING = 1024  # unredeemed nonces per bearer: enough for a mass enrolment, not to fill the table
@@ -30,37 +32,33 @@ def nonce_hash(nonce: bytes) -> str:
 
 
 class Challenges:
-    def __init__(self, clock):
+    def __init__(self, clock: Callable[[], float]):
         self.clock = clock
 
     @cached_property
     def private_key(self) -> X25519PrivateKey:
         """The control key: created once by whichever instance gets there first, then shared."""
-        def load_or_create():
-            ControlKey.insert(id=1, private_key=keys.new_private_key(), created_at=self.clock()) \
-                .on_conflict_ignore().execute()
-            return ControlKey.get_by_id(1).private_key
-        text = database.retrying(load_or_create)
+        text = database.retrying(lambda: nonces.control_key(keys.new_private_key(), self.clock()))
         return X25519PrivateKey.from_private_bytes(keys.decode32(text, "control key"))
 
     @cached_property
     def public_key(self) -> str:
         return keys.encode(self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
-    def issue(self, token_hash: str) -> dict:
+    def issue(self, token_hash: str) -> Challenge:
         """A new nonce for the bearer whose token hashes to `token_hash` (already authenticated)."""
         now = self.clock()
         nonce = secrets.token_bytes(keys.NONCE_LENGTH)
 
-        def store():
-            Challenge.delete().where(Challenge.expires_at <= now).execute()
-            outstanding = Challenge.select().where(Challenge.token_hash == token_hash).count()
+        def store() -> None:
+            nonces.purge_expired(now)
+            outstanding = nonces.outstanding(token_hash)
             if outstanding >= MAX_OUTSTANDING:
                 raise TooManyRequests(f"{outstanding} challenges outstanding for this token: redeem or wait "
                                       f"{CHALLENGE_TTL:.0f} s", retry_after=CHALLENGE_TTL)
-            Challenge.create(nonce_hash=nonce_hash(nonce), token_hash=token_hash, expires_at=now + CHALLENGE_TTL)
+            nonces.add(nonce_hash(nonce), token_hash, now + CHALLENGE_TTL)
         database.retrying(store)
-        return {"nonce": keys.encode(nonce), "control_key": self.public_key, "expires_in": CHALLENGE_TTL}
+        return Challenge(nonce=keys.encode(nonce), control_key=self.public_key, expires_in=CHALLENGE_TTL)
 
     def redeem(self, token_hash: str, public_key: str, nonce: str | None, proof: str | None) -> None:
         """Check the proof for `public_key` and use up its nonce. Call inside the write transaction."""
@@ -68,10 +66,7 @@ class Challenges:
             raise ProofRejected("proof of key possession required: get a nonce from GET /v1/challenge and "
                                 "send nonce and proof with the registration")
         raw = keys.decode32(nonce, "nonce")
-        used = Challenge.delete().where(
-            (Challenge.nonce_hash == nonce_hash(raw)) & (Challenge.token_hash == token_hash)
-            & (Challenge.expires_at > self.clock())).execute()
-        if not used:
+        if not nonces.redeem(nonce_hash(raw), token_hash, self.clock()):
             raise ProofRejected("unknown, used or expired nonce (or issued to another token): "
                                 "get a new one from GET /v1/challenge")
         if not keys.verify(self.private_key, public_key, raw, proof):

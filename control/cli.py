@@ -1,49 +1,22 @@
 """`meshctl`: serve the control plane and administer the mesh from a shell.
 
-Owns argument parsing and human/JSON output. Admin commands speak the HTTP API
-with the admin token; nothing here touches the database except `serve` and
-`migrate`. Every value the API returns is data a node or an older or compromised
-server may control: it is printed through `visible` (and `safe` for Rich), so it
-can neither drive the terminal nor be read as Rich markup.
+Owns argument parsing and the commands. Admin commands speak the HTTP API with the admin token
+(`admin_client.py`) and print through `console.py`, which keeps API data from driving the
+terminal; nothing here touches the database except `serve` and `migrate`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
-import ssl
 import sys
 import time
 from pathlib import Path
 
-import httpx
+from control.admin_client import Admin
+from control.console import membership_changes, node_rows, print_json, print_table, safe, say, token_rows
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
-# C0 controls (newline and tab included: they would forge table rows and watch lines), DEL and C1.
-TERMINAL_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def visible(value) -> str:
-    """`value` as text with every terminal control shown as a \\xNN escape, never sent to the terminal (pure)."""
-    return TERMINAL_CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value))
-
-
-def safe(value) -> str:
-    """`value` as Rich markup that prints it literally: controls made visible, markup escaped (pure)."""
-    from rich.markup import escape
-    return escape(visible(value))
-
-
-def console():
-    from rich.console import Console
-    return Console(width=200, emoji=False, highlight=False)  # ":name:" in a node name stays text
-
-
-def say(markup: str) -> None:
-    """Print one line of Rich markup whose API values went through `safe`, unwrapped (for scripts)."""
-    console().print(markup, soft_wrap=True)
 
 
 def duration(text: str) -> float:
@@ -91,63 +64,12 @@ def cmd_serve(args) -> int:
     return 0
 
 
-# -- admin client -------------------------------------------------------------
-
-class Admin:
-    def __init__(self, args):
-        url = args.control or os.environ.get("MESHCTL_CONTROL")
-        token_file = args.admin_token_file or os.environ.get("MESHCTL_ADMIN_TOKEN_FILE")
-        if not url or not token_file:
-            raise SystemExit("meshctl: give --control URL and --admin-token-file FILE "
-                             "(or MESHCTL_CONTROL and MESHCTL_ADMIN_TOKEN_FILE)")
-        try:
-            token = Path(token_file).read_text().strip()
-        except OSError as exc:
-            raise SystemExit(f"meshctl: cannot read admin token: {exc}") from None
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
-                                 timeout=httpx.Timeout(10.0, read=90.0), verify=ssl.create_default_context(cafile=args.ca) if args.ca else True)
-
-    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise SystemExit(f"meshctl: control plane unreachable: {exc}") from None
-        if response.status_code >= 400:
-            try:
-                message = response.json().get("message", response.text)
-            except ValueError:
-                message = response.text
-            raise SystemExit(f"meshctl: {response.status_code}: {visible(message)}")
-        return response
-
-
-def ago(now: float, then: float | None) -> str:
-    if then is None:
-        return "-"
-    seconds = max(0.0, now - then)
-    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
-
-
-def node_rows(nodes: list[dict], now: float) -> list[list[str]]:
-    return [[n["name"], n["mesh_ip"], n["public_key"][:10] + "…", n["endpoint"] or "-",
-             "online" if n["online"] else "offline", ago(now, n["last_seen"]),
-             "-" if n["applied_revision"] is None else str(n["applied_revision"]), n["node_id"]]
-            for n in nodes]
-
-
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    """Headers are ours; every cell is API data, printed through `safe`."""
-    from rich.table import Table
-    table = Table(*headers, box=None, pad_edge=False)
-    for row in rows:
-        table.add_row(*(safe(cell) for cell in row))
-    console().print(table)
-
+# -- admin commands ---------------------------------------------------------
 
 def cmd_nodes(args) -> int:
     data = Admin(args).request("GET", "/v1/nodes").json()
     if args.json:
-        print(json.dumps(data, indent=2))
+        print_json(data)
         return 0
     print_table(["NAME", "MESH IP", "KEY", "ENDPOINT", "STATE", "LAST SEEN", "APPLIED", "ID"],
                 node_rows(data["nodes"], time.time()))
@@ -156,7 +78,7 @@ def cmd_nodes(args) -> int:
 
 
 def cmd_node_show(args) -> int:
-    print(json.dumps(Admin(args).request("GET", f"/v1/nodes/{args.node_id}").json(), indent=2))
+    print_json(Admin(args).request("GET", f"/v1/nodes/{args.node_id}").json())
     return 0
 
 
@@ -164,50 +86,6 @@ def cmd_node_rm(args) -> int:
     data = Admin(args).request("DELETE", f"/v1/nodes/{args.node_id}").json()
     say(f"removed {safe(data['deleted'])} at revision {safe(data['revision'])}")
     return 0
-
-
-def cmd_token_create(args) -> int:
-    body = {"reusable": args.reusable, "ttl_seconds": None if args.no_expiry else args.ttl,
-            "description": args.description}
-    say(safe(Admin(args).request("POST", "/v1/join-tokens", json=body).json()["token"]))
-    return 0
-
-
-def cmd_token_list(args) -> int:
-    tokens = Admin(args).request("GET", "/v1/join-tokens").json()["join_tokens"]
-    if args.json:
-        print(json.dumps(tokens, indent=2))
-        return 0
-    print_table(["ID", "STATE", "REUSABLE", "USES", "EXPIRES", "DESCRIPTION"],
-                [[t["id"], t["state"], "yes" if t["reusable"] else "no", str(t["uses"]),
-                  "never" if t["expires_at"] is None else time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                       time.localtime(t["expires_at"])),
-                  t["description"]] for t in tokens])
-    return 0
-
-
-def cmd_token_revoke(args) -> int:
-    data = Admin(args).request("DELETE", f"/v1/join-tokens/{args.token_id}").json()
-    say(f"revoked {safe(data['id'])}")
-    return 0
-
-
-def membership_changes(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
-    """Human lines for what changed between two node listings (pure)."""
-    lines = []
-    for node_id in sorted(set(before) | set(after)):
-        old, new = before.get(node_id), after.get(node_id)
-        if old is None:
-            lines.append(f"joined   {new['name']} {new['mesh_ip']} ({node_id})")
-        elif new is None:
-            lines.append(f"removed  {old['name']} {old['mesh_ip']} ({node_id})")
-        elif old["online"] != new["online"]:
-            lines.append(f"{'online ' if new['online'] else 'offline'}  {new['name']} {new['mesh_ip']} ({node_id})")
-        else:
-            changed = [k for k in ("name", "endpoint", "public_key", "listen_port") if old[k] != new[k]]
-            if changed:
-                lines.append(f"updated  {new['name']} {new['mesh_ip']} ({node_id}): {', '.join(changed)}")
-    return lines
 
 
 def cmd_watch(args) -> int:
@@ -229,6 +107,28 @@ def cmd_watch(args) -> int:
         for line in membership_changes(known, current):
             say(f"{stamp} r{safe(data['revision'])} {safe(line)}")
         known, revision = current, data["revision"]
+    return 0
+
+
+def cmd_token_create(args) -> int:
+    body = {"reusable": args.reusable, "ttl_seconds": None if args.no_expiry else args.ttl,
+            "description": args.description}
+    say(safe(Admin(args).request("POST", "/v1/join-tokens", json=body).json()["token"]))
+    return 0
+
+
+def cmd_token_list(args) -> int:
+    tokens = Admin(args).request("GET", "/v1/join-tokens").json()["join_tokens"]
+    if args.json:
+        print_json(tokens)
+        return 0
+    print_table(["ID", "STATE", "REUSABLE", "USES", "EXPIRES", "DESCRIPTION"], token_rows(tokens))
+    return 0
+
+
+def cmd_token_revoke(args) -> int:
+    data = Admin(args).request("DELETE", f"/v1/join-tokens/{args.token_id}").json()
+    say(f"revoked {safe(data['id'])}")
     return 0
 
 

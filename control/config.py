@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from control import ipam
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
 
 
 @dataclass(frozen=True)
@@ -41,14 +47,13 @@ class Config:
 
     @property
     def db_url(self) -> str:
-        from control.db import sqlite_url
         return self.db or sqlite_url(self.state_dir / "control.db")
 
     @property
     def admin_token_path(self) -> Path:
         return self.admin_token_file or self.state_dir / "admin.token"
 
-    def validated(self) -> "Config":
+    def validated(self) -> Config:
         ipam.parse_prefix(self.cidr)
         if self.heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be positive")
@@ -56,7 +61,7 @@ class Config:
             raise ValueError("offline_after must be longer than heartbeat_interval")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
-        host, sep, port = self.listen.rpartition(":")
+        _, sep, port = self.listen.rpartition(":")
         if not sep or not port.isdigit():
             raise ValueError(f"listen address {self.listen!r} must be HOST:PORT")
         if self.workers < 1:
@@ -70,7 +75,7 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
-def _coerce(name: str, value):
+def _coerce(name: str, value: Any) -> Any:
     if value is None:
         return None
     kind = FIELDS[name].type
@@ -86,9 +91,9 @@ def _coerce(name: str, value):
     return str(value)
 
 
-def load(file: Path | None = None, env: dict | None = None, **overrides) -> Config:
+def load(file: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Build the config from the layers, later ones winning; unknown keys are an error."""
-    values: dict = {}
+    values: dict[str, Any] = {}
     if file is not None:
         data = yaml.safe_load(Path(file).read_text()) or {}
         if not isinstance(data, dict):
@@ -97,10 +102,10 @@ def load(file: Path | None = None, env: dict | None = None, **overrides) -> Conf
         if unknown:
             raise ValueError(f"{file}: unknown settings {sorted(unknown)}")
         values.update(data)
-    env = os.environ if env is None else env
+    environment = os.environ if env is None else env
     for name in FIELDS:
         key = "MESHVPN_CONTROL_" + name.upper()
-        if key in env:
-            values[name] = env[key]
+        if key in environment:
+            values[name] = environment[key]
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Config(**{k: _coerce(k, v) for k, v in values.items()}).validated()

@@ -1,14 +1,18 @@
 """Database connection, transactions and migrations for SQLite and PostgreSQL alike.
 
-Owns turning a URL into a peewee Database bound to `models.db`, the write
-transaction flavour each backend needs, and applying numbered migrations.
+Owns turning a URL into a peewee Database bound to `models.db`, the transaction flavour each
+backend needs (with retries of lock timeouts and deadlocks), which database errors mean "the store
+is down" and which "a unique constraint said no", and applying numbered migrations.
+Knows no table but through `models`; the SQL of each table is in `store/`.
 """
 from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import peewee
 from playhouse import db_url
@@ -16,15 +20,17 @@ from playhouse.migrations import Runner
 
 from control.models import db
 
+T = TypeVar("T")
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 10000, "synchronous": "normal",
                   "foreign_keys": 1}
 # PostgreSQL's single-int advisory lock key for "migrations in progress".
 MIGRATION_LOCK = 0x6D657368
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path.resolve()}"
+# The store itself is down or busy past retries: nothing about the data, worth trying again.
+STORE_DOWN = (peewee.OperationalError, peewee.InterfaceError)
+# A unique constraint refused a write: another writer took the value first.
+Conflict = peewee.IntegrityError
 
 
 def connect(url: str) -> peewee.Database:
@@ -43,7 +49,12 @@ def is_postgres() -> bool:
     return isinstance(db.obj, peewee.PostgresqlDatabase)
 
 
-def write_transaction():
+def read_transaction() -> AbstractContextManager:
+    """One consistent read of several tables."""
+    return db.atomic()
+
+
+def write_transaction() -> AbstractContextManager:
     """A transaction that takes the write lock up front (SQLite) so it never fails midway on upgrade."""
     if isinstance(db.obj, peewee.SqliteDatabase):
         return db.atomic("IMMEDIATE")
@@ -55,23 +66,27 @@ def write_transaction():
 _sqlite_writer = threading.Lock()
 
 
-def retrying(fn, attempts: int = 8, retry_on=(peewee.OperationalError,)):
+def retrying(fn: Callable[[], T], attempts: int = 8,
+             retry_on: tuple[type[Exception], ...] = (peewee.OperationalError,)) -> T:
     """Run `fn` in a write transaction, retrying deadlocks and lock timeouts with backoff."""
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
-            if isinstance(db.obj, peewee.SqliteDatabase):
-                with _sqlite_writer, write_transaction():
-                    return fn()
-            with write_transaction():
-                return fn()
+            return _in_write_transaction(fn)
         except retry_on:
-            if attempt == attempts - 1:
-                raise
             time.sleep(0.01 * 2 ** attempt)
+    return _in_write_transaction(fn)  # the last attempt: its error is the caller's
+
+
+def _in_write_transaction(fn: Callable[[], T]) -> T:
+    if isinstance(db.obj, peewee.SqliteDatabase):
+        with _sqlite_writer, write_transaction():
+            return fn()
+    with write_transaction():
+        return fn()
 
 
 @contextmanager
-def migration_lock():
+def migration_lock() -> Iterator[None]:
     if is_postgres():
         db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:

@@ -9,23 +9,28 @@ flushes at once so it comes back online without waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 
 from control.errors import Unavailable
-from control.schemas import Heartbeat
+from control.records import HeartbeatReport, PeerHandshake
 from meshcommon.events import emit
 
 
 class HeartbeatBuffer:
-    def __init__(self, record, clock, interval: float):
+    def __init__(self, record: Callable[[dict[str, HeartbeatReport]], Awaitable[object]],
+                 clock: Callable[[], float], interval: float):
         self.record = record  # async (batch) -> list of node ids brought online
         self.clock = clock
         self.interval = interval
-        self.pending: dict[str, tuple[float, Heartbeat]] = {}
+        self.pending: dict[str, HeartbeatReport] = {}
         self._kick = asyncio.Event()
         self._closed = False
 
-    def add(self, node_id: str, beat: Heartbeat, urgent: bool) -> None:
-        self.pending[node_id] = (self.clock(), beat)
+    def add(self, node_id: str, applied_revision: int | None, peer_health: tuple[PeerHandshake, ...],
+            urgent: bool) -> None:
+        """A heartbeat of `node_id`, received now; `urgent` writes it at once (an offline node's)."""
+        self.pending[node_id] = HeartbeatReport(self.clock(), applied_revision, peer_health)
         if urgent:
             self._kick.set()
 
@@ -37,8 +42,8 @@ class HeartbeatBuffer:
             await self.record(batch)
         except Unavailable as exc:
             # The store is down, not the data bad: keep what has not been superseded for the next flush.
-            for node_id, item in batch.items():
-                self.pending.setdefault(node_id, item)
+            for node_id, report in batch.items():
+                self.pending.setdefault(node_id, report)
             emit("heartbeat_flush_failed", reason=str(exc), nodes=len(batch))
         except Exception as exc:
             # Never re-queue what the store refused: it would fail every later flush with it.
@@ -46,10 +51,8 @@ class HeartbeatBuffer:
 
     async def run(self) -> None:
         while not self._closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.interval)
-            except TimeoutError:
-                pass
             self._kick.clear()
             await self.flush()
 

@@ -1,7 +1,7 @@
 """Mesh IP allocation: pure functions over a prefix and the set of used addresses.
 
 Owns the rule for which addresses may be handed out. No database, no I/O: the
-service layer passes in what is used and enforces uniqueness with a constraint.
+registry passes in what is used and the store enforces uniqueness with a constraint.
 """
 from __future__ import annotations
 
@@ -72,8 +72,3 @@ def after(prefix: Network, last: str | None) -> str | None:
         return None
     return str(ipaddress.ip_address(value))
 
-
-def contains(prefix: Network, ip: str) -> bool:
-    value = int(ipaddress.ip_address(ip))
-    first, last = assignable_range(prefix)
-    return first <= value <= last

@@ -1,15 +1,16 @@
 """The in-process membership cache every worker answers netmaps and authenticates from.
 
 Owns keeping a `Membership` (pure data, see netmap.py) in step with the
-database by applying what `Registry.load` returns, and memoizing the delta that
-thousands of watchers woken by one change all ask for. No I/O of its own.
+database by applying what `Registry.load` returns (a `records.Loaded`), and memoizing the
+delta that thousands of watchers woken by one change all ask for. No I/O of its own; must not
+import the registry or the store.
 """
 from __future__ import annotations
 
 import msgspec
 
 from control.netmap import Delta, Membership, NodeView, choose_delta, delta, delta_map, merge_changes
-from control.service import Loaded
+from control.records import Loaded
 
 
 class MembershipCache:
@@ -66,6 +67,10 @@ class MembershipCache:
 
     def node_for(self, token_hash: str) -> str | None:
         return self.by_token.get(token_hash)
+
+    def is_online(self, node_id: str) -> bool:
+        view = self.nodes.get(node_id)
+        return view is not None and view.online
 
     def answer(self, me: str, since: int | None) -> tuple[str, bytes]:
         """The netmap answer for node `me` as (kind, JSON), sharing one delta per `since`.

@@ -7,9 +7,13 @@ PROMETHEUS_MULTIPROC_DIR is set (then every worker's figures are summed).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
+
+from control.membership import MembershipCache
+from control.watch import RevisionFeed
 
 REQUESTS = Counter("meshvpn_control_requests_total", "HTTP requests answered", ["route", "method", "status"])
 LATENCY = Histogram("meshvpn_control_request_seconds", "Time to answer (long-polls excluded)",
@@ -21,11 +25,12 @@ NETMAPS = Counter("meshvpn_control_netmap_answers_total", "Netmap answers by kin
 
 
 class MembershipCollector:
-    def __init__(self, runtime):
-        self.runtime = runtime
+    def __init__(self, cache: MembershipCache, feed: RevisionFeed):
+        self.cache = cache
+        self.feed = feed
 
-    def collect(self):
-        cache = self.runtime.cache
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        cache = self.cache
         yield GaugeMetricFamily("meshvpn_control_revision", "Membership revision this worker has loaded",
                                 value=cache.revision)
         nodes = GaugeMetricFamily("meshvpn_control_nodes", "Registered nodes by state", labels=["state"])
@@ -33,17 +38,16 @@ class MembershipCollector:
         nodes.add_metric(["online"], online)
         nodes.add_metric(["offline"], len(cache.nodes) - online)
         yield nodes
-        feed = self.runtime.feed
         yield GaugeMetricFamily("meshvpn_control_longpoll_waiters", "Open long-polls in this worker",
-                                value=feed.waiters if feed else 0)
+                                value=self.feed.waiters)
 
 
-def exposition(runtime) -> bytes:
+def exposition(cache: MembershipCache, feed: RevisionFeed) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
     membership = CollectorRegistry()
-    membership.register(MembershipCollector(runtime))
+    membership.register(MembershipCollector(cache, feed))
     return generate_latest(registry) + generate_latest(membership)

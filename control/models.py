@@ -1,7 +1,7 @@
 """Peewee models of the registry, bound to one DatabaseProxy.
 
-Owns the table layout only. Business rules live in `service.py`; the schema is
-created by the numbered scripts in `migrations/`, never by `create_tables`.
+Owns the table layout only. Queries live in `store/`, business rules in `registry.py`; the
+schema is created by the numbered scripts in `migrations/`, never by `create_tables`.
 """
 from __future__ import annotations
 

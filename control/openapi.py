@@ -9,12 +9,17 @@ server to check the server keeps to this document.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from control import answers, schemas
 from meshcommon import keys
 
-ADMIN, NODE, JOIN_OR_NODE = [{"adminToken": []}], [{"nodeToken": []}], [{"joinToken": []}, {"nodeToken": []}]
+Security = list[dict[str, list[str]]]
+ADMIN: Security = [{"adminToken": []}]
+NODE: Security = [{"nodeToken": []}]
+JOIN_OR_NODE: Security = [{"joinToken": []}, {"nodeToken": []}]
 
 
 def ref(name: str) -> dict:
@@ -78,7 +83,7 @@ def errors(*codes: int) -> dict:
 
 BODY_ERRORS = (400, 408, 413)  # any route that reads a body: bad JSON or schema, too slow, too large
 
-OPERATIONS = {
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/healthz", "get"): {"summary": "Liveness of this instance and its store",
                           "responses": ok("Healthy", ref("Health"))},
     ("/metrics", "get"): {"summary": "Prometheus metrics",
@@ -112,7 +117,7 @@ OPERATIONS = {
         "description": "Full map: {revision, delta: false, mesh_prefix, self, peers}. Delta (since is recent): "
                        "{revision, delta: true, since, mesh_prefix, self, upserted, removed}. 304 when "
                        "nothing changed after since within wait seconds.",
-        "security": NODE, "parameters": LONG_POLL + [STREAM],
+        "security": NODE, "parameters": [*LONG_POLL, STREAM],
         "responses": {"200": NETMAP_ANSWER, **NOT_MODIFIED, **errors(400, 401)}},
     ("/v1/nodes", "get"): {
         "summary": "Every node with liveness, applied revision and peer health (admin); long-poll like netmap",

@@ -1,62 +1,36 @@
-"""HTTP resources: thin responders that parse, authenticate and call the runtime.
+"""HTTP resources: thin responders that read the request, authenticate and call a collaborator.
 
-Owns the mapping of routes to runtime calls. No business rules and no SQL here;
-errors are raised as domain errors and turned into JSON by the app.
+Owns the mapping of each route to what it calls and how its answer is framed (JSON, ETag and
+304, server-sent events). Each resource is given only the collaborators it uses: its fields, which
+the app fills in (dataclasses, compared by identity). No business rules and no SQL here; errors
+are raised as domain errors and turned into JSON by the app.
 """
 from __future__ import annotations
 
-import asyncio
-import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import falcon
+import msgspec
+from falcon.asgi import SSEvent
 
-from control import schemas, tokens
-from control.config import Config
-from control.errors import BodyTooLarge, InvalidRequest, RequestTimeout, Unauthorized
-from control.metrics import NETMAPS, exposition
-from control.runtime import Runtime
+from control import edge, schemas, views
+from control.auth import Auth
+from control.edge import BodyReader, bearer, wait_params
+from control.errors import Unauthorized
+from control.heartbeats import HeartbeatBuffer
+from control.membership import MembershipCache
+from control.metrics import NETMAPS, WAKE, exposition
+from control.records import RegistrySettings
+from control.runtime import AsyncRegistry
+from control.watch import RevisionFeed
 
-
-def bearer(req) -> str | None:
-    header = req.get_header("Authorization") or ""
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
-async def body(req, schema, config: Config):
-    """The request body decoded into `schema`: at most `max_body` bytes, read within `body_timeout` seconds."""
-    limit = config.max_body
-    if req.content_length is not None and req.content_length > limit:
-        raise BodyTooLarge(f"request body over {limit} bytes")
-    try:
-        async with asyncio.timeout(config.body_timeout):  # a client that stops mid-body must not hold a request
-            data = await req.stream.read(limit + 1)
-    except TimeoutError:
-        raise RequestTimeout(f"request body not received within {config.body_timeout:g} s") from None
-    if len(data) > limit:
-        raise BodyTooLarge(f"request body over {limit} bytes")
-    try:
-        return schemas.decode(data or b"{}", schema)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
+KEEPALIVE = 15.0  # seconds between comments on an idle event stream: both ends notice a dead connection
 
 
-def wait_params(req) -> tuple[int | None, float]:
-    """`since` (or an ETag "rREV") and `wait`, bounded: a revision past 2^53 or a NaN wait is a 400."""
-    since = req.get_param_as_int("since", min_value=0, max_value=schemas.MAX_REVISION)
-    wait = req.get_param_as_float("wait", min_value=0, max_value=schemas.MAX_AGE, default=0.0)
-    if not math.isfinite(wait):
-        raise InvalidRequest("wait must be a finite number of seconds")
-    etag = req.get_header("If-None-Match")
-    if since is None and etag:
-        tag = etag.strip().removeprefix("W/").strip('"')
-        number = tag[1:]
-        if tag.startswith("r") and number.isascii() and number.isdigit() and len(number) < 17:
-            since = min(int(number), schemas.MAX_REVISION)
-    return since, wait
-
-
-def answer(resp, media: dict | None, revision: int) -> None:
+def tagged(resp: Any, media: Any, revision: int) -> None:
+    """An answer with its revision as ETag; None is 304 Not Modified."""
     resp.etag = f'"r{revision}"'
     if media is None:
         resp.status = falcon.HTTP_304
@@ -64,111 +38,186 @@ def answer(resp, media: dict | None, revision: int) -> None:
         resp.media = media
 
 
-class Resource:
-    def __init__(self, runtime: Runtime):
-        self.runtime = runtime
+async def admin_only(req: Any, resp: Any, resource: Any, params: Any) -> None:
+    """A Falcon hook: the responders it guards answer the admin token only."""
+    resource.auth.check_admin(bearer(req))
 
 
-class Health(Resource):
+def token_of(req: Any) -> str:
+    token = bearer(req)
+    if token is None:
+        raise Unauthorized("join token or node token required")
+    return token
+
+
+@dataclass(eq=False)
+class Health:
+    registry: AsyncRegistry
+    cache: MembershipCache
+
     async def on_get(self, req, resp):
-        revision = await self.runtime.call(self.runtime.registry.current_revision)
-        resp.media = {"status": "ok", "revision": revision, "loaded_revision": self.runtime.cache.revision}
+        resp.media = views.health(await self.registry.current_revision(), self.cache.revision)
 
 
-class Metrics(Resource):
+@dataclass(eq=False)
+class Metrics:
+    cache: MembershipCache
+    feed: RevisionFeed
+
     async def on_get(self, req, resp):
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
-        resp.data = exposition(self.runtime)
+        resp.data = exposition(self.cache, self.feed)
 
 
-class OpenAPI(Resource):
-    def __init__(self, runtime: Runtime, spec: dict):
-        super().__init__(runtime)
-        self.spec = spec
+@dataclass(eq=False)
+class OpenAPI:
+    spec: dict
 
     async def on_get(self, req, resp):
         resp.media = self.spec
 
 
-class Challenge(Resource):
+@dataclass(eq=False)
+class Challenge:
+    registry: AsyncRegistry
+
     async def on_get(self, req, resp):
-        token = bearer(req)
-        if token is None:
-            raise Unauthorized("join token or node token required")
-        resp.media = await self.runtime.call(self.runtime.registry.challenge, token)
+        resp.media = await self.registry.challenge(token_of(req))
 
 
-class Register(Resource):
+@dataclass(eq=False)
+class Register:
+    registry: AsyncRegistry
+    body: BodyReader
+    settings: RegistrySettings
+
     async def on_post(self, req, resp):
-        request = await body(req, schemas.Register, self.runtime.config)
-        token = bearer(req)
-        if token is None:
-            raise Unauthorized("join token or node token required")
-        resp.media = await self.runtime.write(self.runtime.registry.register, token, request)
+        request = await self.body.read(req, schemas.Register)
+        enrolled = await self.registry.register(token_of(req), edge.registration(request))
+        resp.media = views.registered(enrolled, self.settings)
 
 
-class Heartbeat(Resource):
+@dataclass(eq=False)
+class Heartbeat:
+    auth: Auth
+    body: BodyReader
+    heartbeats: HeartbeatBuffer
+    cache: MembershipCache
+    settings: RegistrySettings
+
     async def on_post(self, req, resp, node_id):
-        node_id = await self.runtime.own_node(bearer(req), node_id)
-        beat = await body(req, schemas.Heartbeat, self.runtime.config)
-        resp.media = await self.runtime.heartbeat(node_id, beat)
+        node_id = await self.auth.own_node(bearer(req), node_id)
+        beat = await self.body.read(req, schemas.Heartbeat)
+        self.heartbeats.add(node_id, beat.applied_revision, edge.peer_health(beat),
+                            urgent=not self.cache.is_online(node_id))
+        resp.media = views.heartbeat_answer(self.cache.revision, self.settings)
 
 
-class Netmap(Resource):
+@dataclass(eq=False)
+class Netmap:
+    """The node's netmap: one answer (a long-poll with `since` and `wait`), or server-sent events."""
+
+    auth: Auth
+    feed: RevisionFeed
+    cache: MembershipCache
+    keepalive: float = KEEPALIVE
+
     async def on_get(self, req, resp):
-        node_id = await self.runtime.node_for(bearer(req))
+        node_id = await self.auth.node_for(bearer(req))
         since, wait = wait_params(req)
         if req.get_param_as_bool("stream", default=False):
-            resp.sse = self.runtime.netmap_stream(node_id, since)
+            resp.sse = self.events(node_id, since)
             return
-        found = await self.runtime.netmap(node_id, since, wait)
+        found = await self.answer(node_id, since, wait)
         NETMAPS.labels("not_modified" if found is None else found[0]).inc()
-        resp.etag = f'"r{self.runtime.cache.revision}"'
+        resp.etag = f'"r{self.cache.revision}"'
         if found is None:
             resp.status = falcon.HTTP_304
         else:
             resp.content_type = falcon.MEDIA_JSON
             resp.data = found[1]
 
+    async def answer(self, node_id: str, since: int | None, wait: float) -> tuple[str, bytes] | None:
+        """(kind, JSON) of the node's netmap; None means 'not modified since `since`' (after waiting up to `wait`)."""
+        woken = await self.feed.hold(since, wait)
+        if node_id not in self.cache.nodes:
+            raise Unauthorized("this node was removed from the mesh")
+        if self.feed.unchanged(since):
+            return None
+        found = self.cache.answer(node_id, since)
+        if woken:
+            WAKE.observe(self.feed.woke_for())
+        return found
 
-class Nodes(Resource):
+    async def events(self, node_id: str, since: int | None) -> AsyncIterator[SSEvent | None]:
+        """A `netmap` event now (unless `since` is current), then one per change.
+
+        A change costs one write per watcher instead of a request per watcher, which is what
+        lets one worker keep thousands of nodes current. A comment every `keepalive` seconds
+        lets both ends notice a dead connection (Falcon ends the stream of a gone client).
+        """
+        woken = False
+        while not self.feed.closed:
+            if node_id not in self.cache.nodes:
+                yield SSEvent(event="error", data=msgspec.json.encode(Unauthorized("this node was removed").body()))
+                return
+            current = self.cache.revision
+            if since != current:
+                kind, blob = self.cache.answer(node_id, since)
+                if woken:
+                    WAKE.observe(self.feed.woke_for())
+                NETMAPS.labels(kind).inc()
+                yield SSEvent(event="netmap", data=blob, event_id=str(current))
+            since = current
+            woken = await self.feed.wait_past(since, self.keepalive)
+            if not woken and not self.feed.closed:
+                yield None  # Falcon writes a keepalive comment
+
+
+@dataclass(eq=False)
+class Nodes:
+    """/v1/nodes, long-polled like the netmap, and one node (/v1/nodes/{node_id}, suffix `node`)."""
+
+    auth: Auth
+    registry: AsyncRegistry
+    cache: MembershipCache
+
+    @falcon.before(admin_only)
     async def on_get(self, req, resp):
-        self.runtime.check_admin(bearer(req))
         since, wait = wait_params(req)
-        media = await self.runtime.nodes(since, wait)
-        answer(resp, media, media["revision"] if media else self.runtime.cache.revision)
-
-
-class Node(Resource):
-    async def on_get(self, req, resp, node_id):
-        self.runtime.check_admin(bearer(req))
-        resp.media = await self.runtime.call(self.runtime.registry.get_node, node_id)
-
-    async def on_delete(self, req, resp, node_id):
-        token = bearer(req)
-        if token is not None and token.startswith(tokens.NODE):
-            await self.runtime.own_node(token, node_id)
-            reason = "left"
+        listing = await self.registry.nodes_after(since, wait)
+        if listing is None:
+            tagged(resp, None, self.cache.revision)
         else:
-            self.runtime.check_admin(token)
-            reason = "admin"
-        revision = await self.runtime.write(self.runtime.registry.delete_node, node_id, reason)
-        resp.media = {"deleted": node_id, "revision": revision}
+            tagged(resp, views.nodes(*listing), listing[0])
+
+    @falcon.before(admin_only)
+    async def on_get_node(self, req, resp, node_id):
+        resp.media = views.node_detail(await self.registry.get_node(node_id))
+
+    async def on_delete_node(self, req, resp, node_id):
+        reason = await self.auth.removal_reason(bearer(req), node_id)
+        resp.media = views.deleted(node_id, await self.registry.delete_node(node_id, reason))
 
 
-class JoinTokens(Resource):
+@dataclass(eq=False)
+class JoinTokens:
+    """/v1/join-tokens, and one join token (/v1/join-tokens/{token_id}, suffix `token`): admin only."""
+
+    auth: Auth
+    registry: AsyncRegistry
+    body: BodyReader
+
+    @falcon.before(admin_only)
     async def on_post(self, req, resp):
-        self.runtime.check_admin(bearer(req))
-        request = await body(req, schemas.JoinTokenCreate, self.runtime.config)
+        request = await self.body.read(req, schemas.JoinTokenCreate)
         resp.status = falcon.HTTP_201
-        resp.media = await self.runtime.call(self.runtime.registry.create_join_token, request)
+        resp.media = views.join_token_created(*await self.registry.create_join_token(edge.join_token_request(request)))
 
+    @falcon.before(admin_only)
     async def on_get(self, req, resp):
-        self.runtime.check_admin(bearer(req))
-        resp.media = {"join_tokens": await self.runtime.call(self.runtime.registry.list_join_tokens)}
+        resp.media = views.join_tokens(await self.registry.list_join_tokens())
 
-
-class JoinToken(Resource):
-    async def on_delete(self, req, resp, token_id):
-        self.runtime.check_admin(bearer(req))
-        resp.media = await self.runtime.call(self.runtime.registry.revoke_join_token, token_id)
+    @falcon.before(admin_only)
+    async def on_delete_token(self, req, resp, token_id):
+        resp.media = views.join_token(await self.registry.revoke_join_token(token_id))

@@ -1,8 +1,9 @@
 """Secrets: join tokens, node tokens and the admin token.
 
-Tokens carry a kind prefix so an operator can tell them apart in a file or a
-log. Only their SHA-256 is stored; comparison of the admin token is constant time.
-The admin token file is only ever used when this user alone can read it.
+Owns making, hashing and comparing tokens, and the admin token file. Tokens carry a kind
+prefix so an operator can tell them apart in a file or a log. Only their SHA-256 is stored;
+comparison of the admin token is constant time. The admin token file is only ever used when
+this user alone can read it.
 """
 from __future__ import annotations
 

@@ -1,40 +1,39 @@
 """Following the revision: wake long-polls the moment membership changes, in any worker.
 
-Owns refreshing the membership cache and releasing waiters. A change is seen
-three ways: this process committed it (immediate kick), PostgreSQL NOTIFY from
-another worker or instance (immediate), or the periodic poll (the fallback,
-and the only cross-process path on SQLite).
+Owns refreshing the membership cache and holding and releasing waiters. A change is seen
+three ways: this process committed it (immediate kick), the store announced it from another
+worker or instance (PostgreSQL NOTIFY, `store/notify.py`; immediate), or the periodic poll
+(the fallback, and the only cross-process path on SQLite). Knows the store only as `load`.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
 
 from control.membership import MembershipCache
+from control.records import Loaded
 from meshcommon.events import emit
-
-log = logging.getLogger(__name__)
 
 
 class RevisionFeed:
-    def __init__(self, cache: MembershipCache, load, poll_interval: float):
+    def __init__(self, cache: MembershipCache, load: Callable[[int | None], Awaitable[Loaded]],
+                 poll_interval: float, max_wait: float):
         self.cache = cache
         self.load = load  # async (since) -> Loaded
         self.poll_interval = poll_interval
+        self.max_wait = max_wait  # the longest a long-poll is held, whatever it asks for
         self._event = asyncio.Event()
         self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._loop = asyncio.get_running_loop()
         self._closed = False
         self.waiters = 0
-        self.advanced_at = self._loop.time()  # when the cache last moved to a new revision
+        self.advanced_at = time.monotonic()  # when the cache last moved to a new revision (the loop's clock)
 
     def woke_for(self) -> float:
         """Seconds since the cache last advanced: how long a just-released waiter took."""
-        return self._loop.time() - self.advanced_at
-
-    def kick_threadsafe(self, revision: int | None = None) -> None:
-        self._loop.call_soon_threadsafe(self._kick.set)
+        return time.monotonic() - self.advanced_at
 
     def kick(self) -> None:
         self._kick.set()
@@ -47,17 +46,29 @@ class RevisionFeed:
                 self._release()
 
     def _release(self) -> None:
-        self.advanced_at = self._loop.time()
+        self.advanced_at = time.monotonic()
         event, self._event = self._event, asyncio.Event()
         event.set()
 
+    def unchanged(self, since: int | None) -> bool:
+        """Whether `since` is the revision this worker has: nothing to tell its caller."""
+        return since is not None and since == self.cache.revision
+
+    async def hold(self, since: int | None, wait: float) -> bool:
+        """Hold a long-poll until the revision passes `since`; True when it was released by a change."""
+        if since is not None and since > self.cache.revision:
+            await self.refresh()  # the caller saw a revision this worker has not loaded yet
+        if since is not None and since == self.cache.revision and wait > 0:
+            return await self.wait_past(since, min(wait, self.max_wait))
+        return False
+
     async def wait_past(self, since: int, timeout: float) -> bool:
         """Wait until the cached revision passes `since` (True), or the timeout or close (False)."""
-        deadline = self._loop.time() + timeout
+        deadline = time.monotonic() + timeout
         self.waiters += 1
         try:
             while self.cache.revision <= since and not self._closed:
-                remaining = deadline - self._loop.time()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 try:
@@ -71,10 +82,8 @@ class RevisionFeed:
     async def run(self) -> None:
         failing = False
         while not self._closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
             self._kick.clear()
             try:
                 await self.refresh()
@@ -94,47 +103,3 @@ class RevisionFeed:
         self._closed = True
         self._kick.set()
         self._release()
-
-
-class PostgresListener:
-    """LISTEN on the revision channel; every notification kicks the feed.
-
-    If the connection fails the listener stops and logs it; the feed's 1 s poll keeps
-    watchers current until the worker restarts (re-listening is not implemented).
-    """
-
-    def __init__(self, database, channel: str, kick):
-        self.database = database
-        self.channel = channel
-        self.kick = kick
-        self.conn = None
-
-    def start(self) -> None:
-        import psycopg2
-        import psycopg2.extensions
-        params = dict(self.database.connect_params)
-        self.conn = psycopg2.connect(dbname=self.database.database, **params)
-        self.conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-        with self.conn.cursor() as cursor:
-            cursor.execute(f"LISTEN {self.channel}")
-        asyncio.get_running_loop().add_reader(self.conn.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        try:
-            self.conn.poll()
-        except Exception as exc:
-            emit("store_unreachable", reason=f"listen: {exc}")
-            self.stop()
-            return
-        if self.conn.notifies:
-            self.conn.notifies.clear()
-            self.kick()
-
-    def stop(self) -> None:
-        if self.conn is not None:
-            try:
-                asyncio.get_running_loop().remove_reader(self.conn.fileno())
-            except Exception:
-                log.debug("listener already detached")
-            self.conn.close()
-            self.conn = None

@@ -8,6 +8,7 @@ addresses (and loopback) ever receive traffic. Everything is removed on close.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -76,10 +77,8 @@ class Host:
         for pid in self.pids():
             if self.init is not None and pid == self.init.pid:
                 continue
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def wg_peers(self, interface: str = "mesh0") -> dict[str, str]:
         """public key -> allowed IPs, as WireGuard has them now ({} without the interface)."""
@@ -113,7 +112,7 @@ class Lab:
         """The root namespace's address on the lab bridge (the control plane listens here)."""
         return f"10.213.{self.subnet}.254"
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         sh("ip", "netns", "add", self.switch)
         sh("ip", "-n", self.switch, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.switch, "link", "set", "br0", "up")

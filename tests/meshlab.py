@@ -43,7 +43,7 @@ class Node:
         self.proc: subprocess.Popen | None = None
         self.log = state_dir.parent / f"{host.name}.log"
 
-    def start(self) -> "Node":
+    def start(self) -> Node:
         args = [MESHAGENT, "up", "--name", self.host.name, "--state-dir", str(self.state_dir),
                 "--join-token-file", str(self.token_file), "--listen-port", "51820"]
         for url in self.controls:

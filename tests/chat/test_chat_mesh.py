@@ -11,7 +11,8 @@ from tests.meshlab import MESHCHAT, Node, all_ping, converged, lab_marks, mesh, 
 
 pytestmark = lab_marks()
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
-JUNK = "import socket,sys; s=socket.create_connection((sys.argv[1], 7000), 3); s.sendall(b'\\xff'*64 + b'GET / HTTP/1.1\\r\\n'); s.close()"
+JUNK = ("import socket,sys; s=socket.create_connection((sys.argv[1], 7000), 3); "
+        "s.sendall(b'\\xff'*64 + b'GET / HTTP/1.1\\r\\n'); s.close()")
 
 
 class ChatDaemon:
@@ -20,7 +21,7 @@ class ChatDaemon:
         self.proc: subprocess.Popen | None = None
         self.ui = f"http://{node.host.address}:7080"
 
-    def start(self) -> "ChatDaemon":
+    def start(self) -> ChatDaemon:
         self.proc = self.node.host.popen([MESHCHAT, "--state-dir", str(self.node.state_dir), "serve",
                                           "--ui-listen", f"{self.node.host.address}:7080"],
                                          self.node.state_dir.parent / f"chat-{self.node.host.name}.log")

@@ -37,7 +37,7 @@ class ControlProcess:
         self.log_path = state_dir / f"control-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "ControlProcess":
+    def start(self, timeout: float = 20.0) -> ControlProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

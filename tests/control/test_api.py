@@ -9,7 +9,8 @@ import pytest
 
 from control.app import create_app
 from control.models import Node
-from tests.control.conftest import bearer, new_key
+from tests.control.support import bearer
+from tests.enrol import new_key
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,8 @@ from playhouse.migrations import Migration, Runner
 from control import config, db, tokens
 from control.app import create_app
 from control.runtime import Runtime
-from tests.control.conftest import Control, FakeClock, new_key
+from tests.control.support import Control, FakeClock
+from tests.enrol import new_key
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +57,7 @@ def edited_0001_store(url: str) -> None:
     assert source.count(anchor) == 1
     edited = source.replace(anchor, anchor + "        last_ip = CharField(max_length=45, null=True)\n")
     namespace: dict = {}
-    exec(compile(edited, "0001_initial_edited", "exec"), namespace)  # noqa: S102 (our own migration file)
+    exec(compile(edited, "0001_initial_edited", "exec"), namespace)  # our own migration file
     database = db.connect(url)
     runner = Runner(database, str(db.MIGRATIONS))
     with runner.migrator.migration_context():

@@ -1,10 +1,12 @@
 """Deltas are exact: from any retained revision, the agent folding the delta into its map gets the full map."""
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec import to_builtins
 
-from agent.netmap import fold
+from agent.intake import fold
 from control.netmap import Membership, NodeView, changed_since, delta, full_map, netmap_for
+from meshcommon.wire import DeltaNetmap, FullNetmap, decode_netmap_entries
 
 ME = "me"
 PREFIX = "100.64.0.0/10"
@@ -38,6 +40,15 @@ def history(operations):
     return snapshots
 
 
+def as_received(answer: FullNetmap | DeltaNetmap):
+    """The answer as the agent receives it: JSON, decoded with its peer entries left raw."""
+    return decode_netmap_entries(msgspec.json.encode(answer))
+
+
+def decoded(entries: dict[str, msgspec.Raw]) -> dict[str, dict]:
+    return {node_id: msgspec.json.decode(entry) for node_id, entry in entries.items()}
+
+
 @settings(max_examples=300)
 @given(ops, st.data())
 def test_delta_from_any_earlier_revision_yields_the_full_map(operations, data):
@@ -45,9 +56,9 @@ def test_delta_from_any_earlier_revision_yields_the_full_map(operations, data):
     current = snapshots[-1]
     expected = to_builtins(full_map(current, ME, PREFIX))["peers"]
     for old in snapshots:
-        known = fold({}, to_builtins(full_map(old, ME, PREFIX)))
-        answer = to_builtins(netmap_for(current, ME, PREFIX, since=old.revision))
-        assert fold(known, answer) == {p["node_id"]: p for p in expected}
+        known = fold({}, as_received(full_map(old, ME, PREFIX)))
+        answer = as_received(netmap_for(current, ME, PREFIX, since=old.revision))
+        assert decoded(fold(known, answer)) == {p["node_id"]: p for p in expected}
 
 
 @given(ops)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from control import schemas
 from control.openapi import build_spec
 from meshcommon import endpoint, keys
-from tests.control.conftest import bearer, new_key
+from tests.control.support import bearer
+from tests.enrol import new_key
 
 SPEC = build_spec()
 REGISTER = SPEC["components"]["schemas"]["Register"]

@@ -45,11 +45,20 @@ def netns_exists(name):
 
 def alive(pid_file):
     try:
-        pid = int(open(pid_file).read())
+        with open(pid_file) as handle:
+            pid = int(handle.read())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
         return None
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
 
 
 def ensure_switch(module, p):
@@ -101,15 +110,13 @@ def ensure_host(module, p):
         binds = " && ".join(f"mkdir -p {d} && mount --bind {os.path.join(home, d.strip('/').replace('/', '_'))} {d}"
                             for d in PRIVATE_DIRS)
         script = f"{binds} && hostname {name} && exec ip netns exec {ns} sleep infinity"
-        proc = subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
-                                start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=open(os.path.join(home, "init.log"), "ab"))
+        with open(os.path.join(home, "init.log"), "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
+                                    start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=log)
         for _ in range(100):
-            try:
-                if open(f"/proc/{proc.pid}/cmdline", "rb").read().startswith(b"sleep"):
-                    break
-            except OSError:
-                pass
+            if cmdline(proc.pid).startswith(b"sleep"):
+                break
             time.sleep(0.05)
         else:
             module.fail_json(msg=f"lab host {name}: init did not start; see {home}/init.log")
@@ -162,11 +169,11 @@ def remove_host(module, p):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        name=dict(type="str"), address=dict(type="str"), gateway=dict(type="str"),
-        prefix=dict(type="str", default="mvlab"), lab_dir=dict(type="path", required=True),
-        authorized_key=dict(type="path"),
-        state=dict(type="str", default="present", choices=["present", "absent", "switch", "switch_absent"])),
+    module = AnsibleModule(argument_spec={
+        "name": {"type": "str"}, "address": {"type": "str"}, "gateway": {"type": "str"},
+        "prefix": {"type": "str", "default": "mvlab"}, "lab_dir": {"type": "path", "required": True},
+        "authorized_key": {"type": "path"},
+        "state": {"type": "str", "default": "present", "choices": ["present", "absent", "switch", "switch_absent"]}},
         required_if=[("state", "present", ("name", "address", "authorized_key")), ("state", "absent", ("name",)),
                      ("state", "switch", ("gateway",))])
     p = module.params

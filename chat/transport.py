@@ -1,15 +1,16 @@
 """The TCP side of the daemon: receive on the mesh IP, send to a peer's mesh IP.
 
-Owns connections and their failures. A connection from an address that is not a
-current peer is refused; oversized, malformed or junk frames close the
-connection with a log line and the daemon keeps serving.
+Owns the connections between chat daemons and their failures: `send` turns every way a
+delivery can fail into a `SendFailed` with a reason a person can read. A connection from an
+address that is not a current peer is refused; oversized, malformed or junk frames close the
+connection with a log line and the daemon keeps serving. Frames are `chat.protocol`'s; what a
+message means and where it is stored is not known here.
 """
 from __future__ import annotations
 
 import asyncio
 import errno
 import time
-import uuid
 
 from chat import protocol
 from meshcommon.events import emit
@@ -28,10 +29,6 @@ async def read_frame(reader: asyncio.StreamReader, kind: type, timeout: float):
     header = await asyncio.wait_for(reader.readexactly(protocol.HEADER.size), timeout)
     body = await asyncio.wait_for(reader.readexactly(protocol.frame_length(header)), timeout)
     return protocol.decode(body, kind)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 async def send(peer_ip: str, message: protocol.Message, port: int = PORT, timeout: float = TIMEOUT) -> None:

@@ -1,0 +1,82 @@
+"""The running agent: wires the control session, the reconciler and the status view together.
+
+Owns the agent's lifetime (start: identity key, backend, the interface it manages, the cached
+netmap; run until stopped) and the two things that need both halves: the heartbeat's report
+(applied revision, peer health) and the live status. Must not hold policy of its own: retrying is
+the session's, converging the reconciler's, what status says the status view's.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from dataclasses import dataclass
+
+from agent import status_view, wg
+from agent.apply import detect_backend
+from agent.client import ControlClient
+from agent.model import Netmap
+from agent.observe import advertised_endpoint
+from agent.reconcile import Reconciler
+from agent.session import Session
+from agent.settings import AgentSettings
+from agent.state import StateDir
+from meshcommon import keys
+from meshcommon.events import emit
+from meshcommon.wire import AgentStatus
+
+
+@dataclass
+class Agent:
+    settings: AgentSettings
+    state: StateDir
+    client: ControlClient
+    session: Session
+    reconciler: Reconciler
+
+    @classmethod
+    async def start(cls, settings: AgentSettings, stop: asyncio.Event) -> Agent:
+        """Everything before the first request: key, backend, the interface on record, the cached netmap."""
+        state = StateDir(settings.state_dir)
+        private_key = await asyncio.to_thread(state.private_key)
+        backend = await asyncio.to_thread(detect_backend, settings.backend, settings.interface)
+        emit("backend_selected", node=settings.name, backend=backend, reason=settings.backend)
+        state.save_interface(settings.interface)  # so `meshagent down` removes this one
+        client = ControlClient(list(settings.control_urls), ca=settings.ca)
+        reconciler = Reconciler(settings.interface, settings.listen_port, state, backend, private_key)
+        session = Session(client, settings, state, private_key, keys.public_key_of(private_key),
+                          heartbeat_body=functools.partial(heartbeat_body, reconciler),
+                          find_endpoint=advertised_endpoint, stop=stop)
+        session.restore()
+        return cls(settings, state, client, session, reconciler)
+
+    async def run(self) -> None:
+        """Reconcile and keep the session until stopped; the interface stays as it is."""
+        tasks = [asyncio.create_task(self.reconciler.run(lambda: self.session.netmap, self.session.changed)),
+                 asyncio.create_task(self.session.run())]
+        try:
+            await self.session.stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.client.close()
+
+    def stop(self) -> None:
+        self.session.stop.set()
+
+    def status(self) -> AgentStatus:
+        """The live status (blocking: runs `wg show`)."""
+        return status_view.agent_status(
+            name=self.settings.name, interface=self.settings.interface, identity=self.session.identity,
+            netmap=self.session.netmap, stats=wg.peer_stats(self.settings.interface), now=time.time(),
+            control=self.session.control, public_key=self.session.public_key, backend=self.reconciler.backend,
+            applied_revision=self.reconciler.applied_revision)
+
+
+async def heartbeat_body(reconciler: Reconciler, netmap: Netmap | None) -> dict:
+    """What a heartbeat reports: the revision the interface reached, and each peer's last handshake."""
+    # `wg show` is a subprocess: off the event loop, and not at all before there are peers to ask about.
+    stats = await asyncio.to_thread(wg.peer_stats, reconciler.interface) if netmap else ()
+    return {"applied_revision": reconciler.applied_revision,
+            "peers": status_view.peer_health(netmap, stats, time.time())}

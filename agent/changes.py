@@ -1,0 +1,101 @@
+"""Changes: what one reconcile pass did to the interface, as typed events. Pure.
+
+Owns the translation of (plan, what `apply` reached, netmap) into `Change` values, in the spirit of
+innernet's `PeerDiff::changes()`: peers added, removed (offline, or deleted from the mesh) and
+updated, addresses and routes added and removed, the interface created, and each step that failed.
+A peer change is reported only once WireGuard took the new config. The log line of a change is
+rendered from it (`Change.fields`), never parsed back. Must not do I/O or log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from agent.diff import same_endpoint
+from agent.model import Applied, Netmap, Plan, StepKind, WgPeer
+
+
+class ChangeKind(StrEnum):
+    """The event name of a change."""
+
+    PEER_ADDED = "peer_added"
+    PEER_REMOVED = "peer_removed"
+    PEER_UPDATED = "peer_updated"
+    INTERFACE_CREATED = "interface_created"
+    ADDRESS_ADDED = "address_added"
+    ADDRESS_REMOVED = "address_removed"
+    ROUTE_ADDED = "route_added"
+    ROUTE_REMOVED = "route_removed"
+    APPLY_ERROR = "apply_error"
+
+
+PEER_KINDS = frozenset({ChangeKind.PEER_ADDED, ChangeKind.PEER_REMOVED, ChangeKind.PEER_UPDATED})
+# Steps worth a line of their own; bringing the link up and syncing WireGuard show as the changes above.
+STEP_CHANGES = {StepKind.INTERFACE_CREATED: ChangeKind.INTERFACE_CREATED,
+                StepKind.ADDRESS_ADDED: ChangeKind.ADDRESS_ADDED,
+                StepKind.ADDRESS_REMOVED: ChangeKind.ADDRESS_REMOVED,
+                StepKind.ROUTE_ADDED: ChangeKind.ROUTE_ADDED,
+                StepKind.ROUTE_REMOVED: ChangeKind.ROUTE_REMOVED}
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: ChangeKind
+    node: str
+    reason: str
+    revision: int
+    peer: str | None = None  # the peer's display name; None when the netmap no longer has it
+    public_key: str | None = None
+    target: str | None = None  # the interface, address or route a step was about
+    allowed_ips: tuple[str, ...] = ()
+    endpoint: str | None = None
+    step: StepKind | None = None  # apply_error: the step that failed
+
+    def fields(self) -> dict:
+        """The fields of this change's log line (its event name is `kind`)."""
+        if self.kind in PEER_KINDS:
+            what: dict = {"peer": self.peer, "public_key": self.public_key}
+            if self.kind is ChangeKind.PEER_ADDED:
+                what |= {"allowed_ips": list(self.allowed_ips), "endpoint": self.endpoint}
+        elif self.kind is ChangeKind.APPLY_ERROR:
+            what = {"step": str(self.step), "target": self.target}
+        else:
+            what = {"target": self.target}
+        return {"node": self.node, **what, "reason": self.reason, "revision": self.revision}
+
+
+def update_reason(observed: WgPeer, desired: WgPeer) -> str:
+    """Why a configured peer was rewritten, by the same rules as `diff.peer_differs`."""
+    if not same_endpoint(desired.endpoint, observed.endpoint):
+        return "endpoint"
+    if sorted(desired.allowed_ips) != sorted(observed.allowed_ips):
+        return "allowed_ips"
+    return "keepalive"
+
+
+def peer_changes(plan: Plan, netmap: Netmap) -> list[Change]:
+    node, revision = netmap.me.node_id, netmap.revision
+    known = {p.public_key: p for p in netmap.peers}
+    found = [Change(ChangeKind.PEER_ADDED, node, "online", revision, peer.name, peer.public_key,
+                    allowed_ips=peer.allowed_ips, endpoint=peer.endpoint) for peer in plan.peers_added]
+    for peer in plan.peers_removed:
+        info = known.get(peer.public_key)
+        found.append(Change(ChangeKind.PEER_REMOVED, node, "offline" if info is not None else "deleted", revision,
+                            info.name if info is not None else None, peer.public_key))
+    found += [Change(ChangeKind.PEER_UPDATED, node, update_reason(old, new), revision, new.name, new.public_key)
+              for old, new in plan.peers_updated]
+    return found
+
+
+def changes(plan: Plan, result: Applied, netmap: Netmap) -> list[Change]:
+    """The changes a pass made, in the order they happened, then what failed."""
+    node, revision = netmap.me.node_id, netmap.revision
+    found: list[Change] = []
+    for step in result.done:
+        if step.kind is StepKind.WIREGUARD_SYNCED:
+            found += peer_changes(plan, netmap)
+        elif step.kind in STEP_CHANGES:
+            found.append(Change(STEP_CHANGES[step.kind], node, "reconcile", revision, target=step.target))
+    found += [Change(ChangeKind.APPLY_ERROR, node, failure.reason, revision, target=failure.step.target,
+                     step=failure.step.kind) for failure in result.failed]
+    return found

@@ -1,0 +1,274 @@
+"""The session with the control plane: enrol or re-register, heartbeat, and watch the netmap.
+
+Owns the retry policy (one jittered exponential `Backoff`; an enrolled node waits at most a third
+of its offline threshold, so an outage never makes it look offline once the control plane is back),
+what the control plane's answers mean for this node (`Gone` with a node token: forget the identity;
+`Gone` while heartbeating or watching: removed from the mesh, drop every peer and stop), and the
+netmap as received: each answer folded in, validated by `intake`, persisted, and announced on
+`changed`. The data plane never depends on the control plane being reachable: nothing is torn down
+because it is silent. Must not touch the interface (the reconciler does).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import msgspec
+
+from agent import intake
+from agent.client import Gone, Refused, TemporaryError
+from agent.model import ControlStatus, Identity, Netmap
+from agent.settings import AgentSettings
+from agent.state import StateDir
+from meshcommon.events import emit
+from meshcommon.wire import HeartbeatAnswer, Registered
+
+ENROLLING_CAP = 10.0  # s: the longest wait between attempts of a node not enrolled yet
+REFUSED_CAP = 30.0  # s: after a refusal (4xx, no join token): a person has to act first
+WATCH_CAP = 5.0  # s: between reconnections of the netmap stream
+
+
+class ControlAPI(Protocol):
+    """What the session needs of the control plane (`client.ControlClient` in production)."""
+
+    @property
+    def url(self) -> str: ...
+
+    async def register(self, token: str, body: dict, private_key: str) -> Registered: ...
+
+    async def heartbeat(self, node_id: str, token: str, body: dict) -> HeartbeatAnswer: ...
+
+    def watch(self, token: str, since: int | None) -> AsyncIterator[intake.Answer]: ...
+
+
+@dataclass
+class Backoff:
+    """Jittered exponential backoff: 0.5 s doubling per failure in a row, capped, +-25 %."""
+
+    jitter: Callable[[float, float], float] = random.uniform
+    attempt: int = 0
+
+    def next(self, cap: float) -> float:
+        # The exponent stops growing long before the cap matters: 2 ** 1100 would not fit a float.
+        delay = min(cap, 0.5 * 2 ** min(self.attempt, 32)) * self.jitter(0.75, 1.25)
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class Session:
+    client: ControlAPI
+    settings: AgentSettings
+    state: StateDir
+    private_key: str
+    public_key: str
+    heartbeat_body: Callable[[Netmap | None], Awaitable[dict]]  # what a heartbeat reports of this netmap
+    find_endpoint: Callable[[str, int], str | None]  # blocking: run in a worker thread
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    jitter: Callable[[float, float], float] = random.uniform
+    clock: Callable[[], float] = time.time
+    identity: Identity | None = field(init=False)  # None until enrolled (node.json)
+    control: ControlStatus = field(init=False, default_factory=ControlStatus)
+    received: intake.Received | None = field(init=False, default=None)
+    netmap: Netmap | None = field(init=False, default=None)
+    changed: asyncio.Event = field(init=False, default_factory=asyncio.Event)  # set on each new netmap
+
+    def __post_init__(self) -> None:
+        self.identity = self.state.identity()
+
+    @property
+    def node_id(self) -> str | None:
+        return self.identity.node_id if self.identity else None
+
+    async def pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less if the agent is stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    # -- the netmap as received ----------------------------------------------
+
+    def restore(self) -> None:
+        """Take the cached netmap, so the mesh comes back even while the control plane is down."""
+        cached = self.state.netmap()
+        if cached is None or self.identity is None:
+            return
+        try:
+            received = intake.from_cache(cached)
+            netmap = intake.netmap_of(received)
+        except intake.BadNetmap as exc:
+            emit("netmap_cache_ignored", node=self.node_id, reason=str(exc))
+            return
+        self.received, self.netmap = received, netmap
+        emit("netmap_restored", node=self.node_id, reason="cache", revision=netmap.revision, peers=len(netmap.peers))
+        self.changed.set()
+
+    def take(self, answer: intake.Answer) -> None:
+        """Fold one netmap answer into the map; persist it; wake the reconciler."""
+        received = intake.receive(self.received, answer)
+        try:
+            netmap = intake.netmap_of(received)
+        except intake.BadNetmap as exc:
+            emit("netmap_rejected", node=self.node_id, reason=str(exc), revision=answer.revision)
+            return
+        for node_id, reason in netmap.rejected:
+            emit("peer_rejected", node=self.node_id, peer=node_id, reason=reason, revision=netmap.revision)
+        self.received, self.netmap = received, netmap
+        self.state.save_netmap(intake.cache_bytes(received))
+        self.changed.set()
+
+    def _clear_peers(self) -> None:
+        """Removed from the mesh: keep the interface, drop every peer (they dropped us)."""
+        if self.received is not None:
+            self.received = intake.without_peers(self.received)
+            self.netmap = intake.netmap_of(self.received)
+            self.changed.set()
+
+    # -- the link to the control plane ------------------------------------------
+
+    def _revision(self) -> int | None:
+        return self.netmap.revision if self.netmap else None
+
+    def _reachable(self) -> None:
+        if not self.control.connected:
+            emit("control_restored" if self.control.unreachable_since else "control_connected",
+                 node=self.node_id, url=self.client.url, reason="request_succeeded", revision=self._revision())
+        self.control = ControlStatus(True, self.client.url)
+
+    def _unreachable(self, error: Exception) -> None:
+        if self.control.connected or self.control.unreachable_since is None:
+            emit("control_unreachable", node=self.node_id, reason=str(error), revision=self._revision())
+            self.control = ControlStatus(False, self.client.url, self.clock(), str(error))
+        else:
+            self.control = replace(self.control, last_error=str(error))
+
+    def retry_cap(self) -> float:
+        """How long to back off at most: an enrolled node must be back within the control
+        plane's grace period after an outage, so it never waits past a third of the offline
+        threshold; a node still enrolling can wait longer."""
+        return self.identity.offline_after / 3 if self.identity else ENROLLING_CAP
+
+    # -- the session ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Register, then heartbeat and watch until stopped; register again after a failure."""
+        retry = Backoff(self.jitter)
+        while not self.stop.is_set():
+            identity = await self.register()
+            if identity is None:
+                return
+            failure = await first_failure(self._heartbeats(identity), self._watch(identity))
+            if isinstance(failure, Gone):
+                # Removed by an admin (or left): respect it. Drop every peer, keep the
+                # interface, and do not re-enroll until the agent is started again.
+                emit("node_removed", node=identity.node_id, reason=str(failure), revision=self._revision())
+                self._forget_identity()
+                self._clear_peers()
+                await self.stop.wait()
+                return
+            if failure is not None:
+                emit("session_failed", node=identity.node_id, reason=repr(failure), revision=self._revision())
+                await self.pause(retry.next(self.retry_cap()))
+
+    async def register(self) -> Identity | None:
+        """Make sure this node is enrolled and its record is current; retried until it is (None: stopped)."""
+        retry = Backoff(self.jitter)
+        while not self.stop.is_set():
+            enrolled = self.identity is not None
+            try:
+                token = self.identity.node_token if self.identity else self._join_token()
+                return self._registered(await self.client.register(token, await self._body(), self.private_key))
+            except Gone as exc:
+                if enrolled:  # the node token is no longer known: enrol anew with the join token
+                    emit("node_identity_rejected", node=self.node_id, reason=str(exc))
+                    self._forget_identity()
+                    continue
+                emit("registration_refused", node=self.settings.name, reason=str(exc))
+                await self.pause(retry.next(REFUSED_CAP))
+            except TemporaryError as exc:
+                self._unreachable(exc)
+                await self.pause(retry.next(self.retry_cap()))
+            except (Refused, OSError) as exc:
+                emit("registration_refused", node=self.settings.name, reason=str(exc))
+                await self.pause(retry.next(REFUSED_CAP))
+        return None
+
+    def _join_token(self) -> str:
+        path = self.settings.join_token_file
+        token = path.read_text().strip() if path else ""
+        if not token:
+            raise Refused("no node identity yet and no join token to enroll with")
+        return token
+
+    async def _body(self) -> dict:
+        # Endpoint discovery uses blocking DNS and netlink: a worker thread, never the event loop's.
+        endpoint = self.settings.endpoint or await asyncio.to_thread(
+            self.find_endpoint, self.client.url, self.settings.listen_port)
+        return {"public_key": self.public_key, "name": self.settings.name,
+                "listen_port": self.settings.listen_port, "endpoint": endpoint}
+
+    def _registered(self, answer: Registered) -> Identity:
+        if self.identity is None:
+            emit("node_enrolled", node=answer.node_id, mesh_ip=answer.mesh_ip, reason="join_token",
+                 revision=answer.revision)
+        self._reachable()
+        if self.identity and answer.node_id == self.identity.node_id and answer.mesh_ip != self.identity.mesh_ip:
+            emit("mesh_ip_changed", node=answer.node_id, reason="control", revision=answer.revision)
+        self.identity = Identity(**msgspec.structs.asdict(answer), control_urls=list(self.settings.control_urls))
+        self.state.save_identity(self.identity)
+        return self.identity
+
+    def _forget_identity(self) -> None:
+        """The control plane no longer knows this node (removed by an admin): enroll anew."""
+        self.identity = None
+        self.state.forget_identity()
+
+    async def _heartbeats(self, identity: Identity) -> None:
+        retry = Backoff(self.jitter)
+        while not self.stop.is_set():
+            try:
+                answer = await self.client.heartbeat(identity.node_id, identity.node_token,
+                                                     await self.heartbeat_body(self.netmap))
+            except TemporaryError as exc:
+                self._unreachable(exc)
+                await self.pause(retry.next(self.retry_cap()))
+            except Refused as exc:
+                emit("heartbeat_refused", node=identity.node_id, reason=str(exc))
+                await self.pause(identity.heartbeat_interval)
+            else:
+                self._reachable()
+                retry.reset()
+                await self.pause(answer.heartbeat_interval)
+
+    async def _watch(self, identity: Identity) -> None:
+        retry = Backoff(self.jitter)
+        while not self.stop.is_set():
+            try:
+                async for answer in self.client.watch(identity.node_token, self._revision()):
+                    self._reachable()
+                    retry.reset()
+                    self.take(answer)
+            except TemporaryError as exc:
+                self._unreachable(exc)
+            await self.pause(retry.next(WATCH_CAP))
+
+
+async def first_failure(*loops: Awaitable[None]) -> BaseException | None:
+    """Run the loops until one ends; cancel the others. What ended it: Gone before any other
+    exception, None if a loop just returned (the agent is stopping)."""
+    tasks = [asyncio.ensure_future(loop) for loop in loops]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [task.exception() for task in done if task.exception() is not None]
+    return next((f for f in failures if isinstance(f, Gone)), failures[0] if failures else None)

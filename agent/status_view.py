@@ -1,0 +1,63 @@
+"""Status view: this node's view of the mesh as `meshcommon.wire.AgentStatus`, and its peers' health. Pure.
+
+Owns what `meshagent status` and the chat daemon see, from the same inputs whether the agent runs
+(its memory, served on the unix socket by `status.py`) or not (its state directory: the link to the
+control plane is then `unknown`), and the peer health a heartbeat reports. WireGuard's counters come
+in as `PeerStats`. Must not do I/O or read the clock: `now` is passed in.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from agent.model import ControlStatus, Identity, Netmap, PeerStats
+from meshcommon.wire import AgentStatus, PeerStatus, RejectedPeer
+
+
+def handshake_age(stats: PeerStats | None, now: float) -> float | None:
+    """Seconds since the peer's last handshake, to 0.1 s; None if there never was one."""
+    if stats is None or not stats.latest_handshake:
+        return None
+    return round(now - stats.latest_handshake, 1)
+
+
+def peer_health(netmap: Netmap | None, stats: Iterable[PeerStats], now: float) -> list[dict]:
+    """The `peers` of a heartbeat: the handshake age of each netmap peer WireGuard has."""
+    if netmap is None:
+        return []
+    by_key = {p.public_key: p.node_id for p in netmap.peers}
+    return [{"node_id": by_key[s.public_key], "latest_handshake_age": handshake_age(s, now)}
+            for s in stats if s.public_key in by_key]
+
+
+def peer_statuses(netmap: Netmap | None, stats: Iterable[PeerStats], now: float) -> list[PeerStatus]:
+    by_key = {s.public_key: s for s in stats}
+    found = []
+    for peer in (netmap.peers if netmap else ()):
+        s = by_key.get(peer.public_key)
+        found.append(PeerStatus(
+            node_id=peer.node_id, name=peer.name, mesh_ip=peer.mesh_ip, public_key=peer.public_key,
+            endpoint=peer.endpoint, online=peer.online, configured=s is not None,
+            latest_handshake=s.latest_handshake if s and s.latest_handshake else None,
+            latest_handshake_age=handshake_age(s, now), rx=s.rx if s else 0, tx=s.tx if s else 0))
+    return found
+
+
+def agent_status(*, name: str, interface: str, identity: Identity | None, netmap: Netmap | None,
+                 stats: Iterable[PeerStats], now: float, control: ControlStatus | None,
+                 public_key: str | None = None, backend: str | None = None,
+                 applied_revision: int | None = None) -> AgentStatus:
+    """The status; `control` is None when no agent runs (what its files say)."""
+    link: Literal["connected", "unreachable", "unknown"] = "unknown"
+    if control is None:
+        control = ControlStatus()
+    else:
+        link = "connected" if control.connected else "unreachable"
+    return AgentStatus(
+        node_id=identity.node_id if identity else None, name=name,
+        mesh_ip=netmap.me.mesh_ip if netmap else identity.mesh_ip if identity else None,
+        public_key=public_key, interface=interface, backend=backend,
+        revision=netmap.revision if netmap else None, applied_revision=applied_revision,
+        control=link, control_url=control.url, unreachable_since=control.unreachable_since,
+        last_error=control.last_error, peers=peer_statuses(netmap, stats, now),
+        rejected=[RejectedPeer(node_id, reason) for node_id, reason in (netmap.rejected if netmap else ())])

@@ -1,0 +1,77 @@
+"""The edge of a request: the bearer token, the body, the long-poll parameters.
+
+Owns reading what a client sent: a body of at most `max_body` bytes, read within `body_timeout`
+seconds and decoded into its schema (`schemas.py`), then turned into the plain arguments the
+registry takes (`records.py`), so no HTTP schema goes further; and `since`/`wait` with their
+bounds. Every refusal is a domain error, mapped to a JSON answer once, by the app.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any, TypeVar
+
+from control import schemas
+from control.errors import BodyTooLarge, InvalidRequest, RequestTimeout
+from control.records import JoinTokenRequest, PeerHandshake, Registration
+
+S = TypeVar("S")
+
+
+def bearer(req: Any) -> str | None:
+    header = req.get_header("Authorization") or ""
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+class BodyReader:
+    def __init__(self, max_body: int, body_timeout: float):
+        self.max_body = max_body
+        self.body_timeout = body_timeout
+
+    async def read(self, req: Any, schema: type[S]) -> S:
+        """The request body decoded into `schema`: at most `max_body` bytes, read within `body_timeout` seconds."""
+        limit = self.max_body
+        if req.content_length is not None and req.content_length > limit:
+            raise BodyTooLarge(f"request body over {limit} bytes")
+        try:
+            async with asyncio.timeout(self.body_timeout):  # a client that stops mid-body must not hold a request
+                data = await req.stream.read(limit + 1)
+        except TimeoutError:
+            raise RequestTimeout(f"request body not received within {self.body_timeout:g} s") from None
+        if len(data) > limit:
+            raise BodyTooLarge(f"request body over {limit} bytes")
+        try:
+            return schemas.decode(data or b"{}", schema)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+
+def wait_params(req: Any) -> tuple[int | None, float]:
+    """`since` (or an ETag "rREV") and `wait`, bounded: a revision past 2^53 or a NaN wait is a 400."""
+    since = req.get_param_as_int("since", min_value=0, max_value=schemas.MAX_REVISION)
+    wait = req.get_param_as_float("wait", min_value=0, max_value=schemas.MAX_AGE, default=0.0)
+    if not math.isfinite(wait):
+        raise InvalidRequest("wait must be a finite number of seconds")
+    etag = req.get_header("If-None-Match")
+    if since is None and etag:
+        tag = etag.strip().removeprefix("W/").strip('"')
+        number = tag[1:]
+        if tag.startswith("r") and number.isascii() and number.isdigit() and len(number) < 17:
+            since = min(int(number), schemas.MAX_REVISION)
+    return since, wait
+
+
+# -- from schema to plain arguments ----------------------------------------------
+
+def registration(body: schemas.Register) -> Registration:
+    return Registration(public_key=body.public_key, name=body.name, listen_port=body.listen_port,
+                        endpoint=body.endpoint, nonce=body.nonce, proof=body.proof)
+
+
+def peer_health(body: schemas.Heartbeat) -> tuple[PeerHandshake, ...]:
+    return tuple(PeerHandshake(peer.node_id, peer.latest_handshake_age) for peer in body.peers)
+
+
+def join_token_request(body: schemas.JoinTokenCreate) -> JoinTokenRequest:
+    return JoinTokenRequest(reusable=body.reusable, ttl_seconds=body.ttl_seconds, description=body.description)

@@ -1,0 +1,154 @@
+"""The plain data the registry takes and the store returns: frozen dataclasses and structs, no I/O (pure).
+
+Owns the shapes that cross between the HTTP edge, the registry and the store: what a registration,
+a heartbeat or a join-token request asks for (the edge turns request bodies into these, so no HTTP
+schema reaches the registry), the rows the store reads (`NodeRecord`, `JoinTokenRecord`,
+`StateRecord`), what the registry answers with, and the `Loaded` membership the workers' caches
+take in. A join token's state at a time is a rule of the data, so it is here, once.
+Must not import the store, the database or anything with I/O.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from control.ipam import Network
+from meshcommon.wire import NodeView
+
+TokenState = Literal["active", "used", "expired", "revoked"]
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The mesh prefix and the liveness timings the registry enforces and announces to nodes."""
+
+    prefix: Network
+    heartbeat_interval: float = 2.0
+    offline_after: float = 6.0
+    sweep_interval: float = 0.5
+
+    @property
+    def gap_limit(self) -> float:
+        """A pause in sweeping longer than this means the control plane was down: grant grace."""
+        return max(2.0, 4 * self.sweep_interval)
+
+
+# -- what is asked ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Registration:
+    """Enrol a node (join token) or update it (its node token); nonce and proof prove its key."""
+
+    public_key: str
+    name: str
+    listen_port: int
+    endpoint: str | None
+    nonce: str | None = None
+    proof: str | None = None
+
+
+@dataclass(frozen=True)
+class PeerHandshake:
+    """One peer as a node's heartbeat reports it: seconds since its latest WireGuard handshake."""
+
+    node_id: str
+    latest_handshake_age: float | None
+
+
+@dataclass(frozen=True)
+class HeartbeatReport:
+    """A heartbeat as received at `seen`: what the node applied and how its peers look."""
+
+    seen: float
+    applied_revision: int | None
+    peer_health: tuple[PeerHandshake, ...] = ()
+
+
+@dataclass(frozen=True)
+class JoinTokenRequest:
+    reusable: bool = False
+    ttl_seconds: float | None = 3600.0  # None: never expires (until revoked)
+    description: str = ""
+
+
+# -- what is stored -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class NodeRecord:
+    id: str
+    name: str
+    public_key: str
+    mesh_ip: str
+    endpoint: str | None
+    listen_port: int
+    token_hash: str
+    created_at: float
+    last_seen: float
+    online: bool
+    applied_revision: int | None
+    peer_health: tuple[PeerHandshake, ...]
+    changed_revision: int
+
+
+class JoinTokenRecord(msgspec.Struct, frozen=True):
+    """A join token as stored, but for its hash (the token itself is never stored). A struct:
+    the answers about a join token (`answers.JoinToken`) are this and its state."""
+
+    id: str
+    reusable: bool
+    description: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    uses: int
+
+    def state_at(self, now: float) -> TokenState:
+        """Revoked beats expired beats used; a token in any of those states admits nobody."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        if not self.reusable and self.uses:
+            return "used"
+        return "active"
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """The mesh-state row: the membership revision, the change-log horizon and sweeper bookkeeping."""
+
+    revision: int
+    horizon: int
+    last_ip: str | None  # the mesh IP allocated last
+    last_sweep_at: float | None
+    grace_until: float
+
+
+# -- what is answered ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Enrolled:
+    """A registration's outcome: the node as stored, its token and the revision it is current at."""
+
+    node: NodeRecord
+    node_token: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class JoinTokenStatus:
+    token: JoinTokenRecord
+    state: TokenState
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Membership read from the store for a worker's in-process cache."""
+
+    revision: int
+    horizon: int
+    changes: list[tuple[int, str]]
+    nodes: dict[str, tuple[NodeView, str]]  # node id -> (view, token hash); changed ids only when partial
+    full: bool

@@ -1,0 +1,276 @@
+"""The registry: every membership change, each in one database transaction.
+
+Owns the business rules: enrolment with join tokens (`join_tokens.py`) and proof of key possession
+(`challenges.py`), stable mesh IPs, node tokens, heartbeats, offline sweeps, and the revision that
+every netmap-visible change bumps exactly once. Takes plain arguments and returns plain data
+(`control.records`); the SQL is in `store/`, answer shapes in `views.py`. With its two parts it is
+the one gateway to the store for the rest of the control plane. Blocking (peewee): the runtime runs
+it in threads. Transactions that bump the revision lock the mesh-state row first, so all of them
+serialize across workers and instances and take locks in one order. Must not import the HTTP
+layer, its schemas or the runtime.
+"""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from control import db as database
+from control import ipam, tokens
+from control.challenges import Challenges
+from control.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized, Unavailable
+from control.join_tokens import JoinTokens
+from control.liveness import decide_sweep
+from control.records import (
+    Enrolled,
+    HeartbeatReport,
+    Loaded,
+    NodeRecord,
+    Registration,
+    RegistrySettings,
+)
+from control.store import changes, mesh_state, nodes, notify
+from meshcommon.events import emit
+from meshcommon.wire import Challenge
+
+T = TypeVar("T")
+ENROL_ATTEMPTS = 20  # picks of a mesh IP and node id before giving up on conflicts with other writers
+KEY_TAKEN = "this public key is already registered; re-register with that node's token"
+
+
+def new_id() -> str:
+    """An id for a node or a join token."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Written(Generic[T]):
+    """What a write transaction returns: its result, and the revision it reached (None: no change)."""
+
+    value: T
+    revision: int | None
+
+
+class Registry:
+    def __init__(self, settings: RegistrySettings, clock: Callable[[], float] = time.time,
+                 make_id: Callable[[], str] = new_id,
+                 on_change: Callable[[int], None] = lambda revision: None):
+        self.settings = settings
+        self.clock = clock
+        self.make_id = make_id
+        self.on_change = on_change  # called (in the writing thread) with each revision committed
+        self.challenges = Challenges(clock)
+        self.join_tokens = JoinTokens(clock, make_id)
+
+    def _write(self, fn: Callable[[], Written[T]]) -> T:
+        """Run `fn` in a retried write transaction; announce the revision it reached, if any."""
+        written = database.retrying(fn)
+        if written.revision is not None:
+            self.on_change(written.revision)
+        return written.value
+
+    def current_revision(self) -> int:
+        return mesh_state.revision()
+
+    # -- announcing changes -------------------------------------------------
+
+    @staticmethod
+    def announces_changes() -> bool:
+        """Whether the store tells every worker of a new revision (PostgreSQL); else they poll."""
+        return notify.announces()
+
+    @staticmethod
+    def listen(kick: Callable[[], None]) -> notify.Listener | None:
+        """Call `kick` on every revision announced by any worker or instance; None if none are."""
+        return notify.listen(kick)
+
+    # -- enrolment --------------------------------------------------------
+
+    def register(self, bearer: str, registration: Registration) -> Enrolled:
+        if bearer.startswith(tokens.NODE):
+            return self._write(lambda: self._reregister(bearer, registration))
+        for _ in range(ENROL_ATTEMPTS):
+            try:
+                return self._write(lambda: self._enroll(bearer, registration))
+            except database.Conflict:
+                if nodes.key_taken(registration.public_key):
+                    raise KeyTaken(KEY_TAKEN) from None
+                # Another writer took the mesh IP or id we picked: pick again.
+        raise AddressSpaceExhausted("could not allocate a mesh IP after repeated conflicts")
+
+    def challenge(self, bearer: str) -> Challenge:
+        """A single-use nonce for proving key possession, to a live join token or a known node token."""
+        if bearer.startswith(tokens.NODE):
+            if not nodes.token_known(tokens.digest(bearer)):
+                raise Unauthorized("unknown node token")
+        else:
+            self.join_tokens.usable(bearer, self.clock())
+        return self.challenges.issue(tokens.digest(bearer))
+
+    def _enroll(self, bearer: str, registration: Registration) -> Written[Enrolled]:
+        now = self.clock()
+        self.join_tokens.usable(bearer, now)  # a wrong token is told so before anything about its proof
+        if nodes.key_taken(registration.public_key):
+            raise KeyTaken(KEY_TAKEN)
+        self.challenges.redeem(tokens.digest(bearer), registration.public_key, registration.nonce,
+                               registration.proof)
+        join_token = self.join_tokens.consume(bearer, now)
+        mesh_ip = self._allocate(mesh_state.lock().last_ip)
+        node_token = tokens.new_token(tokens.NODE)
+        node_id = self.make_id()
+        revision = mesh_state.bump([node_id])
+        mesh_state.set_last_ip(mesh_ip)
+        node = NodeRecord(id=node_id, name=registration.name, public_key=registration.public_key, mesh_ip=mesh_ip,
+                          endpoint=registration.endpoint, listen_port=registration.listen_port,
+                          token_hash=tokens.digest(node_token), created_at=now, last_seen=now, online=True,
+                          applied_revision=None, peer_health=(), changed_revision=revision)
+        nodes.add(node)
+        emit("node_registered", node=node_id, node_name=registration.name, mesh_ip=mesh_ip,
+             endpoint=registration.endpoint, join_token=join_token.id, reason="join_token", revision=revision)
+        return Written(Enrolled(node, node_token, revision), revision)
+
+    def _allocate(self, last_ip: str | None) -> str:
+        """Next address after the last allocation; once the prefix is used up, the lowest hole."""
+        candidate = ipam.after(self.settings.prefix, last_ip)
+        if candidate is not None and not nodes.ip_taken(candidate):
+            return candidate
+        try:
+            return ipam.next_free_ip(self.settings.prefix, nodes.mesh_ips())
+        except ipam.AddressExhausted as exc:
+            raise AddressSpaceExhausted(str(exc), mesh_prefix=str(exc.prefix)) from None
+
+    def _reregister(self, bearer: str, registration: Registration) -> Written[Enrolled]:
+        now = self.clock()
+        mesh_state.lock()
+        node = nodes.by_token_hash(tokens.digest(bearer))
+        if node is None:
+            raise Unauthorized("unknown node token")
+        if registration.public_key != node.public_key:
+            if nodes.key_taken(registration.public_key):
+                raise KeyTaken("this public key belongs to another node")
+            self.challenges.redeem(tokens.digest(bearer), registration.public_key, registration.nonce,
+                                   registration.proof)
+        wanted: dict[str, Any] = {"name": registration.name, "public_key": registration.public_key,
+                                  "endpoint": registration.endpoint, "listen_port": registration.listen_port}
+        changed = {field: value for field, value in wanted.items() if getattr(node, field) != value}
+        if not changed and node.online:
+            nodes.touch(node.id, now)
+            return Written(Enrolled(dataclasses.replace(node, last_seen=now), bearer, mesh_state.revision()), None)
+        revision = mesh_state.bump([node.id])
+        nodes.update_registration(node.id, changed, now, revision)
+        emit("node_reregistered", node=node.id, changed=sorted(changed), reason="node_token", revision=revision)
+        node = dataclasses.replace(node, **changed, online=True, last_seen=now, changed_revision=revision)
+        return Written(Enrolled(node, bearer, revision), revision)
+
+    # -- liveness ---------------------------------------------------------
+
+    def record_heartbeats(self, batch: dict[str, HeartbeatReport]) -> list[str]:
+        """Store a batch of heartbeats; nodes that were offline come back online. Returns those ids.
+
+        One transaction for the batch; if the store refuses it for any reason but being unavailable,
+        each node is written alone and only the nodes whose record fails are dropped (and logged),
+        so one node's bad data never costs another node its liveness. `Unavailable` means nothing
+        was stored and the caller may keep the batch for the next try.
+        """
+        try:
+            self._store_heartbeats(batch)
+        except database.STORE_DOWN as exc:
+            raise Unavailable(f"store unavailable: {exc}") from None
+        except Exception:
+            for node_id in sorted(batch):
+                try:
+                    self._store_heartbeats({node_id: batch[node_id]})
+                except database.STORE_DOWN as exc:
+                    raise Unavailable(f"store unavailable: {exc}") from None
+                except Exception as exc:
+                    emit("heartbeat_dropped", node=node_id, reason=f"store refused it: {exc}")
+        returning = nodes.offline_among(batch)
+        if not returning:
+            return []
+        return self._write(lambda: self._bring_online(returning))
+
+    @staticmethod
+    def _store_heartbeats(batch: dict[str, HeartbeatReport]) -> None:
+        def store() -> None:
+            for node_id in sorted(batch):
+                nodes.record_heartbeat(node_id, batch[node_id])
+        database.retrying(store)
+
+    @staticmethod
+    def _bring_online(candidates: list[str]) -> Written[list[str]]:
+        mesh_state.lock()
+        ids = nodes.offline_among(candidates)
+        if not ids:
+            return Written([], None)
+        revision = mesh_state.bump(ids)
+        nodes.set_online(ids, True, revision)
+        for node_id in ids:
+            emit("node_online", node=node_id, reason="heartbeat", revision=revision)
+        return Written(ids, revision)
+
+    def sweep(self) -> list[str]:
+        """Declare offline every node silent for longer than the offline threshold. Idempotent."""
+        return self._write(self._sweep)
+
+    def _sweep(self) -> Written[list[str]]:
+        now = self.clock()
+        state = mesh_state.lock()
+        stale = nodes.online_silent_since(now - self.settings.offline_after)
+        decision = decide_sweep(now, state.last_sweep_at, state.grace_until, stale,
+                                self.settings.offline_after, self.settings.gap_limit)
+        mesh_state.record_sweep(now, decision.grace_until)
+        if decision.grace_started and state.last_sweep_at is not None:
+            emit("liveness_grace", reason="sweeping_resumed", paused_for=round(now - state.last_sweep_at, 3),
+                 grace_until=decision.grace_until)
+        if not decision.offline:
+            return Written([], None)
+        revision = mesh_state.bump(decision.offline)
+        nodes.set_online(decision.offline, False, revision)
+        for node_id in decision.offline:
+            emit("node_offline", node=node_id, reason="no_heartbeat", last_seen=stale[node_id],
+                 silent_for=round(now - stale[node_id], 3), revision=revision)
+        return Written(list(decision.offline), revision)
+
+    # -- removal ----------------------------------------------------------
+
+    def delete_node(self, node_id: str, reason: str) -> int:
+        return self._write(lambda: self._delete(node_id, reason))
+
+    @staticmethod
+    def _delete(node_id: str, reason: str) -> Written[int]:
+        mesh_state.lock()
+        if not nodes.delete(node_id):
+            raise NotFound(f"no node {node_id!r}")
+        revision = mesh_state.bump([node_id])
+        emit("node_deleted", node=node_id, reason=reason, revision=revision)
+        return Written(revision, revision)
+
+    # -- reading ----------------------------------------------------------
+
+    @staticmethod
+    def list_nodes() -> tuple[int, list[NodeRecord]]:
+        """The revision and every node at it."""
+        with database.read_transaction():
+            return mesh_state.revision(), nodes.every()
+
+    @staticmethod
+    def get_node(node_id: str) -> NodeRecord:
+        node = nodes.get(node_id)
+        if node is None:
+            raise NotFound(f"no node {node_id!r}")
+        return node
+
+    @staticmethod
+    def load(since: int | None) -> Loaded:
+        """Membership for the in-process cache: all of it, or what changed after `since`."""
+        with database.read_transaction():
+            state = mesh_state.read()
+            if since is None or since < state.horizon or since > state.revision:
+                return Loaded(state.revision, state.horizon, changes.between(None, state.revision), nodes.views(),
+                              True)
+            changed = changes.between(since, state.revision)
+            ids = {node_id for _, node_id in changed}
+            return Loaded(state.revision, state.horizon, changed, nodes.views(ids), False)

@@ -1,0 +1,24 @@
+"""The store: every query of the control plane's tables, one module per table (named queries).
+
+Owns reading and writing rows: `nodes`, `join_tokens`, `mesh_state` (the one row with the revision,
+its lock, bumps and the change-log pruning), `changes` (the change log), `challenges` (nonces and
+the control key) and `notify` (PostgreSQL NOTIFY/LISTEN of new revisions). Functions take and
+return plain values and `control.records`; they run in the caller's transaction and decide no
+rule. Only the registry and its two parts (`control.challenges`, `control.join_tokens`) call
+them (checked: the `control-gateway` contract in .importlinter).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+
+def rows(query: peewee.BaseQuery) -> list[tuple[Any, ...]]:
+    """The rows of `query` as tuples (peewee's stubs type a model select's rows as models)."""
+    return list(query.tuples().execute())
+
+
+def dicts(query: peewee.BaseQuery) -> list[dict[str, Any]]:
+    """The rows of `query` as dicts of column name to value."""
+    return list(query.dicts().execute())

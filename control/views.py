@@ -1,0 +1,62 @@
+"""Answer shapes: the JSON body of every answer but the netmap, built from plain data (pure).
+
+Owns turning what the registry and the cache return into the structs of `answers.py` and
+`meshcommon.wire`, and how an answer orders its items (nodes by mesh IP). Netmaps are
+encoded by the membership cache, which shares one encoding between thousands of watchers.
+No I/O, no clock: the time a join token's state is judged at comes with it.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+import msgspec
+
+from control.answers import Deleted, Health, JoinToken, JoinTokenCreated, JoinTokens, NodeDetail, Nodes
+from control.records import Enrolled, JoinTokenStatus, NodeRecord, RegistrySettings
+from control.schemas import PeerHealth
+from meshcommon.wire import HeartbeatAnswer, Registered
+
+
+def registered(enrolled: Enrolled, settings: RegistrySettings) -> Registered:
+    node = enrolled.node
+    return Registered(node_id=node.id, name=node.name, mesh_ip=node.mesh_ip, mesh_prefix=str(settings.prefix),
+                      node_token=enrolled.node_token, heartbeat_interval=settings.heartbeat_interval,
+                      offline_after=settings.offline_after, revision=enrolled.revision)
+
+
+def heartbeat_answer(revision: int, settings: RegistrySettings) -> HeartbeatAnswer:
+    return HeartbeatAnswer(revision=revision, heartbeat_interval=settings.heartbeat_interval,
+                           offline_after=settings.offline_after)
+
+
+def health(revision: int, loaded_revision: int) -> Health:
+    return Health(status="ok", revision=revision, loaded_revision=loaded_revision)
+
+
+def node_detail(node: NodeRecord) -> NodeDetail:
+    return NodeDetail(node_id=node.id, name=node.name, mesh_ip=node.mesh_ip, public_key=node.public_key,
+                      endpoint=node.endpoint, listen_port=node.listen_port, online=node.online,
+                      created_at=node.created_at, last_seen=node.last_seen, applied_revision=node.applied_revision,
+                      changed_revision=node.changed_revision,
+                      peer_health=[PeerHealth(peer.node_id, peer.latest_handshake_age) for peer in node.peer_health])
+
+
+def nodes(revision: int, records: list[NodeRecord]) -> Nodes:
+    ordered = sorted(records, key=lambda node: ipaddress.ip_address(node.mesh_ip))
+    return Nodes(revision=revision, nodes=[node_detail(node) for node in ordered])
+
+
+def deleted(node_id: str, revision: int) -> Deleted:
+    return Deleted(deleted=node_id, revision=revision)
+
+
+def join_token(status: JoinTokenStatus) -> JoinToken:
+    return JoinToken(**msgspec.structs.asdict(status.token), state=status.state)
+
+
+def join_token_created(status: JoinTokenStatus, secret: str) -> JoinTokenCreated:
+    return JoinTokenCreated(**msgspec.structs.asdict(join_token(status)), token=secret)
+
+
+def join_tokens(statuses: list[JoinTokenStatus]) -> JoinTokens:
+    return JoinTokens(join_tokens=[join_token(status) for status in statuses])

@@ -1,0 +1,122 @@
+"""Changes: what a pass did, as typed events, from the plan, the steps reached and the netmap."""
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.changes import STEP_CHANGES, Change, ChangeKind, changes, update_reason
+from agent.desired import desired_state
+from agent.model import Applied, Failure, Plan, Step, StepKind, WgPeer
+from tests.agent.data import entry, key, netmap
+
+NETMAP = netmap({"a": entry("a", "100.64.0.2"), "b": entry("b", "100.64.0.3", online=False)}, revision=12)
+A, = desired_state(NETMAP, "mesh0", 51820).peers
+B_KEY = NETMAP.peers[1].public_key
+SYNCED = Step(StepKind.WIREGUARD_SYNCED, "mesh0")
+
+
+def wg_peer(public_key: str, endpoint: str | None = "192.0.2.1:51820", ips=("100.64.0.9/32",), keepalive=25):
+    return WgPeer(public_key, ips, endpoint, keepalive)
+
+
+def test_nothing_done_is_no_change():
+    assert changes(Plan(), Applied(), NETMAP) == []
+
+
+def test_peer_changes_wait_for_wireguard_to_take_the_config():
+    plan = Plan(sync_wireguard=True, peers_added=(A,))
+    assert changes(plan, Applied(done=(Step(StepKind.LINK_UP, "mesh0"),)), NETMAP) == []
+    assert [c.kind for c in changes(plan, Applied(done=(SYNCED,)), NETMAP)] == [ChangeKind.PEER_ADDED]
+
+
+def test_an_added_peer_says_who_with_what():
+    [added] = changes(Plan(sync_wireguard=True, peers_added=(A,)), Applied(done=(SYNCED,)), NETMAP)
+    assert added == Change(ChangeKind.PEER_ADDED, "me", "online", 12, "a", A.public_key,
+                           allowed_ips=("100.64.0.2/32",), endpoint="10.9.0.2:51820")
+    assert added.fields() == {"node": "me", "peer": "a", "public_key": A.public_key, "allowed_ips": ["100.64.0.2/32"],
+                              "endpoint": "10.9.0.2:51820", "reason": "online", "revision": 12}
+
+
+def test_a_removed_peer_went_offline_if_the_netmap_still_has_it_else_it_was_deleted():
+    gone = key()
+    plan = Plan(sync_wireguard=True, peers_removed=(wg_peer(B_KEY), wg_peer(gone)))
+    offline, deleted = changes(plan, Applied(done=(SYNCED,)), NETMAP)
+    assert (offline.kind, offline.peer, offline.reason) == (ChangeKind.PEER_REMOVED, "b", "offline")
+    assert (deleted.kind, deleted.peer, deleted.reason) == (ChangeKind.PEER_REMOVED, None, "deleted")
+    assert deleted.fields() == {"node": "me", "peer": None, "public_key": gone, "reason": "deleted", "revision": 12}
+
+
+@pytest.mark.parametrize("observed, reason", [
+    (wg_peer(A.public_key, "192.0.2.7:51820", A.allowed_ips), "endpoint"),
+    (wg_peer(A.public_key, A.endpoint, ("100.64.0.3/32",)), "allowed_ips"),
+    (wg_peer(A.public_key, A.endpoint, A.allowed_ips, keepalive=0), "keepalive"),
+    (wg_peer(A.public_key, "192.0.2.7:51820", ("100.64.0.3/32",)), "endpoint"),
+])
+def test_an_updated_peer_says_what_differed(observed, reason):
+    assert update_reason(observed, A) == reason
+    [updated] = changes(Plan(sync_wireguard=True, peers_updated=((observed, A),)), Applied(done=(SYNCED,)), NETMAP)
+    assert (updated.kind, updated.peer, updated.reason) == (ChangeKind.PEER_UPDATED, "a", reason)
+    assert updated.fields() == {"node": "me", "peer": "a", "public_key": A.public_key, "reason": reason,
+                                "revision": 12}
+
+
+def test_a_hostname_endpoint_is_never_the_reason():
+    named = WgPeer(A.public_key, A.allowed_ips, "peer.example:51820", 25)
+    assert update_reason(wg_peer(A.public_key, "192.0.2.7:51820", ("100.64.0.3/32",)), named) == "allowed_ips"
+
+
+@pytest.mark.parametrize("kind", list(StepKind))
+def test_each_step_is_reported_by_its_own_change_or_not_at_all(kind):
+    found = changes(Plan(), Applied(done=(Step(kind, "100.64.0.2/32"),)), NETMAP)
+    if kind in STEP_CHANGES:
+        assert found == [Change(STEP_CHANGES[kind], "me", "reconcile", 12, target="100.64.0.2/32")]
+        assert found[0].fields() == {"node": "me", "target": "100.64.0.2/32", "reason": "reconcile", "revision": 12}
+        assert found[0].kind.value == kind.value
+    else:
+        assert found == []  # the link coming up and WireGuard syncing show as the peers' changes
+
+
+def test_each_failure_is_an_apply_error_naming_the_step():
+    failed = Failure(Step(StepKind.ROUTE_ADDED, "100.64.0.2/32"), "(1, 'Operation not permitted')")
+    [error] = changes(Plan(add_routes=frozenset({"100.64.0.2/32"})), Applied(failed=(failed,)), NETMAP)
+    assert error.kind is ChangeKind.APPLY_ERROR
+    assert error.fields() == {"node": "me", "step": "route_added", "target": "100.64.0.2/32",
+                              "reason": "(1, 'Operation not permitted')", "revision": 12}
+
+
+def test_changes_come_in_the_order_the_steps_were_reached_then_the_failures():
+    plan = Plan(create_interface=True, sync_wireguard=True, peers_added=(A,), add_routes=frozenset({"100.64.0.2/32"}))
+    done = (Step(StepKind.INTERFACE_CREATED, "mesh0"), Step(StepKind.ADDRESS_ADDED, "100.64.0.1/32"),
+            Step(StepKind.LINK_UP, "mesh0"), SYNCED, Step(StepKind.ROUTE_ADDED, "100.64.0.2/32"))
+    failed = (Failure(Step(StepKind.ADDRESS_REMOVED, "100.64.0.9/32"), "busy"),)
+    assert [c.kind for c in changes(plan, Applied(done, failed), NETMAP)] == [
+        ChangeKind.INTERFACE_CREATED, ChangeKind.ADDRESS_ADDED, ChangeKind.PEER_ADDED, ChangeKind.ROUTE_ADDED,
+        ChangeKind.APPLY_ERROR]
+
+
+keys_pool = [key() for _ in range(6)]
+peers = st.builds(wg_peer, st.sampled_from(keys_pool), st.sampled_from([None, "192.0.2.1:51820", "192.0.2.2:1"]))
+steps = st.builds(Step, st.sampled_from(list(StepKind)), st.sampled_from(["mesh0", "100.64.0.2/32"]))
+
+
+@given(st.lists(peers, max_size=4), st.lists(peers, max_size=4), st.lists(st.tuples(peers, peers), max_size=3),
+       st.lists(steps, max_size=8), st.lists(st.builds(Failure, steps, st.text(max_size=5)), max_size=3))
+def test_every_change_is_accounted_for(added, removed, updated, done, failed):
+    plan = Plan(sync_wireguard=True, peers_added=tuple(added), peers_removed=tuple(removed),
+                peers_updated=tuple(updated))
+    found = changes(plan, Applied(tuple(done), tuple(failed)), NETMAP)
+    syncs = sum(step.kind is StepKind.WIREGUARD_SYNCED for step in done)
+    count = {kind: sum(c.kind is kind for c in found) for kind in ChangeKind}
+    assert count[ChangeKind.PEER_ADDED] == syncs * len(added)
+    assert count[ChangeKind.PEER_REMOVED] == syncs * len(removed)
+    assert count[ChangeKind.PEER_UPDATED] == syncs * len(updated)
+    for step_kind, change_kind in STEP_CHANGES.items():
+        assert count[change_kind] == sum(step.kind is step_kind for step in done)
+    assert [(c.step, c.target, c.reason) for c in found if c.kind is ChangeKind.APPLY_ERROR] == [
+        (f.step.kind, f.step.target, f.reason) for f in failed]
+    assert all(c.node == "me" and c.revision == 12 for c in found)
+    for change in found:
+        fields = change.fields()
+        assert {"node", "reason", "revision"} <= set(fields) and None not in (fields["node"], fields["reason"])
+        if change.kind is ChangeKind.PEER_REMOVED:
+            assert change.reason == ("offline" if change.public_key in {p.public_key for p in NETMAP.peers}
+                                     else "deleted")

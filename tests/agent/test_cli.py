@@ -1,0 +1,57 @@
+"""`meshagent` commands without a kernel: `down` removes the interface the agent used, `status` reads
+the files when no agent runs, `up` refuses bad settings before doing anything."""
+import json
+
+import msgspec
+import pytest
+
+from agent import apply, cli, status
+from agent.state import StateDir
+from tests.agent.data import identity
+
+
+@pytest.fixture
+def removed(monkeypatch) -> list[str]:
+    """The interfaces `down` removes (recorded, not removed)."""
+    names: list[str] = []
+    monkeypatch.setattr(apply, "remove_interface", lambda interface: names.append(interface) or True)
+    monkeypatch.setattr(status.wg, "peer_stats", lambda interface: ())
+    return names
+
+
+@pytest.mark.parametrize("stored, flag, expected", [("mesh7", None, "mesh7"), (None, None, "mesh0"),
+                                                    ("mesh7", "wg3", "wg3")])
+def test_down_removes_the_interface_the_agent_was_started_with(tmp_path, removed, capsys, stored, flag, expected):
+    state = StateDir(tmp_path)
+    if stored:
+        state.save_interface(stored)
+    state.save_conf("[Interface]\n")
+    argv = ["down", "--state-dir", str(tmp_path)] + (["--interface", flag] if flag else [])
+    assert cli.main(argv) == 0
+    assert removed == [expected] and not state.conf_path.exists()
+    assert capsys.readouterr().out == f"interface {expected} removed\n"
+
+
+def test_down_leave_forgets_the_identity_even_when_deregistration_fails(tmp_path, removed, capsys):
+    state = StateDir(tmp_path)
+    state.save_identity(msgspec.structs.replace(identity(), control_urls=[]))  # nowhere to deregister
+    assert cli.main(["down", "--state-dir", str(tmp_path), "--leave"]) == 0
+    assert state.identity() is None and removed == ["mesh0"]
+    assert "could not deregister" in capsys.readouterr().err
+
+
+def test_status_without_an_agent_reads_the_state_directory(tmp_path, removed, capsys):
+    StateDir(tmp_path).save_identity(identity())
+    assert cli.main(["status", "--state-dir", str(tmp_path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["node_id"], shown["control"], shown["mesh_ip"]) == ("me", "unknown", "100.64.0.1")
+    assert cli.main(["status", "--state-dir", str(tmp_path)]) == 0
+    assert "control: unknown (agent not running)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [(["up", "--name", "n1"], "give --control"),
+                                           (["up", "--control", "http://c", "--name", "n1", "--listen-port", "0"],
+                                            "1-65535")])
+def test_up_refuses_bad_settings(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        cli.main(argv)

@@ -1,0 +1,108 @@
+"""The reconcile pass with the system swapped out: what it writes, applies, reports and remembers."""
+import asyncio
+import logging
+
+import pytest
+
+from agent import reconcile
+from agent.desired import desired_state
+from agent.model import Applied, Failure, Observed, Step, StepKind
+from agent.reconcile import Reconciler
+from agent.state import StateDir
+from tests.agent.data import entry, netmap
+
+NETMAP = netmap({"a": entry("a", "100.64.0.2")}, revision=6)
+DESIRED = desired_state(NETMAP, "mesh0", 51820)
+CONVERGED = Observed(True, True, frozenset({DESIRED.address}), 51820, DESIRED.peers, DESIRED.routes)
+
+
+class System:
+    """observe() and apply() as the pass calls them."""
+
+    def __init__(self, observed: Observed, applied: Applied):
+        self.observed, self.applied, self.plans = observed, applied, []
+
+    def observe(self, interface: str) -> Observed:
+        assert interface == "mesh0"
+        return self.observed
+
+    def apply(self, plan, desired, conf_path, backend, wg_log) -> Applied:
+        self.plans.append((plan, desired, conf_path, backend))
+        return self.applied
+
+
+@pytest.fixture
+def system(monkeypatch):
+    def install(observed: Observed, applied: Applied | None = None) -> System:
+        made = System(observed, applied or Applied())
+        monkeypatch.setattr(reconcile, "observe", made.observe)
+        monkeypatch.setattr(reconcile, "apply", made.apply)
+        return made
+    return install
+
+
+def reconciler(tmp_path) -> Reconciler:
+    return Reconciler("mesh0", 51820, StateDir(tmp_path), "userspace", "PRIVATE")
+
+
+def events(caplog, name: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == name]
+
+
+def test_a_converged_interface_gets_nothing_and_a_new_revision_is_announced_once(tmp_path, system, caplog):
+    made = system(CONVERGED)
+    passes = reconciler(tmp_path)
+    assert passes.reconcile(NETMAP) == [] and passes.reconcile(NETMAP) == [] and made.plans == []
+    assert passes.applied_revision == 6 and len(events(caplog, "apply_noop")) == 1
+    assert "PrivateKey = PRIVATE" in passes.state.conf_path.read_text()
+
+
+def test_a_quiet_recheck_announces_nothing(tmp_path, system, caplog):
+    system(CONVERGED)
+    passes = reconciler(tmp_path)
+    assert passes.reconcile(NETMAP, announce_noop=False) == [] and passes.applied_revision == 6
+    assert events(caplog, "apply_noop") == []
+
+
+def test_changes_are_applied_and_each_logged_from_its_typed_change(tmp_path, system, caplog):
+    done = (Step(StepKind.WIREGUARD_SYNCED, "mesh0"), Step(StepKind.ROUTE_ADDED, "100.64.0.2/32"))
+    made = system(Observed(True, True, frozenset({DESIRED.address}), 51820), Applied(done))
+    passes = reconciler(tmp_path)
+    found = passes.reconcile(NETMAP)
+    [(_, desired, conf_path, backend)] = made.plans
+    assert desired == DESIRED and conf_path == str(passes.state.conf_path) and backend == "userspace"
+    assert [c.kind.value for c in found] == ["peer_added", "route_added"] and passes.applied_revision == 6
+    [added] = events(caplog, "peer_added")
+    assert (added.peer, added.reason, added.revision, added.allowed_ips) == ("a", "online", 6, ["100.64.0.2/32"])
+    assert events(caplog, "route_added")[0].target == "100.64.0.2/32"
+
+
+def test_a_partial_failure_is_reported_and_the_revision_not_counted_as_reached(tmp_path, system, caplog):
+    failed = (Failure(Step(StepKind.WIREGUARD_SYNCED, "mesh0"), "wg: device busy"),)
+    system(Observed(exists=False), Applied(failed=failed))
+    passes = reconciler(tmp_path)
+    [error] = passes.reconcile(NETMAP)
+    assert error.kind.value == "apply_error" and passes.applied_revision is None
+    assert events(caplog, "apply_error")[0].reason == "wg: device busy"
+
+
+@pytest.mark.anyio
+async def test_the_loop_passes_when_woken_and_survives_a_failing_pass(tmp_path, caplog, monkeypatch):
+    calls = []
+
+    def failing(self, current, triggered):
+        calls.append((current.revision, triggered))
+        raise RuntimeError("netlink went away")
+
+    monkeypatch.setattr(Reconciler, "reconcile", failing)
+    wake = asyncio.Event()
+    task = asyncio.create_task(reconciler(tmp_path).run(lambda: NETMAP, wake))
+    for _ in range(2):
+        wake.set()
+        async with asyncio.timeout(5):
+            while wake.is_set() or len(calls) < 1:
+                await asyncio.sleep(0.001)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert calls[0] == (6, True) and len(events(caplog, "apply_failed")) == len(calls)

@@ -1,0 +1,83 @@
+"""chat.daemon in-process: message states as the UI sees them, and the private pointer file.
+
+Two daemons on loopback stand in for two nodes: the peer is 127.0.0.1 for both.
+"""
+from __future__ import annotations
+
+import asyncio
+import stat
+
+import pytest
+
+from chat.daemon import Chat, new_message_id, write_pointer
+from chat.peers import Peer, View
+from chat.store import Store
+from tests.pg import free_port
+
+LOOPBACK = "127.0.0.1"
+
+
+def daemon(state_dir, port: int, online: bool = True) -> Chat:
+    chat = Chat(state_dir, Store(state_dir / "chat.db"), port)
+    chat.view = View(LOOPBACK, state_dir.name, {LOOPBACK: Peer("other", LOOPBACK, online, configured=True)})
+    return chat
+
+
+def watch(chat: Chat) -> asyncio.Queue:
+    queue: asyncio.Queue = asyncio.Queue()
+    chat.subscribers.add(queue)
+    return queue
+
+
+def published(queue: asyncio.Queue) -> list[tuple[str, str]]:
+    seen = []
+    while not queue.empty():
+        kind, data = queue.get_nowait()
+        seen.append((kind, data.get("state")))
+    return seen
+
+
+@pytest.mark.anyio
+async def test_a_message_is_delivered_stored_once_on_both_sides_and_every_step_published(tmp_path):
+    port = free_port()
+    sender, receiver = daemon(tmp_path / "a", port), daemon(tmp_path / "b", port)
+    await receiver.listen(LOOPBACK)
+    sent, arrived = watch(sender), watch(receiver)
+    try:
+        row = await sender.send(LOOPBACK, "hello")
+        assert row["state"] == "delivered"
+        assert published(sent) == [("message", "sending"), ("message", "delivered")]
+        assert published(arrived) == [("message", "received")]
+        assert await sender.retry(row["id"]) == row  # delivered already: not sent again
+        assert [m["text"] for m in receiver.store.history(LOOPBACK)] == ["hello"]
+    finally:
+        await receiver.listen(None)
+
+
+@pytest.mark.anyio
+async def test_a_message_to_an_offline_peer_fails_with_the_reason_and_can_be_retried(tmp_path):
+    chat = daemon(tmp_path, free_port(), online=False)
+    row = await chat.send(LOOPBACK, "are you there?")
+    assert (row["state"], row["reason"]) == ("failed", "peer offline")
+    retried = await chat.retry(row["id"])
+    assert (retried["id"], retried["state"]) == (row["id"], "failed")
+    with pytest.raises(LookupError):
+        await chat.retry(new_message_id())
+
+
+@pytest.mark.anyio
+async def test_a_message_to_a_non_peer_is_refused_before_anything_is_stored(tmp_path):
+    chat = daemon(tmp_path, free_port())
+    with pytest.raises(LookupError, match="not a peer"):
+        await chat.send("100.64.0.250", "nobody")
+    assert chat.store.history("100.64.0.250") == []
+
+
+def test_without_an_agent_the_state_says_so(tmp_path):
+    chat = Chat(tmp_path, Store(tmp_path / "chat.db"))
+    assert chat.state() == {"mesh_ip": None, "name": None, "peers": [], "agent": "unreachable"}
+
+
+def test_the_pointer_file_is_private(tmp_path):
+    write_pointer(tmp_path, "http://127.0.0.1:7080", "t0ken")
+    assert stat.S_IMODE((tmp_path / "chat.json").stat().st_mode) == 0o600

@@ -1,0 +1,45 @@
+"""chat.store: message states, deduplicated resends, and nothing left `sending` after a restart."""
+import pytest
+
+from chat.store import Store
+
+PEER, OTHER = "100.64.0.2", "100.64.0.3"
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "chat.db")
+
+
+def test_an_outgoing_message_goes_from_sending_to_failed_with_a_reason_then_delivered(store):
+    row = store.outgoing("m1aaaaaa", PEER, "hi")
+    assert (row["direction"], row["state"], row["reason"]) == ("out", "sending", None)
+    assert store.mark("m1aaaaaa", PEER, "failed", "peer offline")["reason"] == "peer offline"
+    delivered = store.mark("m1aaaaaa", PEER, "delivered")
+    assert (delivered["state"], delivered["reason"]) == ("delivered", None)
+    assert store.get_outgoing("m1aaaaaa") == delivered
+
+
+def test_a_resent_message_is_stored_once(store):
+    row, new = store.incoming("m2bbbbbb", PEER, "yo")
+    again, new_again = store.incoming("m2bbbbbb", PEER, "yo")
+    assert new and not new_again and again == row and row["state"] == "received"
+    assert [m["text"] for m in store.history(PEER)] == ["yo"]
+
+
+def test_history_is_per_peer_in_arrival_order_both_directions(store):
+    store.outgoing("m1aaaaaa", PEER, "hi")
+    store.incoming("m2bbbbbb", PEER, "yo")
+    store.incoming("m3cccccc", OTHER, "elsewhere")
+    assert [(m["direction"], m["text"]) for m in store.history(PEER)] == [("out", "hi"), ("in", "yo")]
+    assert store.get_outgoing("m2bbbbbb") is None  # incoming, not outgoing
+
+
+def test_a_message_still_sending_at_a_restart_is_failed_and_kept(tmp_path, store):
+    store.outgoing("m3cccccc", OTHER, "pending")
+    store.outgoing("m4dddddd", OTHER, "done")
+    store.mark("m4dddddd", OTHER, "delivered")
+    restarted = Store(tmp_path / "chat.db")
+    restarted.fail_unfinished()
+    states = {m["text"]: (m["state"], m["reason"]) for m in restarted.history(OTHER)}
+    assert states == {"pending": ("failed", "interrupted by a restart"), "done": ("delivered", None)}

@@ -1,0 +1,37 @@
+"""What meshctl prints: API text made inert, and the lines of `meshctl watch` (pure)."""
+from control.console import ago, membership_changes, node_rows, safe, token_rows, visible
+
+MARKUP, ESCAPE = "[bold red]x[/]", "\x1b[31m"
+
+
+def test_visible_shows_every_terminal_control_and_safe_escapes_markup():
+    controls = [chr(c) for c in (*range(0x20), 0x7f, *range(0x80, 0xa0))]
+    assert visible("".join(controls)) == "".join(f"\\x{ord(c):02x}" for c in controls)
+    assert visible("ümlaut [ok] 100.64.0.1") == "ümlaut [ok] 100.64.0.1"
+    assert safe(MARKUP + ESCAPE) == "\\[bold red]x\\[/]\\x1b[31m"
+
+
+def node(name: str = "a", **extra) -> dict:
+    return {"node_id": "n1", "name": name, "mesh_ip": "100.64.0.1", "public_key": "K" * 43 + "=",
+            "endpoint": None, "listen_port": 51820, "online": True, "last_seen": 100.0, "applied_revision": None,
+            **extra}
+
+
+def test_watch_lines_say_joined_removed_online_offline_and_updated():
+    assert membership_changes({}, {"n1": node()}) == ["joined   a 100.64.0.1 (n1)"]
+    assert membership_changes({"n1": node()}, {}) == ["removed  a 100.64.0.1 (n1)"]
+    assert membership_changes({"n1": node()}, {"n1": node(online=False)}) == ["offline  a 100.64.0.1 (n1)"]
+    assert membership_changes({"n1": node(online=False)}, {"n1": node()}) == ["online   a 100.64.0.1 (n1)"]
+    moved = node("b", endpoint="192.0.2.1:51820")
+    assert membership_changes({"n1": node()}, {"n1": moved}) == ["updated  b 100.64.0.1 (n1): name, endpoint"]
+    assert membership_changes({"n1": node()}, {"n1": node(last_seen=200.0)}) == []
+
+
+def test_node_rows_and_ages():
+    assert node_rows([node()], now=130.0) == [["a", "100.64.0.1", "KKKKKKKKKK…", "-", "online", "30s ago", "-", "n1"]]
+    assert (ago(1000.0, None), ago(1000.0, 1000.0 - 600)) == ("-", "10m ago")
+
+
+def test_token_rows():
+    token = {"id": "t1", "state": "active", "reusable": True, "uses": 2, "expires_at": None, "description": "ci"}
+    assert token_rows([token]) == [["t1", "active", "yes", "2", "never", "ci"]]

@@ -1,0 +1,128 @@
+"""The registry's rules, called directly with plain arguments (no HTTP), on SQLite and PostgreSQL."""
+import msgspec
+import pytest
+
+from control import ipam, tokens
+from control.errors import KeyTaken, NotFound, ProofRejected, Unauthorized
+from control.records import HeartbeatReport, JoinTokenRequest, Registration, RegistrySettings
+from control.registry import Registry
+from tests.control.support import FakeClock, Ids
+from tests.enrol import new_key, proven
+
+
+class Mesh:
+    """A registry on a fake clock that remembers every revision it announced."""
+
+    def __init__(self):
+        self.clock = FakeClock()
+        self.announced: list[int] = []
+        self.registry = Registry(RegistrySettings(ipam.parse_prefix("100.64.0.0/29")), self.clock, Ids(),
+                                 on_change=self.announced.append)
+
+    def join_token(self, **request) -> str:
+        _, secret = self.registry.join_tokens.create(JoinTokenRequest(**request))
+        return secret
+
+    def registration(self, bearer: str, name: str = "a", key: str | None = None, **extra) -> Registration:
+        body = {"public_key": key or new_key(), "name": name, "listen_port": 51820, "endpoint": None, **extra}
+        challenge = msgspec.structs.asdict(self.registry.challenge(bearer))
+        return Registration(**proven(challenge, body))
+
+    def enrol(self, bearer: str, name: str = "a", **extra):
+        return self.registry.register(bearer, self.registration(bearer, name, **extra))
+
+    def sweep_for(self, seconds: float) -> list[str]:
+        """Sweep every 0.5 s for `seconds`, as the sweeper task does; the nodes declared offline."""
+        offline = []
+        for _ in range(int(seconds / 0.5)):
+            self.clock.now += 0.5
+            offline += self.registry.sweep()
+        return offline
+
+
+@pytest.fixture
+def mesh(store):
+    return Mesh()
+
+
+def test_enrolment_allocates_upward_and_bumps_the_revision_once(mesh):
+    token = mesh.join_token(reusable=True)
+    first, second = mesh.enrol(token, "a"), mesh.enrol(token, "b")
+    assert (first.node.mesh_ip, second.node.mesh_ip) == ("100.64.0.1", "100.64.0.2")
+    assert (first.revision, second.revision) == (1, 2) and mesh.announced == [1, 2]
+    assert first.node_token.startswith(tokens.NODE) and first.node.token_hash == tokens.digest(first.node_token)
+
+
+def test_a_registered_key_is_taken(mesh):
+    token = mesh.join_token(reusable=True)
+    key = new_key()
+    mesh.enrol(token, key=key)
+    with pytest.raises(KeyTaken):
+        mesh.enrol(token, key=key)
+
+
+def test_enrolment_needs_a_proof(mesh):
+    token = mesh.join_token()
+    with pytest.raises(ProofRejected):
+        mesh.registry.register(token, Registration(new_key(), "a", 51820, None))
+    assert mesh.enrol(token).revision == 1  # the failed attempt consumed nothing
+
+
+@pytest.mark.parametrize("case, message", [("used", "already used"), ("expired", "expired"),
+                                           ("revoked", "revoked"), ("unknown", "unknown join token")])
+def test_a_join_token_that_admits_nobody_says_why(mesh, case, message):
+    token = mesh.join_token(ttl_seconds=10)
+    if case == "used":
+        mesh.enrol(token)
+    elif case == "expired":
+        mesh.clock.now += 10
+    elif case == "revoked":
+        mesh.registry.join_tokens.revoke(mesh.registry.join_tokens.every()[0].token.id)
+    else:
+        token = tokens.new_token(tokens.JOIN)
+    with pytest.raises(Unauthorized, match=message):
+        mesh.registry.challenge(token)
+
+
+def test_re_registering_unchanged_keeps_the_revision_and_a_change_bumps_it_once(mesh):
+    key = new_key()
+    enrolled = mesh.enrol(mesh.join_token(), key=key)
+    node_token = enrolled.node_token
+    same = mesh.registry.register(node_token, Registration(key, "a", 51820, None))
+    assert (same.revision, same.node.mesh_ip, mesh.announced) == (1, enrolled.node.mesh_ip, [1])
+    moved = mesh.registry.register(node_token, Registration(key, "a", 51820, "192.0.2.1:51820"))
+    assert moved.revision == 2 and moved.node.endpoint == "192.0.2.1:51820" and mesh.announced == [1, 2]
+
+
+def test_silent_nodes_go_offline_after_the_grace_and_a_heartbeat_brings_them_back(mesh):
+    node = mesh.enrol(mesh.join_token()).node
+    assert mesh.registry.sweep() == []  # the first sweep grants grace
+    assert mesh.sweep_for(6.0) == []  # silent for exactly the threshold: still online
+    assert mesh.sweep_for(0.5) == [node.id]
+    assert mesh.registry.get_node(node.id).online is False
+    report = HeartbeatReport(mesh.clock.now, applied_revision=2)
+    assert mesh.registry.record_heartbeats({node.id: report}) == [node.id]
+    assert mesh.registry.record_heartbeats({node.id: report}) == []  # already online: no bump
+    assert mesh.announced == [1, 2, 3]
+
+
+def test_removal_is_one_bump_and_a_missing_node_is_not_found(mesh):
+    node = mesh.enrol(mesh.join_token()).node
+    assert mesh.registry.delete_node(node.id, "admin") == 2
+    with pytest.raises(NotFound):
+        mesh.registry.delete_node(node.id, "admin")
+    revision, listed = mesh.registry.list_nodes()
+    assert (revision, listed) == (2, [])
+
+
+def test_load_is_full_from_nothing_and_partial_from_a_retained_revision(mesh):
+    token = mesh.join_token(reusable=True)
+    a, b = mesh.enrol(token, "a").node, mesh.enrol(token, "b").node
+    full = mesh.registry.load(None)
+    assert full.full and full.revision == 2 and set(full.nodes) == {a.id, b.id}
+    assert full.changes == [(1, a.id), (2, b.id)]
+    mesh.registry.delete_node(a.id, "admin")
+    partial = mesh.registry.load(2)
+    assert not partial.full and partial.changes == [(3, a.id)] and partial.nodes == {}
+    view, token_hash = full.nodes[b.id]
+    assert (view.node_id, view.mesh_ip, token_hash) == (b.id, b.mesh_ip, b.token_hash)
