@@ -54,15 +54,22 @@ class Lifespan:
         await self.runtime.stop()
 
 
+def method_label(method: str) -> str:
+    """A metric label for the request method: the HTTP methods by name, anything else "other",
+    so a client inventing method names cannot grow the metrics (and the memory) without bound."""
+    return method if method in falcon.constants.COMBINED_METHODS else "other"
+
+
 class Timing:
     async def process_request(self, req: Any, resp: Any) -> None:
         req.context.started = time.perf_counter()
 
     async def process_response(self, req: Any, resp: Any, resource: object, req_succeeded: bool) -> None:
         route = req.uri_template or "unknown"
-        REQUESTS.labels(route, req.method, resp.status_code).inc()
+        method = method_label(req.method)
+        REQUESTS.labels(route, method, resp.status_code).inc()
         if "wait" not in req.params:
-            LATENCY.labels(route, req.method).observe(time.perf_counter() - req.context.started)
+            LATENCY.labels(route, method).observe(time.perf_counter() - req.context.started)
 
 
 async def domain_error(req: Any, resp: Any, exc: DomainError, params: Any) -> None:

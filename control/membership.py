@@ -12,6 +12,8 @@ import msgspec
 from control.netmap import Delta, Membership, NodeView, choose_delta, delta, delta_map, merge_changes
 from control.records import Loaded
 
+MAX_SHARED_DELTAS = 256  # distinct `since` values whose delta is kept until the next revision
+
 
 class MembershipCache:
     def __init__(self, prefix: str):
@@ -80,8 +82,12 @@ class MembershipCache:
         """
         snapshot = self.snapshot()
         change = None
-        if since is not None:
+        if since is not None and self.horizon <= since < self.revision:
+            # Only a `since` a delta can answer is shared, and only a bounded number of them:
+            # what a client puts in `since` must not grow this cache.
             if since not in self._deltas:
+                if len(self._deltas) >= MAX_SHARED_DELTAS:
+                    self._deltas.pop(next(iter(self._deltas)))
                 self._deltas[since] = delta(snapshot, since)
             change = choose_delta(snapshot, since, self._deltas[since])
         if change is not None:

@@ -15,7 +15,7 @@ import falcon
 import msgspec
 from falcon.asgi import SSEvent
 
-from control import edge, schemas, views
+from control import edge, schemas, tokens, views
 from control.auth import Auth
 from control.edge import BodyReader, bearer, wait_params
 from control.errors import Unauthorized
@@ -46,6 +46,14 @@ async def admin_only(req: Any, resp: Any, resource: Any, params: Any) -> None:
 def token_of(req: Any) -> str:
     token = bearer(req)
     if token is None:
+        raise Unauthorized("join token or node token required")
+    return token
+
+
+def enrolling_token(req: Any) -> str:
+    """A bearer that can be a join token or a node token at all (by its kind prefix)."""
+    token = token_of(req)
+    if not token.startswith((tokens.JOIN, tokens.NODE)):
         raise Unauthorized("join token or node token required")
     return token
 
@@ -92,8 +100,9 @@ class Register:
     settings: RegistrySettings
 
     async def on_post(self, req, resp):
+        token = enrolling_token(req)  # before the body: a stranger gets a 401 for free
         request = await self.body.read(req, schemas.Register)
-        enrolled = await self.registry.register(token_of(req), edge.registration(request))
+        enrolled = await self.registry.register(token, edge.registration(request))
         resp.media = views.registered(enrolled, self.settings)
 
 

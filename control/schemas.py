@@ -73,6 +73,9 @@ class PeerHealth(msgspec.Struct, forbid_unknown_fields=True):
     node_id: NodeId
     latest_handshake_age: Age | None = None
 
+    def __post_init__(self):
+        check_full("node_id", self.node_id, NODE_ID_PATTERN)
+
 
 class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
     applied_revision: Revision | None = None

@@ -1,7 +1,8 @@
 """The syntax of a WireGuard endpoint as meshvpn accepts it: a numeric unicast address and a port.
 
 Pure. Owns the one rule the control plane enforces at its edge and the agent enforces again on
-intake: `IPv4:PORT` or `[IPv6]:PORT` (an IPv6 scope id only as an interface name), the port plain
+intake: `IPv4:PORT` or `[IPv6]:PORT` (an IPv6 scope id only as an interface name; no IPv4-mapped
+IPv6, whose special ranges `ipaddress` does not see through), the port plain
 ASCII digits without leading zeros in 1-65535. No DNS names: resolving a name inside `wg syncconf`
 blocks the whole configuration for seconds, so one node's bad name would stall every agent.
 """
@@ -15,6 +16,7 @@ SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # an interface name, as Linux allow
 IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
 IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host on this network": never a destination
 MAX_LENGTH = 64  # "[" + 45 characters of IPv6 + "%" + 15 of scope + "]:" + 5 of port, rounded up
 
 
@@ -44,7 +46,9 @@ def parse(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int
             raise BadEndpoint(f"endpoint {text!r} has an invalid IPv4 address") from None
     else:
         raise BadEndpoint(f"endpoint {text!r}: the host must be an IPv4 address or an [IPv6] address, not a name")
-    if ip.is_unspecified or ip.is_multicast or ip.is_loopback or ip == LIMITED_BROADCAST:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        raise BadEndpoint(f"endpoint {text!r} is an IPv4-mapped IPv6 address: give the IPv4 address")
+    if ip.is_unspecified or ip.is_multicast or ip.is_loopback or ip == LIMITED_BROADCAST or ip in THIS_NETWORK:
         raise BadEndpoint(f"endpoint {text!r} is not a unicast address other nodes can reach")
     return ip, int(port)
 

@@ -162,6 +162,8 @@ def test_agent_fails_over_to_another_control_instance(lab, tmp_path, pg_admin_ur
         # The second instance now carries the membership: a change made there reaches the agents.
         httpx.delete(f"{second.url}/v1/nodes/{identities[1]['node_id']}", headers=second.admin).raise_for_status()
         wait_for(lambda: nodes[0].host.wg_peers() == {}, 10, what="removal through the second instance")
+        # The event is logged once the pass that removed the peer has finished: wait for it too.
+        wait_for(lambda: nodes[0].events("peer_removed"), 5, what="the peer_removed event")
         assert nodes[0].events("peer_removed")[-1]["reason"] == "deleted"
     finally:
         for proc in instances:

@@ -83,6 +83,7 @@ async def test_wrong_tokens_are_401_and_write_nothing(control, header):
     {"applied_revision": 9223372036854775808}, {"applied_revision": 2**53}, {"applied_revision": 1e300},
     {"peers": [{"node_id": "a", "latest_handshake_age": 1e308}]},
     {"peers": [{"node_id": "a\u202e", "latest_handshake_age": 1}]}, {"peers": [{"node_id": "x" * 33}]},
+    {"peers": [{"node_id": "abc\n"}]},
     {"peers": [{"node_id": "a", "latest_handshake_age": -1}]}, {"peers": [{"nodeid": "a"}]}, {"extra": 1}])
 async def test_bad_heartbeat_is_400(control, body):
     node = await control.node(await control.join_token())

@@ -128,3 +128,41 @@ async def test_heartbeat_of_another_node_is_forbidden(control):
     result = await control.client.simulate_post(f"/v1/nodes/{b['node_id']}/heartbeat", json={},
                                                 headers=bearer(a))
     assert result.status_code == 403
+
+
+async def test_invented_method_names_do_not_grow_the_metrics(control):
+    for i in range(30):
+        answer = await control.client.simulate_request(method=f"M{i:07d}", path="/healthz")
+        assert answer.status_code in (400, 405)
+    metrics = (await control.client.simulate_get("/metrics")).text
+    assert "M0000001" not in metrics and 'method="other"' in metrics
+
+
+@pytest.mark.parametrize("header", [None, "Bearer junk", "Bearer mva_admin-is-no-enrolment-token"])
+async def test_a_registration_without_a_plausible_token_is_refused_before_its_body_is_read(control, header):
+    huge = b"x" * (2 << 20)  # were it read first, this would be a 413 (and a megabyte held)
+    result = await control.client.simulate_post("/v1/register", body=huge,
+                                                headers={"Authorization": header} if header else {})
+    assert result.status_code == 401
+
+
+async def test_a_registration_body_is_small(control):
+    token = await control.join_token()
+    result = await control.client.simulate_post("/v1/register", body=b" " * 5000,
+                                                headers={"Authorization": f"Bearer {token}"})
+    assert result.status_code == 413
+
+
+async def test_since_values_a_delta_cannot_answer_are_not_cached_and_the_cache_is_bounded(control):
+    from control.membership import MAX_SHARED_DELTAS
+    token = await control.join_token(reusable=True)
+    node = await control.node(token, "a")
+    for _ in range(3):
+        await control.node(token)
+    cache = control.runtime.cache
+    for since in range(10**9, 10**9 + 500):  # from the future: nothing to share
+        cache.answer(node["node_id"], since)
+    assert len(cache._deltas) == 0
+    for since in range(cache.revision):
+        cache.answer(node["node_id"], since)
+    assert 0 < len(cache._deltas) <= MAX_SHARED_DELTAS

@@ -52,7 +52,10 @@ def test_the_spec_accepts_the_endpoints_the_server_accepts(text):
 @pytest.mark.parametrize("text", ["[::1]:1", "[0:0::0:1]:1", "[::0.0.0.1]:1", "[::]:1", "[ff02::1%eth0]:1",
                                   "127.0.0.1:1", "0.0.0.0:1", "239.1.1.1:1", "255.255.255.255:1", "1.2.3.4:65536",
                                   "1.2.3.04:1", "[::1:2:3:4:5:6:7:8]:1", "[fe80::1%eth0]:51820",
-                                  "[::ffff:127.0.0.1]:1", "[ff::1]:1", "0.1.2.3:1", "240.0.0.1:65535"])
+                                  "[::ffff:127.0.0.1]:1", "[ff::1]:1", "0.1.2.3:1", "240.0.0.1:65535",
+                                  "[::ffff:192.0.2.1]:1", "[::ffff:7f00:1]:1", "[0:0:0:0:0:ffff:1:2]:1",
+                                  "[0::0:0:ffff:1.2.3.4]:1", "[::FFFF:1:2%eth0]:1", "[::ffff:1]:1",
+                                  "[::ffff:1:2:3]:1", "[1::ffff:1:2]:1", "[::0:ffff:1:2]:1"])
 def test_the_spec_and_the_server_agree_on_edge_endpoints(text):
     assert spec_accepts({"public_key": new_key(), "name": "a", "endpoint": text}) == endpoint.is_valid(text)
 
