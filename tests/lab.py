@@ -97,6 +97,27 @@ class Host:
                         check=False, timeout=count * interval + wait + 30)
 
 
+NEIGHBOUR_KNOBS = [f"/proc/sys/net/{family}/neigh/default/gc_thresh{n}" for family in ("ipv4", "ipv6")
+                   for n in (1, 2, 3)]
+
+
+def neighbour_room(hosts: int) -> dict[str, int]:
+    """Neighbour (ARP/ND) table thresholds for `hosts` lab hosts on one bridge. The table is the
+    kernel's, shared by every namespace, and 1024 entries by default: N hosts that all talk to
+    each other need about N^2 entries, so past ~30 hosts they vanish ("neighbor table overflow")."""
+    hard = max(1024, 4 * hosts * hosts)
+    return {knob: (hard // 8 if knob.endswith("1") else hard // 2 if knob.endswith("2") else hard)
+            for knob in NEIGHBOUR_KNOBS}
+
+
+def lift_neighbour_limits(hosts: int) -> None:
+    """Raise (never lower) the kernel's neighbour table thresholds to fit `hosts` lab hosts."""
+    for knob, wanted in neighbour_room(hosts).items():
+        path = Path(knob)
+        if path.exists() and int(path.read_text()) < wanted:
+            path.write_text(f"{wanted}\n")
+
+
 @dataclass
 class Lab:
     tag: str = field(default_factory=lambda: f"{random.randrange(16 ** 4):04x}")
@@ -125,6 +146,7 @@ class Lab:
 
     def add_host(self, name: str) -> Host:
         index = len(self.hosts) + 1
+        lift_neighbour_limits(index + 1)  # every host, and the root namespace's address
         host = Host(name, f"mvt{self.tag}{name}", f"10.213.{self.subnet}.{index}")
         sh("ip", "netns", "add", host.netns)
         sh("ip", "-n", host.netns, "link", "add", "eth0", "type", "veth", "peer", "name", f"h{index}",
