@@ -5,7 +5,10 @@ Owns the uvicorn protocol and the gunicorn worker that bound slow and hostile cl
   connection's start, or of the first byte of the next request on a kept-alive connection; else
   the connection is answered 408 (if part of a request came) and closed;
 - connection cap: at `max_connections` open connections requests are answered 503 (uvicorn's
-  `limit_concurrency`) and further connections are closed as soon as they are accepted;
+  `limit_concurrency`) and further connections are closed as soon as they are accepted; a client
+  address may hold at most `max_connections_per_address` of them, so one client cannot take all;
+- write timeout: a connection whose client stopped reading (writes paused for `write_timeout`)
+  is aborted, so a slow reader holds neither a connection nor its buffered responses for long;
 - a response sent before its request body was read closes the connection;
 - idle keep-alive: uvicorn's own timer, set to `keepalive_timeout`;
 - the descriptor limit is raised to fit the cap, so accept() does not fail with EMFILE.
@@ -16,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import resource
+from collections import Counter
+from typing import ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -28,12 +33,19 @@ FD_RESERVE = 256  # descriptors besides client connections: listeners, store con
 
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header timeout and a hard connection cap (`limit_concurrency`)."""
+    """uvicorn's h11 protocol with a header timeout, a write timeout and hard connection caps
+    (`limit_concurrency` in all, `per_address` from one client address)."""
 
-    def __init__(self, *args, header_timeout: float, **kwargs):
+    per_address_open: ClassVar[Counter[str]] = Counter()  # this worker's open connections by client address
+
+    def __init__(self, *args, header_timeout: float, write_timeout: float, per_address: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
+        self.write_timeout = write_timeout
+        self.per_address = per_address
         self.header_timer: asyncio.TimerHandle | None = None
+        self.write_timer: asyncio.TimerHandle | None = None
+        self.address: str | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -41,7 +53,31 @@ class BoundedH11Protocol(H11Protocol):
             self.logger.warning("Closed a connection over the limit of %d.", self.limit_concurrency)
             transport.close()
             return
+        peer = transport.get_extra_info("peername")
+        self.address = peer[0] if isinstance(peer, tuple) else None
+        if self.address is not None:
+            self.per_address_open[self.address] += 1
+            if self.per_address_open[self.address] > self.per_address:
+                self.logger.warning("Closed a connection over the limit of %d per address.", self.per_address)
+                transport.close()
+                return
         self._arm_header_timer()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.write_timer is None:
+            self.write_timer = self.loop.call_later(self.write_timeout, self._reader_gone)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
+
+    def _reader_gone(self) -> None:
+        self.write_timer = None
+        self.logger.warning("Aborted a connection whose client stopped reading for %g s.", self.write_timeout)
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -59,6 +95,14 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm_header_timer()
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
+        if self.address is not None:
+            self.per_address_open[self.address] -= 1
+            if self.per_address_open[self.address] <= 0:
+                del self.per_address_open[self.address]
+            self.address = None
         super().connection_lost(exc)
 
     def _arm_header_timer(self) -> None:
@@ -90,7 +134,9 @@ class ControlWorker(UvicornWorker):
         settings = app.config
         self.CONFIG_KWARGS = {
             **UvicornWorker.CONFIG_KWARGS,
-            "http": functools.partial(BoundedH11Protocol, header_timeout=settings.header_timeout),
+            "http": functools.partial(BoundedH11Protocol, header_timeout=settings.header_timeout,
+                                      write_timeout=settings.write_timeout,
+                                      per_address=settings.max_connections_per_address),
             "limit_concurrency": settings.max_connections,
             "timeout_keep_alive": settings.keepalive_timeout,
         }

@@ -295,3 +295,44 @@ def test_setup_logging_limits_asyncio_accept_errors(monkeypatch):
         asyncio_log.error("socket.accept() out of system resource\nsocket: <asyncio.TransportSocket fd=3>",
                           exc_info=error)
     assert stream.getvalue().count("out of system resource") == 10
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory):
+    proc = ControlProcess(tmp_path_factory.mktemp("capped"),
+                          settings={"max_connections_per_address": 5, "write_timeout": 1.0})
+    yield proc.start()
+    proc.stop()
+
+
+@pytest.mark.slow
+def test_one_address_cannot_hold_more_than_its_share_of_connections(capped):
+    mine = [socket.create_connection(("127.0.0.1", capped.port), timeout=5) for _ in range(5)]
+    try:
+        over = socket.create_connection(("127.0.0.1", capped.port), timeout=5)
+        _, closed_after = until_closed(over, within=3)
+        assert closed_after is not None  # the sixth from this address is closed at once
+        other = socket.create_connection(("127.0.0.1", capped.port), timeout=5, source_address=("127.0.0.2", 0))
+        other.sendall(b"GET /healthz HTTP/1.1\r\nHost: control\r\n\r\n")
+        assert response(other).startswith(b"HTTP/1.1 200")  # another address is served meanwhile
+        other.close()
+    finally:
+        for sock in mine:
+            sock.close()
+    time.sleep(0.2)
+    again = socket.create_connection(("127.0.0.1", capped.port), timeout=5)
+    again.sendall(b"GET /healthz HTTP/1.1\r\nHost: control\r\n\r\n")
+    assert response(again).startswith(b"HTTP/1.1 200")  # closing them gave the share back
+    again.close()
+
+
+@pytest.mark.slow
+def test_a_client_that_stops_reading_is_aborted_after_the_write_timeout(capped):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", capped.port))
+    sock.sendall(b"GET /v1/openapi.json HTTP/1.1\r\nHost: control\r\n\r\n" * 400)  # ~MBs of answers, unread
+    time.sleep(1.0 + SLACK + 1.0)  # the write timeout, with room
+    _, closed_after = until_closed(sock, within=20)  # drain what the kernel kept, then the end
+    assert closed_after is not None
