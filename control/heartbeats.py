@@ -26,6 +26,7 @@ class HeartbeatBuffer:
         self.pending: dict[str, HeartbeatReport] = {}
         self._kick = asyncio.Event()
         self._closed = False
+        self._flushing = asyncio.Lock()  # one flush at a time: when flush() returns, all added before it is stored
 
     def add(self, node_id: str, applied_revision: int | None, peer_health: tuple[PeerHandshake, ...],
             urgent: bool) -> None:
@@ -35,6 +36,11 @@ class HeartbeatBuffer:
             self._kick.set()
 
     async def flush(self) -> None:
+        """Store every heartbeat added before the call (waiting for a flush already under way)."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         batch, self.pending = self.pending, {}
         if not batch:
             return

@@ -49,3 +49,21 @@ async def test_a_batch_the_store_refuses_is_dropped():
     buffer.add("a", 2**70, (), urgent=True)
     await buffer.flush()
     assert buffer.pending == {}
+
+
+async def test_a_flush_returns_only_once_a_flush_already_under_way_has_stored_its_batch():
+    import asyncio
+    stored: list[str] = []
+
+    async def slow_record(batch: dict[str, HeartbeatReport]) -> list[str]:
+        await asyncio.sleep(0.2)
+        stored.extend(batch)
+        return []
+
+    buffer = HeartbeatBuffer(slow_record, FakeClock(100.0), interval=0.25)
+    buffer.add("a", 1, (), urgent=False)
+    under_way = asyncio.create_task(buffer.flush())  # as the background flusher would
+    await asyncio.sleep(0.05)  # it has taken the batch and is writing it
+    await buffer.flush()
+    assert stored == ["a"]
+    await under_way
