@@ -1,8 +1,9 @@
 """Announcing new revisions through the store: PostgreSQL NOTIFY, and a LISTEN that wakes a worker.
 
 Owns the channel name and both ends of it. SQLite has no such channel: there every worker polls.
-If the listening connection fails the listener stops and logs it; the revision feed's 1 s poll
-keeps watchers current until the worker restarts (re-listening is not implemented).
+If the listening connection fails, the listener logs it and connects again (1 s, doubling to
+30 s, in a thread: never blocking the event loop) and kicks once when it is back, for what it
+missed; meanwhile the revision feed's 1 s poll keeps watchers current.
 """
 from __future__ import annotations
 
@@ -31,46 +32,105 @@ def announce(revision: int) -> None:
         db.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, str(revision)))
 
 
-class Listener:
-    """LISTEN on the channel of an open connection; every notification calls `kick`."""
+RETRY_CAP = 30.0  # seconds between attempts to listen again, at most
 
-    def __init__(self, conn: Any, kick: Callable[[], None]):
-        self.conn = conn  # a psycopg2 connection in autocommit mode, already listening
+
+class Listener:
+    """LISTEN on the channel; every notification calls `kick`. Re-listens after a failure."""
+
+    def __init__(self, connect: Callable[[], Any], kick: Callable[[], None]):
+        self.connect = connect  # blocking: a psycopg2 connection in autocommit mode, already listening
         self.kick = kick
+        self.loop = asyncio.get_running_loop()
+        self.conn: Any = None
+        self.fd: int | None = None  # the connection's socket, as registered (a closed connection has none)
         self.stopped = False
+        self.failures = 0
+        self.retry: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task | None = None
+
+    def attach(self, conn: Any) -> None:
+        self.conn, self.fd = conn, conn.fileno()
+        self.loop.add_reader(self.fd, self.readable)
 
     def readable(self) -> None:
         try:
             self.conn.poll()
         except Exception as exc:
             emit("store_unreachable", reason=f"listen: {exc}")
-            self.stop()
+            self.detach()
+            self.again()
             return
         if self.conn.notifies:
             self.conn.notifies.clear()
             self.kick()
 
+    def detach(self) -> None:
+        if self.conn is None:
+            return
+        if self.fd is not None:
+            self.loop.remove_reader(self.fd)
+            self.fd = None
+        try:
+            self.conn.close()
+        except Exception:
+            log.debug("listener connection already closed")
+        self.conn = None
+
+    def again(self) -> None:
+        """Try to listen again after a backoff."""
+        if self.stopped:
+            return
+        delay = min(RETRY_CAP, 2.0 ** self.failures)
+        self.failures += 1
+        self.retry = self.loop.call_later(delay, self._start_reconnect)
+
+    def _start_reconnect(self) -> None:
+        self.retry = None
+        self.task = self.loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        try:
+            conn = await asyncio.to_thread(self.connect)
+        except Exception as exc:
+            log.debug("listen again failed: %s", exc)
+            self.again()
+            return
+        if self.stopped:
+            conn.close()
+            return
+        self.attach(conn)
+        self.failures = 0
+        emit("store_restored", reason="listen")
+        self.kick()  # whatever was announced while we were not listening
+
     def stop(self) -> None:
         if self.stopped:
             return
         self.stopped = True
-        try:
-            asyncio.get_running_loop().remove_reader(self.conn.fileno())
-        except Exception:
-            log.debug("listener already detached")
-        self.conn.close()
+        if self.retry is not None:
+            self.retry.cancel()
+        if self.task is not None:
+            self.task.cancel()
+        self.detach()
+
+
+def listening_connection() -> Any:
+    """A new autocommit connection to the store that LISTENs on the channel (blocking)."""
+    import psycopg2
+    import psycopg2.extensions
+    params = {"connect_timeout": 5, **db.obj.connect_params}  # a store that is down must not hang us long
+    conn = psycopg2.connect(dbname=db.obj.database, **params)
+    conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+    with conn.cursor() as cursor:
+        cursor.execute(f"LISTEN {CHANNEL}")
+    return conn
 
 
 def listen(kick: Callable[[], None]) -> Listener | None:
     """A listener calling `kick` (in the running loop) on every announced revision; None on SQLite."""
     if not announces():
         return None
-    import psycopg2
-    import psycopg2.extensions
-    conn = psycopg2.connect(dbname=db.obj.database, **dict(db.obj.connect_params))
-    conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-    with conn.cursor() as cursor:
-        cursor.execute(f"LISTEN {CHANNEL}")
-    listener = Listener(conn, kick)
-    asyncio.get_running_loop().add_reader(conn.fileno(), listener.readable)
+    listener = Listener(listening_connection, kick)
+    listener.attach(listening_connection())
     return listener
