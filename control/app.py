@@ -34,7 +34,7 @@ def routes(runtime: Runtime) -> list[tuple[str, object, str | None]]:
         ("/v1/challenge", r.Challenge(registry), None),
         ("/v1/register", r.Register(registry, body, settings), None),
         ("/v1/nodes/{node_id}/heartbeat", r.Heartbeat(auth, body, runtime.heartbeats, cache, settings), None),
-        ("/v1/netmap", r.Netmap(auth, feed, cache), None),
+        ("/v1/netmap", r.Netmap(auth, feed, cache, runtime.config.stream_keepalive), None),
         ("/v1/nodes", nodes, None),
         ("/v1/nodes/{node_id}", nodes, "node"),
         ("/v1/join-tokens", join_tokens, None),

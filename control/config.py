@@ -39,6 +39,7 @@ class Config:
     keepalive_timeout: float = 75.0  # seconds an idle kept-alive connection stays open
     max_connections: int = 24576  # open connections per worker (10,000 agents hold ~2 each); below LimitNOFILE
     max_connections_per_address: int = 2048  # of those, from one client address (a NATed site shares one)
+    stream_keepalive: float = 15.0  # seconds between keepalive comments on an idle netmap stream
     write_timeout: float = 30.0  # seconds a response may wait for a client that stopped reading
     workers: int = 1
     db_threads: int = 4
@@ -69,7 +70,7 @@ class Config:
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout", "max_connections",
-                     "max_connections_per_address", "write_timeout"):
+                     "max_connections_per_address", "write_timeout", "stream_keepalive"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         return self

@@ -26,8 +26,6 @@ from control.records import RegistrySettings
 from control.runtime import AsyncRegistry
 from control.watch import RevisionFeed
 
-KEEPALIVE = 15.0  # seconds between comments on an idle event stream: both ends notice a dead connection
-
 
 def tagged(resp: Any, media: Any, revision: int) -> None:
     """An answer with its revision as ETag; None is 304 Not Modified."""
@@ -129,7 +127,7 @@ class Netmap:
     auth: Auth
     feed: RevisionFeed
     cache: MembershipCache
-    keepalive: float = KEEPALIVE
+    keepalive: float  # seconds between comments on an idle stream: both ends notice a dead connection
 
     async def on_get(self, req, resp):
         node_id = await self.auth.node_for(bearer(req))
