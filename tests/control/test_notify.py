@@ -1,21 +1,31 @@
 """The store's revision channel on a real PostgreSQL: a listener that loses its connection listens again."""
 import asyncio
+import os
 import time
 
 import psycopg2
 import pytest
 
+from control import db as database
 from control.models import db
 from control.store import notify
+from tests import pg
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def pg_store(store):
-    if not store.startswith("postgres"):
-        pytest.skip("the channel is PostgreSQL's")
-    return store
+def pg_store(pg_admin_url):
+    """A migrated PostgreSQL store (the channel is PostgreSQL's; SQLite workers poll)."""
+    if pg_admin_url is None:
+        if os.environ.get("MESHVPN_REQUIRE_PG"):
+            pytest.fail("PostgreSQL is required (MESHVPN_REQUIRE_PG) but not installed")
+        pytest.skip("PostgreSQL is not installed")
+    url = pg.fresh_database(pg_admin_url)
+    database.connect(url)
+    database.migrate()
+    yield url
+    database.db.close()
 
 
 async def eventually(predicate, within: float) -> bool:
