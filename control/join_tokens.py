@@ -38,12 +38,12 @@ class JoinTokens:
             raise Unauthorized(REFUSED[state])
         return token
 
-    def consume(self, bearer: str, now: float) -> JoinTokenRecord:
-        """Use the token once (in the caller's transaction); of concurrent users of a single-use token, one wins."""
-        token = self.usable(bearer, now)
+    @staticmethod
+    def consume(token: JoinTokenRecord) -> None:
+        """Use a token `usable` returned, once (in the caller's transaction, after `usable` in it);
+        of concurrent users of a single-use token, one wins."""
         if not rows.use(token.id):
             raise Unauthorized(REFUSED["used"])
-        return token
 
     def create(self, request: JoinTokenRequest) -> tuple[JoinTokenStatus, str]:
         """A new join token and its secret."""

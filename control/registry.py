@@ -112,12 +112,12 @@ class Registry:
 
     def _enroll(self, bearer: str, registration: Registration) -> Written[Enrolled]:
         now = self.clock()
-        self.join_tokens.usable(bearer, now)  # a wrong token is told so before anything about its proof
+        join_token = self.join_tokens.usable(bearer, now)  # told before anything about its proof
         if nodes.key_taken(registration.public_key):
             raise KeyTaken(KEY_TAKEN)
         self.challenges.redeem(tokens.digest(bearer), registration.public_key, registration.nonce,
                                registration.proof)
-        join_token = self.join_tokens.consume(bearer, now)
+        self.join_tokens.consume(join_token)
         mesh_ip = self._allocate(mesh_state.lock().last_ip)
         node_token = tokens.new_token(tokens.NODE)
         node_id = self.make_id()
