@@ -13,7 +13,6 @@ from typing import Literal
 import msgspec
 
 from control.records import JoinTokenRecord, TokenState
-from control.schemas import PeerHealth
 from meshcommon import wire
 from meshcommon.wire import Challenge, HeartbeatAnswer, NodeView, Registered
 
@@ -32,12 +31,38 @@ class DeltaNetmap(wire.DeltaNetmap[NodeView], frozen=True):
     __doc__ = wire.DeltaNetmap.__doc__
 
 
-class NodeDetail(NodeView, frozen=True):
+class TunnelDown(msgspec.Struct, frozen=True):
+    """A peer the node's agent reports no working tunnel to: since when (unix time) and why."""
+
+    node_id: str
+    since: float
+    reason: str
+
+
+class NodeDetail(NodeView, frozen=True, kw_only=True):
     created_at: float
     last_seen: float | None
     applied_revision: int | None
     changed_revision: int
-    peer_health: list[PeerHealth]  # as the node's last heartbeat reported it
+    tunnels_down: list[TunnelDown]  # as the node's agent last reported them
+
+
+class UnhealthyPair(msgspec.Struct, frozen=True):
+    """Two nodes without a working tunnel now: ids and names in the same order, since when, why."""
+
+    nodes: list[str]
+    names: list[str]
+    since: float
+    reason: str
+    reported_by: list[str]
+
+
+class MeshHealth(msgspec.Struct, frozen=True):
+    """Every pair without a working tunnel (empty on a healthy mesh), and the bound agents judge by."""
+
+    revision: int
+    bound: float
+    pairs: list[UnhealthyPair]
 
 
 class Nodes(msgspec.Struct):
@@ -63,4 +88,4 @@ class JoinTokens(msgspec.Struct):
 
 
 ANSWERS = [Challenge, Registered, HeartbeatAnswer, Health, FullNetmap, DeltaNetmap, NodeDetail, Nodes, Deleted,
-           JoinToken, JoinTokenCreated, JoinTokens]
+           JoinToken, JoinTokenCreated, JoinTokens, MeshHealth]

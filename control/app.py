@@ -16,27 +16,30 @@ import msgspec
 
 from control import resources as r
 from control.config import Config
-from control.edge import BodyReader
+from control.edge import BodyReader, Source
 from control.errors import DomainError
 from control.metrics import LATENCY, REQUESTS
 from control.openapi import build_spec
 from control.runtime import Runtime
+from control.tunnels import parse_networks
 
 
 def routes(runtime: Runtime) -> list[tuple[str, object, str | None]]:
     """(path, resource, suffix): each resource with the collaborators it uses, and nothing else."""
     auth, registry, cache, feed = runtime.auth, runtime.async_registry, runtime.cache, runtime.feed
     body, settings = BodyReader(runtime.config.max_body, runtime.config.body_timeout), runtime.settings
+    source = Source(parse_networks(runtime.config.trusted_proxies))
     nodes, join_tokens = r.Nodes(auth, registry, cache), r.JoinTokens(auth, registry, body)
     return [
         ("/healthz", r.Health(registry, cache), None),
         ("/metrics", r.Metrics(cache, feed), None),
         ("/v1/challenge", r.Challenge(registry), None),
-        ("/v1/register", r.Register(registry, body, settings), None),
-        ("/v1/nodes/{node_id}/heartbeat", r.Heartbeat(auth, body, runtime.heartbeats, cache, settings), None),
+        ("/v1/register", r.Register(registry, body, source, settings), None),
+        ("/v1/nodes/{node_id}/heartbeat", r.Heartbeat(auth, body, source, runtime.heartbeats, cache, settings), None),
         ("/v1/netmap", r.Netmap(auth, feed, cache, runtime.config.stream_keepalive), None),
         ("/v1/nodes", nodes, None),
         ("/v1/nodes/{node_id}", nodes, "node"),
+        ("/v1/mesh/health", r.MeshHealth(auth, registry), None),
         ("/v1/join-tokens", join_tokens, None),
         ("/v1/join-tokens/{token_id}", join_tokens, "token"),
         ("/v1/openapi.json", r.OpenAPI(build_spec()), None),

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from control.admin_client import Admin
-from control.console import membership_changes, node_rows, print_json, print_table, safe, say, token_rows
+from control.console import membership_changes, node_rows, pair_rows, print_json, print_table, safe, say, token_rows
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -75,6 +75,21 @@ def cmd_nodes(args) -> int:
                 node_rows(data["nodes"], time.time()))
     say(f"revision {safe(data['revision'])}, {len(data['nodes'])} nodes")
     return 0
+
+
+def cmd_health(args) -> int:
+    """The pairs of nodes without a working tunnel now; exit 1 when there are any (for scripts)."""
+    data = Admin(args).request("GET", "/v1/mesh/health").json()
+    if args.json:
+        print_json({"pairs": data["pairs"]})
+    elif data["pairs"]:
+        print_table(["NODE A", "NODE B", "DOWN SINCE", "REASON", "REPORTED BY", "IDS"],
+                    pair_rows(data["pairs"], time.time()))
+        say(f"revision {safe(data['revision'])}: {len(data['pairs'])} pairs without a working tunnel "
+            f"(nothing received for {safe(data['bound'])} s)")
+    else:
+        say(f"revision {safe(data['revision'])}: every tunnel works")
+    return EXIT_FAILED if data["pairs"] else 0
 
 
 def cmd_node_show(args) -> int:
@@ -164,6 +179,10 @@ def parser() -> argparse.ArgumentParser:
     p = admin_parser("nodes", help="list nodes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nodes)
+
+    p = admin_parser("health", help="pairs of nodes without a working tunnel (exit 1 if any)")
+    p.add_argument("--json", action="store_true", help='print {"pairs": [...]} ([] on a healthy mesh)')
+    p.set_defaults(func=cmd_health)
 
     node = sub.add_parser("node", help="one node").add_subparsers(dest="action", required=True)
     p = admin_parser((node, "show"), help="show a node")

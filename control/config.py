@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from control import ipam
+from control import ipam, tunnels
 
 
 def sqlite_url(path: Path) -> str:
@@ -47,6 +47,9 @@ class Config:
     tls_key: Path | None = None
     admin_token_file: Path | None = None
     log_level: str = "INFO"
+    # Comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed
+    # (for the reflexive endpoint); empty: the connection's peer is the node, whatever it claims.
+    trusted_proxies: str = ""
 
     @property
     def db_url(self) -> str:
@@ -67,6 +70,7 @@ class Config:
         _, sep, port = self.listen.rpartition(":")
         if not sep or not port.isdigit():
             raise ValueError(f"listen address {self.listen!r} must be HOST:PORT")
+        tunnels.parse_networks(self.trusted_proxies)
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout", "max_connections",

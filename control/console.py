@@ -69,6 +69,11 @@ def node_rows(nodes: list[dict], now: float) -> list[list[str]]:
             for n in nodes]
 
 
+def pair_rows(pairs: list[dict], now: float) -> list[list[str]]:
+    return [[p["names"][0], p["names"][1], ago(now, p["since"]), p["reason"],
+             ", ".join(p["reported_by"]), " ".join(p["nodes"])] for p in pairs]
+
+
 def token_rows(tokens: list[dict]) -> list[list[str]]:
     return [[t["id"], t["state"], "yes" if t["reusable"] else "no", str(t["uses"]), when(t["expires_at"]),
              t["description"]] for t in tokens]
@@ -92,5 +97,6 @@ def changed_line(node_id: str, old: dict, new: dict) -> str:
     """The line for a node in both listings: online/offline, updated fields, or "" for no change."""
     if old["online"] != new["online"]:
         return f"{'online ' if new['online'] else 'offline'}  {new['name']} {new['mesh_ip']} ({node_id})"
-    changed = [k for k in ("name", "endpoint", "public_key", "listen_port") if old[k] != new[k]]
+    changed = [k for k in ("name", "endpoint", "public_key", "listen_port", "reflexive_endpoint")
+               if old.get(k) != new.get(k)]
     return f"updated  {new['name']} {new['mesh_ip']} ({node_id}): {', '.join(changed)}" if changed else ""

@@ -11,9 +11,9 @@ import asyncio
 import math
 from typing import Any, TypeVar
 
-from control import schemas
+from control import schemas, tunnels
 from control.errors import BodyTooLarge, InvalidRequest, RequestTimeout
-from control.records import JoinTokenRequest, PeerHandshake, Registration
+from control.records import JoinTokenRequest, Registration, TunnelDown
 
 S = TypeVar("S")
 # Bodies that are small by nature get a small limit: a registration is read before its join token
@@ -66,15 +66,30 @@ def wait_params(req: Any) -> tuple[int | None, float]:
     return since, wait
 
 
+class Source:
+    """Where a request came from: the connection's peer, or behind a trusted proxy what it forwarded."""
+
+    def __init__(self, trusted_proxies: tuple[tunnels.Network, ...]):
+        self.trusted = trusted_proxies
+
+    def address(self, req: Any) -> str | None:
+        forwarded = req.get_header("X-Forwarded-For") if self.trusted else None
+        return tunnels.client_address(req.remote_addr, forwarded, self.trusted)
+
+
 # -- from schema to plain arguments ----------------------------------------------
 
-def registration(body: schemas.Register) -> Registration:
+def registration(body: schemas.Register, source_address: str | None) -> Registration:
     return Registration(public_key=body.public_key, name=body.name, listen_port=body.listen_port,
-                        endpoint=body.endpoint, nonce=body.nonce, proof=body.proof)
+                        endpoint=body.endpoint, nonce=body.nonce, proof=body.proof,
+                        reflexive_endpoint=tunnels.reflexive_endpoint(source_address, body.listen_port))
 
 
-def peer_health(body: schemas.Heartbeat) -> tuple[PeerHandshake, ...]:
-    return tuple(PeerHandshake(peer.node_id, peer.latest_handshake_age) for peer in body.peers)
+def tunnels_down(body: schemas.Heartbeat, now: float) -> tuple[TunnelDown, ...] | None:
+    """The tunnels a heartbeat reports down, dated by this clock; None when it reports no change."""
+    if body.tunnels_down is None:
+        return None
+    return tuple(TunnelDown(down.node_id, now - down.down_for, down.reason) for down in body.tunnels_down)
 
 
 def join_token_request(body: schemas.JoinTokenCreate) -> JoinTokenRequest:

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 from control.errors import Unavailable
-from control.records import HeartbeatReport, PeerHandshake
+from control.records import HeartbeatReport, TunnelDown
 from meshcommon.events import emit
+
+
+def superseding(earlier: HeartbeatReport | None, later: HeartbeatReport | None) -> HeartbeatReport:
+    """`later`, still carrying `earlier`'s report of the tunnels down when it has none of its own."""
+    if later is None:
+        assert earlier is not None
+        return earlier
+    if earlier is None or later.tunnels_down is not None:
+        return later
+    return dataclasses.replace(later, tunnels_down=earlier.tunnels_down)
 
 
 class HeartbeatBuffer:
@@ -28,10 +39,13 @@ class HeartbeatBuffer:
         self._closed = False
         self._flushing = asyncio.Lock()  # one flush at a time: when flush() returns, all added before it is stored
 
-    def add(self, node_id: str, applied_revision: int | None, peer_health: tuple[PeerHandshake, ...],
-            urgent: bool) -> None:
-        """A heartbeat of `node_id`, received now; `urgent` writes it at once (an offline node's)."""
-        self.pending[node_id] = HeartbeatReport(self.clock(), applied_revision, peer_health)
+    def add(self, node_id: str, applied_revision: int | None, reflexive_endpoint: str | None,
+            tunnels_down: tuple[TunnelDown, ...] | None, urgent: bool) -> None:
+        """A heartbeat of `node_id`, received now; `urgent` writes it at once (an offline node's, or
+        one from a new address). A report of the tunnels down is kept until stored, even when a
+        later heartbeat of the same node (which reports no change) supersedes the rest."""
+        report = HeartbeatReport(self.clock(), applied_revision, reflexive_endpoint, tunnels_down)
+        self.pending[node_id] = superseding(self.pending.get(node_id), report)
         if urgent:
             self._kick.set()
 
@@ -49,7 +63,7 @@ class HeartbeatBuffer:
         except Unavailable as exc:
             # The store is down, not the data bad: keep what has not been superseded for the next flush.
             for node_id, report in batch.items():
-                self.pending.setdefault(node_id, report)
+                self.pending[node_id] = superseding(report, self.pending.get(node_id))
             emit("heartbeat_flush_failed", reason=str(exc), nodes=len(batch))
         except Exception as exc:
             # Never re-queue what the store refused: it would fail every later flush with it.

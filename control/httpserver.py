@@ -138,6 +138,8 @@ class ControlWorker(UvicornWorker):
                                       write_timeout=settings.write_timeout,
                                       per_address=settings.max_connections_per_address),
             "limit_concurrency": settings.max_connections,
+            # Never let uvicorn take a client address from headers: `trusted_proxies` decides that.
+            "proxy_headers": False,
             "timeout_keep_alive": settings.keepalive_timeout,
         }
         super().__init__(age, ppid, sockets, app, timeout, cfg, log)

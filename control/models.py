@@ -42,14 +42,15 @@ class Node(BaseModel):
     name = CharField(max_length=63)
     public_key = CharField(max_length=44, unique=True)
     mesh_ip = CharField(max_length=45, unique=True)
-    endpoint = CharField(max_length=300, null=True)
+    endpoint = CharField(max_length=300, null=True)  # advertised by the node
     listen_port = IntegerField()
+    reflexive_endpoint = CharField(max_length=300, null=True)  # where its requests come from, with its port
     token_hash = CharField(max_length=64, unique=True)
     created_at = DoubleField()
     last_seen = DoubleField()
     online = BooleanField(default=True)
     applied_revision = BigIntegerField(null=True)
-    peer_health = TextField(default="[]")
+    tunnels_down = TextField(default="[]")  # JSON: the peers its agent reports no working tunnel to
     changed_revision = BigIntegerField()
 
 

@@ -109,7 +109,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "security": JOIN_OR_NODE, "requestBody": json_body("Register"),
         "responses": {**ok("Registered", ref("Registered")), **errors(*BODY_ERRORS, 401, 403, 409, 507)}},
     ("/v1/nodes/{node_id}/heartbeat", "post"): {
-        "summary": "Mark the node alive; report its applied revision and peer health",
+        "summary": "Mark the node alive; report its applied revision and the tunnels it has down",
+        "description": "The address the request comes from (the connection's peer; behind a proxy listed in "
+                       "`trusted_proxies`, the last X-Forwarded-For hop it did not write) becomes the node's "
+                       "`reflexive_endpoint` with its listen port: a new one is one revision. `tunnels_down` "
+                       "lists every peer without a working tunnel (no handshake, or nothing received for "
+                       "HEALTH_BOUND seconds); leave it out (or null) when unchanged: agents send it when it "
+                       "changes and every 30 s. `peers` is deprecated and ignored.",
         "security": NODE, "requestBody": json_body("Heartbeat", required=False),
         "responses": {**ok("Recorded", ref("HeartbeatAnswer")), **errors(*BODY_ERRORS, 401, 403)}},
     ("/v1/netmap", "get"): {
@@ -120,7 +126,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "security": NODE, "parameters": [*LONG_POLL, STREAM],
         "responses": {"200": NETMAP_ANSWER, **NOT_MODIFIED, **errors(400, 401)}},
     ("/v1/nodes", "get"): {
-        "summary": "Every node with liveness, applied revision and peer health (admin); long-poll like netmap",
+        "summary": "Every node with liveness, applied revision, reflexive endpoint and the tunnels it reports "
+                   "down (admin); long-poll like netmap",
         "security": ADMIN, "parameters": LONG_POLL,
         "responses": {**ok("Nodes", ref("Nodes"), headers=ETAG), **NOT_MODIFIED, **errors(400, 401)}},
     ("/v1/nodes/{node_id}", "get"): {"summary": "One node (admin)", "security": ADMIN,
@@ -129,6 +136,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Remove a node from every peer's map (admin), or leave the mesh (the node's own token)",
         "security": [{"adminToken": []}, {"nodeToken": []}],
         "responses": {**ok("Deleted", ref("Deleted")), **errors(401, 403, 404)}},
+    ("/v1/mesh/health", "get"): {
+        "summary": "Pairs of nodes without a working tunnel now, as their agents report (admin)",
+        "description": "A pair is listed when one of its nodes (online) reports nothing received from the other "
+                       "for `bound` seconds (or no handshake since the peer was configured that long), with the "
+                       "earliest `since` and one reason: `peer offline`, `both behind NAT`, `no handshake`, "
+                       "`handshake expired` or `nothing received`. Empty on a healthy mesh.",
+        "security": ADMIN, "responses": {**ok("Mesh health", ref("MeshHealth")), **errors(401)}},
     ("/v1/join-tokens", "post"): {
         "summary": "Create a join token (admin); the secret is shown only in this answer",
         "security": ADMIN, "requestBody": json_body("JoinTokenCreate", required=False),

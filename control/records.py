@@ -39,7 +39,8 @@ class RegistrySettings:
 
 @dataclass(frozen=True)
 class Registration:
-    """Enrol a node (join token) or update it (its node token); nonce and proof prove its key."""
+    """Enrol a node (join token) or update it (its node token); nonce and proof prove its key.
+    `reflexive_endpoint` is where the request came from, with the node's listen port (None: unusable)."""
 
     public_key: str
     name: str
@@ -47,23 +48,27 @@ class Registration:
     endpoint: str | None
     nonce: str | None = None
     proof: str | None = None
+    reflexive_endpoint: str | None = None
 
 
 @dataclass(frozen=True)
-class PeerHandshake:
-    """One peer as a node's heartbeat reports it: seconds since its latest WireGuard handshake."""
+class TunnelDown:
+    """A peer a node reports no working tunnel to: since when (control-plane clock) and why."""
 
     node_id: str
-    latest_handshake_age: float | None
+    since: float
+    reason: str
 
 
 @dataclass(frozen=True)
 class HeartbeatReport:
-    """A heartbeat as received at `seen`: what the node applied and how its peers look."""
+    """A heartbeat as received at `seen`: what the node applied, the address it came from, and the
+    tunnels it reports down (None: unchanged since its last report)."""
 
     seen: float
     applied_revision: int | None
-    peer_health: tuple[PeerHandshake, ...] = ()
+    reflexive_endpoint: str | None = None
+    tunnels_down: tuple[TunnelDown, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,9 @@ class NodeRecord:
     last_seen: float
     online: bool
     applied_revision: int | None
-    peer_health: tuple[PeerHandshake, ...]
     changed_revision: int
+    reflexive_endpoint: str | None = None
+    tunnels_down: tuple[TunnelDown, ...] = ()
 
 
 class JoinTokenRecord(msgspec.Struct, frozen=True):

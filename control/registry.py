@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from control import db as database
-from control import ipam, tokens
+from control import ipam, tokens, tunnels
 from control.challenges import Challenges
 from control.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized, Unavailable
 from control.join_tokens import JoinTokens
@@ -126,10 +126,12 @@ class Registry:
         node = NodeRecord(id=node_id, name=registration.name, public_key=registration.public_key, mesh_ip=mesh_ip,
                           endpoint=registration.endpoint, listen_port=registration.listen_port,
                           token_hash=tokens.digest(node_token), created_at=now, last_seen=now, online=True,
-                          applied_revision=None, peer_health=(), changed_revision=revision)
+                          applied_revision=None, changed_revision=revision,
+                          reflexive_endpoint=registration.reflexive_endpoint)
         nodes.add(node)
         emit("node_registered", node=node_id, node_name=registration.name, mesh_ip=mesh_ip,
-             endpoint=registration.endpoint, join_token=join_token.id, reason="join_token", revision=revision)
+             endpoint=registration.endpoint, reflexive_endpoint=registration.reflexive_endpoint,
+             join_token=join_token.id, reason="join_token", revision=revision)
         return Written(Enrolled(node, node_token, revision), revision)
 
     def _allocate(self, last_ip: str | None) -> str:
@@ -154,7 +156,8 @@ class Registry:
             self.challenges.redeem(tokens.digest(bearer), registration.public_key, registration.nonce,
                                    registration.proof)
         wanted: dict[str, Any] = {"name": registration.name, "public_key": registration.public_key,
-                                  "endpoint": registration.endpoint, "listen_port": registration.listen_port}
+                                  "endpoint": registration.endpoint, "listen_port": registration.listen_port,
+                                  "reflexive_endpoint": registration.reflexive_endpoint}
         changed = {field: value for field, value in wanted.items() if getattr(node, field) != value}
         if not changed and node.online:
             nodes.touch(node.id, now)
@@ -168,7 +171,8 @@ class Registry:
     # -- liveness ---------------------------------------------------------
 
     def record_heartbeats(self, batch: dict[str, HeartbeatReport]) -> list[str]:
-        """Store a batch of heartbeats; nodes that were offline come back online. Returns those ids.
+        """Store a batch of heartbeats; nodes that were offline come back online (returns those ids),
+        and a node whose requests now come from another address gets that reflexive endpoint.
 
         One transaction for the batch; if the store refuses it for any reason but being unavailable,
         each node is written alone and only the nodes whose record fails are dropped (and logged),
@@ -188,9 +192,12 @@ class Registry:
                 except Exception as exc:
                     emit("heartbeat_dropped", node=node_id, reason=f"store refused it: {exc}")
         returning = nodes.offline_among(batch)
-        if not returning:
+        stored = nodes.reflexive_endpoints(batch)
+        moved = {node_id: report.reflexive_endpoint for node_id, report in batch.items()
+                 if node_id in stored and stored[node_id] != report.reflexive_endpoint}
+        if not returning and not moved:
             return []
-        return self._write(lambda: self._bring_online(returning))
+        return self._write(lambda: self._after_heartbeats(returning, moved))
 
     @staticmethod
     def _store_heartbeats(batch: dict[str, HeartbeatReport]) -> None:
@@ -200,15 +207,23 @@ class Registry:
         database.retrying(store)
 
     @staticmethod
-    def _bring_online(candidates: list[str]) -> Written[list[str]]:
+    def _after_heartbeats(candidates: list[str], moved: dict[str, str | None]) -> Written[list[str]]:
+        """One revision for the nodes a batch brings back online and those it finds at a new address."""
         mesh_state.lock()
-        ids = nodes.offline_among(candidates)
-        if not ids:
+        ids = nodes.offline_among(candidates) if candidates else []
+        stored = nodes.reflexive_endpoints(moved)
+        moved = {node_id: found for node_id, found in moved.items() if node_id in stored and stored[node_id] != found}
+        if not ids and not moved:
             return Written([], None)
-        revision = mesh_state.bump(ids)
-        nodes.set_online(ids, True, revision)
+        revision = mesh_state.bump(sorted(set(ids) | moved.keys()))
+        if ids:
+            nodes.set_online(ids, True, revision)
         for node_id in ids:
             emit("node_online", node=node_id, reason="heartbeat", revision=revision)
+        for node_id, found in sorted(moved.items()):
+            nodes.set_reflexive(node_id, found, revision)
+            emit("node_reflexive_changed", node=node_id, reflexive_endpoint=found, before=stored[node_id],
+                 reason="heartbeat", revision=revision)
         return Written(ids, revision)
 
     def sweep(self) -> list[str]:
@@ -249,6 +264,12 @@ class Registry:
         return Written(revision, revision)
 
     # -- reading ----------------------------------------------------------
+
+    @staticmethod
+    def unhealthy_pairs() -> tuple[int, list[tunnels.Pair]]:
+        """The revision and every pair of nodes without a working tunnel, as their agents report."""
+        with database.read_transaction():
+            return mesh_state.revision(), tunnels.unhealthy_pairs(nodes.every())
 
     @staticmethod
     def list_nodes() -> tuple[int, list[NodeRecord]]:

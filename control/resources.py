@@ -15,9 +15,9 @@ import falcon
 import msgspec
 from falcon.asgi import SSEvent
 
-from control import edge, schemas, tokens, views
+from control import edge, schemas, tokens, tunnels, views
 from control.auth import Auth
-from control.edge import BodyReader, bearer, wait_params
+from control.edge import BodyReader, Source, bearer, wait_params
 from control.errors import Unauthorized
 from control.heartbeats import HeartbeatBuffer
 from control.membership import MembershipCache
@@ -95,12 +95,13 @@ class Challenge:
 class Register:
     registry: AsyncRegistry
     body: BodyReader
+    source: Source
     settings: RegistrySettings
 
     async def on_post(self, req, resp):
         token = enrolling_token(req)  # before the body: a stranger gets a 401 for free
         request = await self.body.read(req, schemas.Register)
-        enrolled = await self.registry.register(token, edge.registration(request))
+        enrolled = await self.registry.register(token, edge.registration(request, self.source.address(req)))
         resp.media = views.registered(enrolled, self.settings)
 
 
@@ -108,6 +109,7 @@ class Register:
 class Heartbeat:
     auth: Auth
     body: BodyReader
+    source: Source
     heartbeats: HeartbeatBuffer
     cache: MembershipCache
     settings: RegistrySettings
@@ -115,8 +117,13 @@ class Heartbeat:
     async def on_post(self, req, resp, node_id):
         node_id = await self.auth.own_node(bearer(req), node_id)
         beat = await self.body.read(req, schemas.Heartbeat)
-        self.heartbeats.add(node_id, beat.applied_revision, edge.peer_health(beat),
-                            urgent=not self.cache.is_online(node_id))
+        view = self.cache.nodes.get(node_id)
+        if view is None:  # removed while its body was read
+            raise Unauthorized("this node was removed from the mesh")
+        reflexive = tunnels.reflexive_endpoint(self.source.address(req), view.listen_port)
+        self.heartbeats.add(node_id, beat.applied_revision, reflexive,
+                            edge.tunnels_down(beat, self.heartbeats.clock()),
+                            urgent=not view.online or reflexive != view.reflexive_endpoint)
         resp.media = views.heartbeat_answer(self.cache.revision, self.settings)
 
 
@@ -205,6 +212,18 @@ class Nodes:
     async def on_delete_node(self, req, resp, node_id):
         reason = await self.auth.removal_reason(bearer(req), node_id)
         resp.media = views.deleted(node_id, await self.registry.delete_node(node_id, reason))
+
+
+@dataclass(eq=False)
+class MeshHealth:
+    """/v1/mesh/health: the pairs of nodes without a working tunnel now (admin only)."""
+
+    auth: Auth
+    registry: AsyncRegistry
+
+    @falcon.before(admin_only)
+    async def on_get(self, req, resp):
+        resp.media = views.mesh_health(*await self.registry.unhealthy_pairs())
 
 
 @dataclass(eq=False)

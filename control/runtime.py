@@ -31,6 +31,7 @@ from control.records import (
     RegistrySettings,
 )
 from control.registry import Registry, new_id
+from control.tunnels import Pair
 from control.watch import RevisionFeed
 from meshcommon.events import emit
 from meshcommon.wire import Challenge
@@ -81,6 +82,9 @@ class AsyncRegistry:
         if self.feed.unchanged(since):
             return None
         return await self._call(self.registry.list_nodes)
+
+    async def unhealthy_pairs(self) -> tuple[int, list[Pair]]:
+        return await self._call(self.registry.unhealthy_pairs)
 
     async def create_join_token(self, request: JoinTokenRequest) -> tuple[JoinTokenStatus, str]:
         return await self._call(self.registry.join_tokens.create, request)

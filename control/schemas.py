@@ -8,7 +8,7 @@ Key and endpoint rules come from `meshcommon`, shared with the agent.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -77,9 +77,23 @@ class PeerHealth(msgspec.Struct, forbid_unknown_fields=True):
         check_full("node_id", self.node_id, NODE_ID_PATTERN)
 
 
+class TunnelDown(msgspec.Struct, forbid_unknown_fields=True):
+    """A peer this node has no working tunnel to: for how long, and what its WireGuard shows."""
+
+    node_id: NodeId
+    down_for: Age
+    reason: Literal["no_handshake", "stale_handshake", "no_traffic"]
+
+    def __post_init__(self):
+        check_full("node_id", self.node_id, NODE_ID_PATTERN)
+
+
 class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
     applied_revision: Revision | None = None
+    # Deprecated: agents before 0.2 sent every peer's handshake age; still accepted, no longer stored.
     peers: Annotated[list[PeerHealth], Meta(max_length=100_000)] = []
+    # Every peer the node has no working tunnel to; absent or null: the same as its last report.
+    tunnels_down: Annotated[list[TunnelDown], Meta(max_length=100_000)] | None = None
 
 
 class JoinTokenCreate(msgspec.Struct, forbid_unknown_fields=True):

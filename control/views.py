@@ -11,9 +11,21 @@ import ipaddress
 
 import msgspec
 
-from control.answers import Deleted, Health, JoinToken, JoinTokenCreated, JoinTokens, NodeDetail, Nodes
+from control.answers import (
+    Deleted,
+    Health,
+    JoinToken,
+    JoinTokenCreated,
+    JoinTokens,
+    MeshHealth,
+    NodeDetail,
+    Nodes,
+    TunnelDown,
+    UnhealthyPair,
+)
 from control.records import Enrolled, JoinTokenStatus, NodeRecord, RegistrySettings
-from control.schemas import PeerHealth
+from control.tunnels import Pair
+from meshcommon.tunnels import HEALTH_BOUND
 from meshcommon.wire import HeartbeatAnswer, Registered
 
 
@@ -36,14 +48,21 @@ def health(revision: int, loaded_revision: int) -> Health:
 def node_detail(node: NodeRecord) -> NodeDetail:
     return NodeDetail(node_id=node.id, name=node.name, mesh_ip=node.mesh_ip, public_key=node.public_key,
                       endpoint=node.endpoint, listen_port=node.listen_port, online=node.online,
-                      created_at=node.created_at, last_seen=node.last_seen, applied_revision=node.applied_revision,
+                      reflexive_endpoint=node.reflexive_endpoint, created_at=node.created_at,
+                      last_seen=node.last_seen, applied_revision=node.applied_revision,
                       changed_revision=node.changed_revision,
-                      peer_health=[PeerHealth(peer.node_id, peer.latest_handshake_age) for peer in node.peer_health])
+                      tunnels_down=[TunnelDown(down.node_id, down.since, down.reason) for down in node.tunnels_down])
 
 
 def nodes(revision: int, records: list[NodeRecord]) -> Nodes:
     ordered = sorted(records, key=lambda node: ipaddress.ip_address(node.mesh_ip))
     return Nodes(revision=revision, nodes=[node_detail(node) for node in ordered])
+
+
+def mesh_health(revision: int, pairs: list[Pair]) -> MeshHealth:
+    return MeshHealth(revision=revision, bound=HEALTH_BOUND,
+                      pairs=[UnhealthyPair(list(pair.nodes), list(pair.names), pair.since, pair.reason,
+                                           list(pair.reported_by)) for pair in pairs])
 
 
 def deleted(node_id: str, revision: int) -> Deleted:

@@ -21,9 +21,12 @@ class NodeView(msgspec.Struct, frozen=True):
     name: str
     mesh_ip: str
     public_key: str
-    endpoint: str | None
+    endpoint: str | None  # advertised by the node
     listen_port: int
     online: bool
+    # Where the control plane sees the node's requests come from, with its listen port: behind a
+    # port-preserving NAT, where its WireGuard packets leave from too. None when unusable.
+    reflexive_endpoint: str | None = None
 
 
 Entry = TypeVar("Entry", NodeView, msgspec.Raw)

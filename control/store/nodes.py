@@ -1,7 +1,7 @@
 """Nodes: the SQL of the `node` table.
 
 Owns how a node is read and written: its netmap view (the cache's source), its record, its
-liveness columns and its peer health, kept as JSON text.
+liveness columns, its reflexive endpoint and the tunnels its agent reports down (JSON text).
 """
 from __future__ import annotations
 
@@ -10,24 +10,23 @@ from collections.abc import Collection
 from typing import Any
 
 from control.models import Node
-from control.records import HeartbeatReport, NodeRecord, PeerHandshake
+from control.records import HeartbeatReport, NodeRecord, TunnelDown
 from control.store import dicts, rows
 from meshcommon.wire import NodeView
 
 # The columns of a NodeView, in its field order, then the token hash the cache authenticates with.
 VIEW_COLUMNS = (Node.id, Node.name, Node.mesh_ip, Node.public_key, Node.endpoint, Node.listen_port, Node.online,
-                Node.token_hash)
+                Node.reflexive_endpoint, Node.token_hash)
 
 
 def _record(row: dict[str, Any]) -> NodeRecord:
-    health = tuple(PeerHandshake(peer["node_id"], peer["latest_handshake_age"])
-                   for peer in json.loads(row.pop("peer_health")))
-    return NodeRecord(**row, peer_health=health)
+    down = tuple(TunnelDown(item["node_id"], item["since"], item["reason"])
+                 for item in json.loads(row.pop("tunnels_down")))
+    return NodeRecord(**row, tunnels_down=down)
 
 
-def _health_json(peers: tuple[PeerHandshake, ...]) -> str:
-    return json.dumps([{"node_id": peer.node_id, "latest_handshake_age": peer.latest_handshake_age}
-                       for peer in peers])
+def _down_json(down: tuple[TunnelDown, ...]) -> str:
+    return json.dumps([{"node_id": item.node_id, "since": item.since, "reason": item.reason} for item in down])
 
 
 # -- reading ----------------------------------------------------------------
@@ -86,8 +85,8 @@ def add(node: NodeRecord) -> None:
     Node.insert(id=node.id, name=node.name, public_key=node.public_key, mesh_ip=node.mesh_ip,
                 endpoint=node.endpoint, listen_port=node.listen_port, token_hash=node.token_hash,
                 created_at=node.created_at, last_seen=node.last_seen, online=node.online,
-                applied_revision=node.applied_revision, peer_health=_health_json(node.peer_health),
-                changed_revision=node.changed_revision).execute()
+                applied_revision=node.applied_revision, changed_revision=node.changed_revision,
+                reflexive_endpoint=node.reflexive_endpoint, tunnels_down=_down_json(node.tunnels_down)).execute()
 
 
 def update_registration(node_id: str, changed: dict[str, Any], seen: float, revision: int) -> None:
@@ -104,8 +103,20 @@ def set_online(node_ids: Collection[str], online: bool, revision: int) -> None:
 
 
 def record_heartbeat(node_id: str, report: HeartbeatReport) -> None:
-    Node.update(last_seen=report.seen, applied_revision=report.applied_revision,
-                peer_health=_health_json(report.peer_health)).where(Node.id == node_id).execute()
+    """Liveness and applied revision; the tunnels down only when the report has them (else unchanged)."""
+    changed: dict[str, Any] = {"last_seen": report.seen, "applied_revision": report.applied_revision}
+    if report.tunnels_down is not None:
+        changed["tunnels_down"] = _down_json(report.tunnels_down)
+    Node.update(**changed).where(Node.id == node_id).execute()
+
+
+def reflexive_endpoints(node_ids: Collection[str]) -> dict[str, str | None]:
+    """node id -> reflexive endpoint as stored, of those of `node_ids` that exist."""
+    return dict(rows(Node.select(Node.id, Node.reflexive_endpoint).where(Node.id.in_(list(node_ids)))))
+
+
+def set_reflexive(node_id: str, reflexive_endpoint: str | None, revision: int) -> None:
+    Node.update(reflexive_endpoint=reflexive_endpoint, changed_revision=revision).where(Node.id == node_id).execute()
 
 
 def delete(node_id: str) -> bool:

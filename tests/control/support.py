@@ -43,14 +43,14 @@ class Control:
         return await self.client.simulate_get("/v1/challenge", headers={"Authorization": f"Bearer {token}"})
 
     async def register(self, token: str, name: str = "node", key: str | None = None, prove: bool = True,
-                       **extra):
+                       remote_addr: str = "127.0.0.1", **extra):
         """Register as an agent does: a challenge first, then the body with its proof (when the
         challenge is granted and the key is one `new_key` made; otherwise the bare body)."""
         body = {"public_key": key or new_key(), "name": name, **extra}
         challenge = await self.challenge(token)
         if prove and challenge.status_code == 200 and body["public_key"] in PRIVATE:
             body = proven(challenge.json, body)
-        return await self.client.simulate_post("/v1/register", json=body,
+        return await self.client.simulate_post("/v1/register", json=body, remote_addr=remote_addr,
                                                headers={"Authorization": f"Bearer {token}"})
 
     async def node(self, token: str, name: str = "node", **extra) -> dict:
@@ -58,9 +58,9 @@ class Control:
         assert result.status_code == 200, result.text
         return result.json
 
-    async def heartbeat(self, node: dict, **body):
+    async def heartbeat(self, node: dict, remote_addr: str = "127.0.0.1", headers: dict | None = None, **body):
         return await self.client.simulate_post(f"/v1/nodes/{node['node_id']}/heartbeat", json=body,
-                                               headers=bearer(node))
+                                               headers={**bearer(node), **(headers or {})}, remote_addr=remote_addr)
 
     async def netmap(self, node: dict, **params):
         return await self.client.simulate_get("/v1/netmap", params=params, headers=bearer(node))

@@ -154,17 +154,18 @@ async def test_a_node_may_leave_but_not_remove_others(control):
     assert [n["node_id"] for n in listed.json["nodes"]] == [b["node_id"]]
 
 
-async def test_heartbeat_records_applied_revision_and_peer_health_without_a_bump(control):
+async def test_heartbeat_records_applied_revision_and_tunnels_down_without_a_bump(control):
     token = await control.join_token(reusable=True)
     a, b = await control.node(token, "a"), await control.node(token, "b")
     revision = b["revision"]
     beat = await control.heartbeat(a, applied_revision=revision,
-                                   peers=[{"node_id": b["node_id"], "latest_handshake_age": 1.5}])
+                                   tunnels_down=[{"node_id": b["node_id"], "down_for": 70, "reason": "no_traffic"}])
     assert beat.status_code == 200 and beat.json["heartbeat_interval"] == 2.0
     await control.runtime.heartbeats.flush()
     shown = await control.client.simulate_get(f"/v1/nodes/{a['node_id']}", headers=control.admin)
     assert shown.json["applied_revision"] == revision
-    assert shown.json["peer_health"] == [{"node_id": b["node_id"], "latest_handshake_age": 1.5}]
+    [down] = shown.json["tunnels_down"]
+    assert (down["node_id"], down["reason"]) == (b["node_id"], "no_traffic")
     assert (await control.netmap(a, since=revision)).status_code == 304
     wrong = await control.client.simulate_post(f"/v1/nodes/{b['node_id']}/heartbeat", json={}, headers=bearer(a))
     assert wrong.status_code == 403

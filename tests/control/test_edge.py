@@ -5,7 +5,7 @@ from falcon import testing
 
 from control import edge, schemas
 from control.errors import BodyTooLarge, InvalidRequest
-from control.records import PeerHandshake, Registration
+from control.records import Registration, TunnelDown
 
 pytestmark = pytest.mark.anyio
 
@@ -46,8 +46,11 @@ async def test_a_body_is_bounded_and_decoded_into_its_schema():
 
 def test_schemas_become_the_registry_s_plain_arguments():
     register = schemas.Register(public_key="A" * 42 + "E=", name="a", endpoint="192.0.2.1:51820")
-    assert edge.registration(register) == Registration("A" * 42 + "E=", "a", 51820, "192.0.2.1:51820")
-    beat = schemas.Heartbeat(peers=[schemas.PeerHealth("n2", 1.5)])
-    assert edge.peer_health(beat) == (PeerHandshake("n2", 1.5),)
+    assert edge.registration(register, "127.0.0.1") == Registration("A" * 42 + "E=", "a", 51820, "192.0.2.1:51820")
+    assert edge.registration(register, "198.51.100.7").reflexive_endpoint == "198.51.100.7:51820"
+    beat = schemas.Heartbeat(tunnels_down=[schemas.TunnelDown("n2", 1.5, "no_traffic")])
+    assert edge.tunnels_down(beat, 100.0) == (TunnelDown("n2", 98.5, "no_traffic"),)
+    assert edge.tunnels_down(schemas.Heartbeat(), 100.0) is None  # not reported: unchanged
+    assert edge.tunnels_down(schemas.Heartbeat(tunnels_down=[]), 100.0) == ()  # reported: none down
     request_ = edge.join_token_request(schemas.JoinTokenCreate(reusable=True, ttl_seconds=None))
     assert (request_.reusable, request_.ttl_seconds, request_.description) == (True, None, "")

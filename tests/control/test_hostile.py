@@ -23,7 +23,7 @@ async def test_a_record_the_store_refuses_is_dropped_for_that_node_alone_and_nev
     token = await control.join_token(reusable=True)
     evil, good = await control.node(token, "evil"), await control.node(token, "good")
     # Past the edge (as a future bug might let it): a value no BIGINT holds, in the same batch.
-    control.runtime.heartbeats.add(evil["node_id"], 2**70, (), urgent=False)
+    control.runtime.heartbeats.add(evil["node_id"], 2**70, None, None, urgent=False)
     await control.heartbeat(good, applied_revision=1)
     control.clock.now += 1
     await control.runtime.heartbeats.flush()

@@ -29,12 +29,15 @@ def seed(database) -> None:
     """Data as a running control plane leaves it, in columns the released 0001 already had."""
     mesh_state, node = Table("mesh_state").bind(database), Table("node").bind(database)
     change, join_token = Table("change").bind(database), Table("join_token").bind(database)
+    # 0004 replaced peer_health by tunnels_down: fill in whichever the store has.
+    columns = {c.name for c in database.get_columns("node")}
+    legacy = {column: "[]" for column in ("peer_health", "tunnels_down") if column in columns}
     for revision, ip in enumerate(EXISTING_IPS, start=1):
         node_id = f"n{revision}"
         node.insert(id=node_id, name=node_id, public_key=new_key(), mesh_ip=ip, endpoint=None,
                     listen_port=51820, token_hash=tokens.digest(tokens.new_token(tokens.NODE)),
                     created_at=NOW, last_seen=NOW, online=True, applied_revision=None,
-                    peer_health="[]", changed_revision=revision).execute()
+                    changed_revision=revision, **legacy).execute()
         change.insert(revision=revision, node_id=node_id).execute()
     mesh_state.update(revision=len(EXISTING_IPS)).where(mesh_state.c.id == 1).execute()
     join_token.insert(id="t1", token_hash=tokens.digest(JOIN_TOKEN), reusable=True, description="old",

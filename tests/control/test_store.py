@@ -2,14 +2,14 @@
 import pytest
 
 from control import db
-from control.records import HeartbeatReport, JoinTokenRecord, NodeRecord, PeerHandshake
+from control.records import HeartbeatReport, JoinTokenRecord, NodeRecord, TunnelDown
 from control.store import challenges, changes, join_tokens, mesh_state, nodes
 
 
 def node(node_id: str = "n1", mesh_ip: str = "100.64.0.1", **extra) -> NodeRecord:
     fields = {"id": node_id, "name": node_id, "public_key": f"{node_id:A<43}=", "mesh_ip": mesh_ip,
               "endpoint": None, "listen_port": 51820, "token_hash": f"{node_id:0<64}", "created_at": 1.0,
-              "last_seen": 1.0, "online": True, "applied_revision": None, "peer_health": (), "changed_revision": 1}
+              "last_seen": 1.0, "online": True, "applied_revision": None, "changed_revision": 1}
     return NodeRecord(**{**fields, **extra})
 
 
@@ -47,13 +47,15 @@ def test_the_state_row_keeps_the_last_ip_and_the_sweep(store):
     assert (locked.last_ip, locked.last_sweep_at, locked.grace_until) == ("100.64.0.7", 10.0, 16.0)
 
 
-def test_nodes_are_read_back_as_written_with_their_peer_health(store):
-    nodes.add(node("n1"))
+def test_nodes_are_read_back_as_written_with_the_tunnels_they_report_down(store):
+    nodes.add(node("n1", reflexive_endpoint="198.51.100.7:51820"))
     nodes.add(node("n2", "100.64.0.2", online=False))
-    health = (PeerHandshake("n2", 1.5), PeerHandshake("n3", None))
-    nodes.record_heartbeat("n1", HeartbeatReport(seen=5.0, applied_revision=4, peer_health=health))
+    down = (TunnelDown("n2", 1.5, "no_traffic"), TunnelDown("n3", 2.0, "no_handshake"))
+    nodes.record_heartbeat("n1", HeartbeatReport(seen=5.0, applied_revision=4, tunnels_down=down))
     read = nodes.get("n1")
-    assert read == node("n1", last_seen=5.0, applied_revision=4, peer_health=health)
+    assert read == node("n1", last_seen=5.0, applied_revision=4, tunnels_down=down,
+                        reflexive_endpoint="198.51.100.7:51820")
+    assert nodes.reflexive_endpoints(["n1", "n2", "nope"]) == {"n1": "198.51.100.7:51820", "n2": None}
     assert nodes.by_token_hash(read.token_hash) == read and nodes.get("nope") is None
     assert nodes.key_taken(read.public_key) and not nodes.key_taken("B" * 43 + "=")
     assert nodes.ip_taken("100.64.0.2") and sorted(nodes.mesh_ips()) == ["100.64.0.1", "100.64.0.2"]
@@ -61,6 +63,10 @@ def test_nodes_are_read_back_as_written_with_their_peer_health(store):
     assert nodes.online_silent_since(6.0) == {"n1": 5.0}
     view, token_hash = nodes.views(["n2"])["n2"]
     assert (view.node_id, view.online, token_hash) == ("n2", False, node("n2").token_hash)
+    nodes.record_heartbeat("n1", HeartbeatReport(seen=6.0, applied_revision=5))  # no report: unchanged
+    assert nodes.get("n1").tunnels_down == down
+    nodes.set_reflexive("n1", None, revision=9)
+    assert (nodes.get("n1").reflexive_endpoint, nodes.get("n1").changed_revision) == (None, 9)
 
 
 def test_node_liveness_and_removal(store):

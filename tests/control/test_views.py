@@ -2,7 +2,7 @@
 import msgspec
 
 from control import ipam, views
-from control.records import Enrolled, JoinTokenRecord, JoinTokenStatus, NodeRecord, PeerHandshake, RegistrySettings
+from control.records import Enrolled, JoinTokenRecord, JoinTokenStatus, NodeRecord, RegistrySettings, TunnelDown
 
 SETTINGS = RegistrySettings(ipam.parse_prefix("100.64.0.0/10"), heartbeat_interval=2.0, offline_after=6.0)
 
@@ -11,7 +11,7 @@ def node(node_id: str = "n1", mesh_ip: str = "100.64.0.1", **extra) -> NodeRecor
     fields = {"id": node_id, "name": "alpha", "public_key": "A" * 43 + "=", "mesh_ip": mesh_ip,
               "endpoint": "192.0.2.1:51820", "listen_port": 51820, "token_hash": "0" * 64, "created_at": 1.0,
               "last_seen": 2.0, "online": True, "applied_revision": 3, "changed_revision": 4,
-              "peer_health": (PeerHandshake("n2", 1.5), PeerHandshake("n3", None))}
+              "reflexive_endpoint": "198.51.100.7:51820", "tunnels_down": (TunnelDown("n2", 1.5, "no_traffic"),)}
     return NodeRecord(**{**fields, **extra})
 
 
@@ -22,10 +22,10 @@ def encoded(answer) -> bytes:
 def test_a_node_detail_is_its_view_then_its_liveness_in_that_order():
     assert encoded(views.node_detail(node())) == encoded({
         "node_id": "n1", "name": "alpha", "mesh_ip": "100.64.0.1", "public_key": "A" * 43 + "=",
-        "endpoint": "192.0.2.1:51820", "listen_port": 51820, "online": True, "created_at": 1.0, "last_seen": 2.0,
+        "endpoint": "192.0.2.1:51820", "listen_port": 51820, "online": True,
+        "reflexive_endpoint": "198.51.100.7:51820", "created_at": 1.0, "last_seen": 2.0,
         "applied_revision": 3, "changed_revision": 4,
-        "peer_health": [{"node_id": "n2", "latest_handshake_age": 1.5},
-                        {"node_id": "n3", "latest_handshake_age": None}]})
+        "tunnels_down": [{"node_id": "n2", "since": 1.5, "reason": "no_traffic"}]})
 
 
 def test_nodes_are_listed_by_mesh_ip_as_numbers():
