@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass
 
 from agent import status_view, wg
-from agent.apply import detect_backend
+from agent.apply import detect_backend, nudge
 from agent.client import ControlClient
+from agent.health import Tracker
 from agent.model import Netmap
 from agent.observe import advertised_endpoint
 from agent.reconcile import Reconciler
@@ -45,7 +46,7 @@ class Agent:
         client = ControlClient(list(settings.control_urls), ca=settings.ca)
         reconciler = Reconciler(settings.interface, settings.listen_port, state, backend, private_key)
         session = Session(client, settings, state, private_key, keys.public_key_of(private_key),
-                          heartbeat_body=functools.partial(heartbeat_body, reconciler),
+                          heartbeat_body=functools.partial(heartbeat_body, reconciler, Tracker()),
                           find_endpoint=advertised_endpoint, stop=stop)
         session.restore()
         return cls(settings, state, client, session, reconciler)
@@ -74,9 +75,26 @@ class Agent:
             applied_revision=self.reconciler.applied_revision)
 
 
-async def heartbeat_body(reconciler: Reconciler, netmap: Netmap | None) -> dict:
-    """What a heartbeat reports: the revision the interface reached, and each peer's last handshake."""
+async def heartbeat_body(reconciler: Reconciler, tracker: Tracker, netmap: Netmap | None) -> dict:
+    """What a heartbeat reports: the revision the interface reached, and the tunnels down when that
+    changed (or is due again); each tunnel going down or coming back is logged, and peers that
+    have been quiet are probed (see `agent.health`)."""
     # `wg show` is a subprocess: off the event loop, and not at all before there are peers to ask about.
     stats = await asyncio.to_thread(wg.peer_stats, reconciler.interface) if netmap else ()
-    return {"applied_revision": reconciler.applied_revision,
-            "peers": status_view.peer_health(netmap, stats, time.time())}
+    body: dict = {"applied_revision": reconciler.applied_revision}
+    if netmap is None:
+        return body
+    names = {peer.node_id: peer.name for peer in netmap.peers}
+    report = tracker.update(stats, {p.public_key: p.node_id for p in netmap.peers}, time.time())
+    if report.probe:
+        mesh_ips = {peer.public_key: peer.mesh_ip for peer in netmap.peers}
+        nudge([mesh_ips[key] for key in report.probe if key in mesh_ips])
+    for node_id, down in sorted(report.went_down.items()):
+        emit("tunnel_down", node=netmap.me.node_id, peer=names.get(node_id), peer_id=node_id, reason=down.reason,
+             since=down.since, revision=netmap.revision)
+    for node_id in sorted(report.came_up):
+        emit("tunnel_up", node=netmap.me.node_id, peer=names.get(node_id), peer_id=node_id,
+             reason="received" if node_id in names else "peer_gone", revision=netmap.revision)
+    if report.body is not None:
+        body["tunnels_down"] = report.body
+    return body

@@ -7,7 +7,9 @@ others still run; the next pass repairs what is left. Must not decide what to ch
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import socket
 import time
 from collections.abc import Callable
 
@@ -18,6 +20,7 @@ from agent.model import Applied, DesiredState, Failure, Plan, Step, StepKind
 from agent.observe import ROUTE_PROTO, link_index
 
 CONVERGED = {errno.EEXIST, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT}
+DISCARD_PORT = 9
 
 
 def split(prefix: str) -> tuple[str, int]:
@@ -108,6 +111,16 @@ def apply(plan: Plan, desired: DesiredState, conf_path: str, backend: str, wg_lo
             steps.run(Step(StepKind.ADDRESS_REMOVED, prefix), ipr.addr, "del", index=index, address=address,
                       prefixlen=length)
     return steps.result()
+
+
+def nudge(mesh_ips: list[str]) -> None:
+    """Send one empty UDP datagram to each peer's mesh IP (the discard port): traffic for a peer makes
+    WireGuard start a handshake at once, to the endpoint just written, instead of at its next
+    keepalive. Best effort: a send that fails changes nothing."""
+    for ip in mesh_ips:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+            sock.sendto(b"", (ip, DISCARD_PORT))
 
 
 def remove_interface(interface: str) -> bool:

@@ -87,8 +87,10 @@ def cmd_status(args) -> int:
           f"revision {status.revision} applied {status.applied_revision}  control: {control}")
     for peer in status.peers:
         age = peer.latest_handshake_age
+        path = f"{peer.current_endpoint} ({peer.endpoint_source})" if peer.current_endpoint else "-"
         print(f"  {peer.name or '?':20} {peer.mesh_ip:15} {'online ' if peer.online else 'offline'} "
-              f"handshake {'-' if age is None else f'{age:.0f}s ago':>10}  rx {peer.rx:>10} tx {peer.tx:>10}")
+              f"handshake {'-' if age is None else f'{age:.0f}s ago':>10}  rx {peer.rx:>10} tx {peer.tx:>10}  "
+              f"endpoint {path}")
     return 0
 
 

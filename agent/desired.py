@@ -2,24 +2,31 @@
 
 Owns which peers this node configures and how. Only online peers are configured; a peer that
 went offline or was deleted disappears from the desired state, and so from the interface, without
-any manual action. AllowedIPs is exactly the peer's mesh IP/32 (/128 for IPv6). Must not do I/O.
+any manual action. AllowedIPs is exactly the peer's mesh IP/32 (/128 for IPv6). Which endpoint a
+peer gets is `paths.choose`'s decision, passed in: None leaves WireGuard's own (a roamed one) alone.
+Must not do I/O.
 """
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 from agent.model import DesiredState, Netmap, WgPeer
-
-KEEPALIVE = 25  # seconds: keeps NAT mappings open and handshakes fresh for peer health
+from meshcommon.tunnels import KEEPALIVE
 
 
 def host_prefix(ip: str) -> str:
     return f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}"
 
 
-def desired_state(netmap: Netmap, interface: str, listen_port: int) -> DesiredState:
+def desired_state(netmap: Netmap, interface: str, listen_port: int,
+                  endpoints: Mapping[str, str | None] | None = None) -> DesiredState:
+    """`endpoints`: public key -> the endpoint to write (None: leave it); without it, the advertised ones."""
+    def endpoint(peer) -> str | None:
+        return peer.endpoint if endpoints is None else endpoints.get(peer.public_key)
+
     peers = tuple(sorted(
-        (WgPeer(peer.public_key, (host_prefix(peer.mesh_ip),), peer.endpoint, KEEPALIVE, peer.name)
+        (WgPeer(peer.public_key, (host_prefix(peer.mesh_ip),), endpoint(peer), KEEPALIVE, peer.name)
          for peer in netmap.peers if peer.online),
         key=lambda p: p.public_key))
     routes = frozenset(ip for peer in peers for ip in peer.allowed_ips)

@@ -89,11 +89,12 @@ def check_node(node: NodeView, prefix: Prefix) -> tuple[NodeView | None, str | N
         return None, "invalid mesh IP"
     if ip not in prefix or ip in (prefix.network_address, prefix.broadcast_address):
         return None, f"mesh IP {ip} outside {prefix}"
-    if node.endpoint is not None:
-        try:
-            endpoints.parse(node.endpoint)
-        except endpoints.BadEndpoint as exc:
-            return None, str(exc)
+    for endpoint in (node.endpoint, node.reflexive_endpoint):
+        if endpoint is not None:
+            try:
+                endpoints.parse(endpoint)
+            except endpoints.BadEndpoint as exc:
+                return None, str(exc)
     name = node.name if NAME.fullmatch(node.name) else "?"
     return msgspec.structs.replace(node, name=name, mesh_ip=str(ip)), None
 

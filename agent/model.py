@@ -85,6 +85,7 @@ class Observed:
     listen_port: int | None = None
     peers: tuple[WgPeer, ...] = ()
     routes: frozenset[str] = frozenset()
+    stats: tuple[PeerStats, ...] = ()  # WireGuard's view of each peer: its endpoint now, handshake, counters
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def observe(interface: str) -> Observed:
         dump = wg.show_dump(interface)
     except wg.WgError:
         return Observed(exists=True, up=up, addresses=addresses, routes=routes)
-    return Observed(True, up, addresses, dump.listen_port, dump.peers, routes)
+    return Observed(True, up, addresses, dump.listen_port, dump.peers, routes, dump.stats)
 
 
 def advertised_endpoint(control_url: str, listen_port: int) -> str | None:

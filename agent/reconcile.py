@@ -1,21 +1,24 @@
 """The reconcile pass: converge the interface on a netmap, and the loop that runs it.
 
-Owns one pass (desired -> render -> observe -> diff -> apply -> changes), what the last one reached
-(`applied_revision`), and the log line of each change, rendered from the typed `Change`. A pass
-runs on every new netmap and every RECHECK_INTERVAL seconds, which repairs drift (an interface or
-peer removed by hand). Must not talk to the control plane.
+Owns one pass (observe -> paths -> desired -> render -> diff -> apply -> changes), what the last one
+reached (`applied_revision`), each peer's endpoint attempt (`paths.Attempt`), and the log line of
+each change, rendered from the typed `Change`. A pass runs on every new netmap, every
+RECHECK_INTERVAL seconds (which repairs drift: an interface or peer removed by hand), and when an
+endpoint attempt runs out. Must not talk to the control plane.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.apply import apply
+from agent import paths
+from agent.apply import apply, nudge
 from agent.changes import Change, changes
 from agent.desired import desired_state
 from agent.diff import diff
-from agent.model import Netmap
+from agent.model import Netmap, Observed
 from agent.observe import observe
 from agent.render import render
 from agent.state import StateDir
@@ -32,18 +35,50 @@ class Reconciler:
     backend: str
     private_key: str = field(repr=False)
     applied_revision: int | None = None  # the revision the interface last fully reached
+    attempts: dict[str, paths.Attempt] = field(default_factory=dict)  # public key -> endpoint attempt
+    clock: Callable[[], float] = time.time
+
+    def choose_endpoints(self, netmap: Netmap, observed: Observed) -> tuple[dict[str, str | None], list[str]]:
+        """Each online peer's endpoint to write (None: leave WireGuard's), and the mesh IPs of the
+        configured peers now tried at a new candidate (to nudge into a handshake)."""
+        now, stats = self.clock(), {s.public_key: s for s in observed.stats}
+        chosen, attempts, switched = {}, {}, []
+        for peer in netmap.peers:
+            if not peer.online:
+                continue
+            choice = paths.choose(peer, netmap.me, stats.get(peer.public_key), self.attempts.get(peer.public_key), now)
+            chosen[peer.public_key] = choice.endpoint
+            if choice.attempt is not None:
+                attempts[peer.public_key] = choice.attempt
+            if choice.switched and choice.endpoint is not None:
+                switched.append(peer.mesh_ip)
+                emit("endpoint_tried", node=netmap.me.node_id, peer=peer.name, endpoint=choice.endpoint,
+                     source=str(paths.source_of(peer, choice.endpoint)), reason="no_fresh_handshake",
+                     revision=netmap.revision)
+        self.attempts = attempts
+        return chosen, switched
+
+    def next_due(self) -> float | None:
+        """Seconds until an endpoint attempt runs out (None: no attempt under way)."""
+        return paths.due(self.attempts, self.clock())
 
     def reconcile(self, netmap: Netmap, announce_noop: bool = True) -> list[Change]:
         """One pass: converge the interface on `netmap`. What it changed (and what failed)."""
-        desired = desired_state(netmap, self.interface, self.listen_port)
+        observed = observe(self.interface)
+        endpoints, switched = self.choose_endpoints(netmap, observed)
+        desired = desired_state(netmap, self.interface, self.listen_port, endpoints)
         self.state.save_conf(render(desired, self.private_key, netmap.revision))
-        plan = diff(observe(self.interface), desired)
+        plan = diff(observed, desired)
         if plan.empty:
+            if switched:
+                nudge(switched)  # the endpoint already is the candidate: just ask for a handshake
             if announce_noop and self.applied_revision != netmap.revision:
                 emit("apply_noop", node=netmap.me.node_id, reason="converged", revision=netmap.revision)
             self.applied_revision = netmap.revision
             return []
         result = apply(plan, desired, str(self.state.conf_path), self.backend, str(self.state.wg_log))
+        if switched:
+            nudge(switched)
         found = changes(plan, result, netmap)
         for change in found:
             emit(change.kind.value, **change.fields())
@@ -55,8 +90,10 @@ class Reconciler:
         """Pass whenever `wake` is set (announcing a pass that had nothing to do), and on every
         RECHECK_INTERVAL (quietly), over the `current()` netmap; until cancelled."""
         while True:
+            due = self.next_due()
+            wait = RECHECK_INTERVAL if due is None else min(RECHECK_INTERVAL, due + 0.05)
             try:
-                await asyncio.wait_for(wake.wait(), RECHECK_INTERVAL)
+                await asyncio.wait_for(wake.wait(), wait)
                 triggered = True
             except TimeoutError:
                 triggered = False

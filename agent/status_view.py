@@ -2,14 +2,15 @@
 
 Owns what `meshagent status` and the chat daemon see, from the same inputs whether the agent runs
 (its memory, served on the unix socket by `status.py`) or not (its state directory: the link to the
-control plane is then `unknown`), and the peer health a heartbeat reports. WireGuard's counters come
-in as `PeerStats`. Must not do I/O or read the clock: `now` is passed in.
+control plane is then `unknown`). WireGuard's counters come in as `PeerStats`; where each peer's
+endpoint came from is `paths.source_of`'s word. Must not do I/O or read the clock: `now` is passed in.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Literal
 
+from agent import paths
 from agent.model import ControlStatus, Identity, Netmap, PeerStats
 from meshcommon.wire import AgentStatus, PeerStatus, RejectedPeer
 
@@ -21,13 +22,8 @@ def handshake_age(stats: PeerStats | None, now: float) -> float | None:
     return round(now - stats.latest_handshake, 1)
 
 
-def peer_health(netmap: Netmap | None, stats: Iterable[PeerStats], now: float) -> list[dict]:
-    """The `peers` of a heartbeat: the handshake age of each netmap peer WireGuard has."""
-    if netmap is None:
-        return []
-    by_key = {p.public_key: p.node_id for p in netmap.peers}
-    return [{"node_id": by_key[s.public_key], "latest_handshake_age": handshake_age(s, now)}
-            for s in stats if s.public_key in by_key]
+def source_name(source: paths.Source | None) -> str | None:
+    return None if source is None else source.value
 
 
 def peer_statuses(netmap: Netmap | None, stats: Iterable[PeerStats], now: float) -> list[PeerStatus]:
@@ -39,7 +35,9 @@ def peer_statuses(netmap: Netmap | None, stats: Iterable[PeerStats], now: float)
             node_id=peer.node_id, name=peer.name, mesh_ip=peer.mesh_ip, public_key=peer.public_key,
             endpoint=peer.endpoint, online=peer.online, configured=s is not None,
             latest_handshake=s.latest_handshake if s and s.latest_handshake else None,
-            latest_handshake_age=handshake_age(s, now), rx=s.rx if s else 0, tx=s.tx if s else 0))
+            latest_handshake_age=handshake_age(s, now), rx=s.rx if s else 0, tx=s.tx if s else 0,
+            reflexive_endpoint=peer.reflexive_endpoint, current_endpoint=s.endpoint if s else None,
+            endpoint_source=source_name(paths.source_of(peer, s.endpoint if s else None))))
     return found
 
 

@@ -110,6 +110,9 @@ class PeerStatus(msgspec.Struct, frozen=True):
     latest_handshake_age: float | None
     rx: int
     tx: int
+    reflexive_endpoint: str | None = None
+    current_endpoint: str | None = None  # what WireGuard sends to now
+    endpoint_source: str | None = None  # where that came from: advertised, reflexive or roamed
 
 
 class RejectedPeer(msgspec.Struct, frozen=True):

@@ -2,6 +2,7 @@
 import pytest
 
 from agent import agent
+from agent.health import Tracker
 from agent.model import PeerStats
 from agent.reconcile import Reconciler
 from agent.state import StateDir
@@ -10,13 +11,22 @@ from tests.agent.data import entry, netmap
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_heartbeat_reports_the_applied_revision_and_peer_health(tmp_path, monkeypatch):
-    asked = []
+async def test_the_heartbeat_reports_the_applied_revision_and_the_tunnels_down_only_when_they_change(
+        tmp_path, monkeypatch):
+    asked, clock = [], [1000.0]
     current = netmap({"a": entry("a", "100.64.0.2")}, revision=4)
     stats = (PeerStats(current.peers[0].public_key, None, 0, 0, 0),)
     monkeypatch.setattr(agent.wg, "peer_stats", lambda interface: asked.append(interface) or stats)
+    monkeypatch.setattr(agent.time, "time", lambda: clock[0])
+    probed = []
+    monkeypatch.setattr(agent, "nudge", probed.extend)  # a unit test sends nothing anywhere
     reconciler = Reconciler("mesh3", 51820, StateDir(tmp_path), "kernel", "PRIVATE", applied_revision=4)
-    assert await agent.heartbeat_body(reconciler, current) == {
-        "applied_revision": 4, "peers": [{"node_id": "a", "latest_handshake_age": None}]}
-    assert await agent.heartbeat_body(reconciler, None) == {"applied_revision": 4, "peers": []}
-    assert asked == ["mesh3"], "no `wg show` before there is a netmap"
+    tracker = Tracker()
+    assert await agent.heartbeat_body(reconciler, tracker, current) == {"applied_revision": 4, "tunnels_down": []}
+    assert await agent.heartbeat_body(reconciler, tracker, current) == {"applied_revision": 4}  # unchanged
+    clock[0] += 61  # configured for longer than the bound, and never a handshake
+    assert await agent.heartbeat_body(reconciler, tracker, current) == {
+        "applied_revision": 4, "tunnels_down": [{"node_id": "a", "down_for": 61.0, "reason": "no_handshake"}]}
+    assert probed == ["100.64.0.2"], "a peer quiet for long is probed"
+    assert await agent.heartbeat_body(reconciler, tracker, None) == {"applied_revision": 4}
+    assert asked == ["mesh3"] * 3, "no `wg show` before there is a netmap"

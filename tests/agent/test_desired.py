@@ -2,7 +2,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.desired import KEEPALIVE, desired_state, host_prefix
+from agent.desired import desired_state, host_prefix
+from meshcommon.tunnels import KEEPALIVE
 from tests.agent.data import entry, netmap
 
 

@@ -1,12 +1,13 @@
 """The reconcile pass with the system swapped out: what it writes, applies, reports and remembers."""
 import asyncio
 import logging
+from dataclasses import replace
 
 import pytest
 
-from agent import reconcile
+from agent import paths, reconcile
 from agent.desired import desired_state
-from agent.model import Applied, Failure, Observed, Step, StepKind
+from agent.model import Applied, Failure, Observed, PeerStats, Step, StepKind
 from agent.reconcile import Reconciler
 from agent.state import StateDir
 from tests.agent.data import entry, netmap
@@ -29,6 +30,14 @@ class System:
     def apply(self, plan, desired, conf_path, backend, wg_log) -> Applied:
         self.plans.append((plan, desired, conf_path, backend))
         return self.applied
+
+
+@pytest.fixture(autouse=True)
+def nudged(monkeypatch) -> list[str]:
+    """The mesh IPs a pass nudges: recorded, never sent (a unit test sends nothing anywhere)."""
+    sent: list[str] = []
+    monkeypatch.setattr(reconcile, "nudge", sent.extend)
+    return sent
 
 
 @pytest.fixture
@@ -106,3 +115,31 @@ async def test_the_loop_passes_when_woken_and_survives_a_failing_pass(tmp_path, 
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert calls[0] == (6, True) and len(events(caplog, "apply_failed")) == len(calls)
+
+
+def test_a_roamed_endpoint_with_a_fresh_handshake_is_never_rewritten(tmp_path, system):
+    peer = DESIRED.peers[0]
+    roamed = replace(peer, endpoint="198.51.100.7:40001")  # learned by WireGuard, not in the netmap
+    stats = (PeerStats(peer.public_key, "198.51.100.7:40001", 1_000_000 - 20, 500, 500),)
+    made = system(replace(CONVERGED, peers=(roamed,), stats=stats))
+    passes = replace(reconciler(tmp_path), clock=lambda: 1_000_000.0)
+    assert passes.reconcile(NETMAP) == [] and made.plans == []
+    assert "Endpoint" not in passes.state.conf_path.read_text()  # so no `wg syncconf` can undo it
+
+
+def test_a_peer_without_a_handshake_is_tried_at_its_next_candidate_and_nudged(tmp_path, system, nudged):
+    natted = netmap({"a": entry("a", "100.64.0.2", endpoint="192.168.1.2:51820",
+                                reflexive_endpoint="198.51.100.7:51820")}, revision=7)
+    key = natted.peers[0].public_key
+    clock = [1_000_000.0]
+    passes = replace(reconciler(tmp_path), clock=lambda: clock[0])
+    first = desired_state(natted, "mesh0", 51820, {key: "198.51.100.7:51820"})
+    stats = (PeerStats(key, "198.51.100.7:51820", 0, 0, 92),)
+    system(Observed(True, True, frozenset({first.address}), 51820, first.peers, first.routes, stats))
+    assert passes.reconcile(natted) == [] and nudged == ["100.64.0.2"]  # configured, no handshake: nudged
+    clock[0] += paths.ATTEMPT
+    made = system(Observed(True, True, frozenset({first.address}), 51820, first.peers, first.routes, stats))
+    passes.reconcile(natted)
+    [(plan, _, _, _)] = made.plans
+    assert [new.endpoint for _, new in plan.peers_updated] == ["192.168.1.2:51820"]
+    assert nudged == ["100.64.0.2"] * 2

@@ -1,8 +1,8 @@
-"""Status view: one AgentStatus whether the agent runs or not, and the peer health a heartbeat reports."""
+"""Status view: one AgentStatus whether the agent runs or not, with where each peer's endpoint came from."""
 import msgspec
 
 from agent.model import ControlStatus, PeerStats
-from agent.status_view import agent_status, handshake_age, peer_health
+from agent.status_view import agent_status, handshake_age
 from meshcommon.wire import AgentStatus, RejectedPeer
 from tests.agent.data import entry, identity, key, netmap
 
@@ -19,11 +19,6 @@ def test_handshake_age():
     assert handshake_age(PeerStats("k", None, 995, 0, 0), 1000.26) == 5.3
 
 
-def test_peer_health_reports_the_netmap_peers_wireguard_has():
-    assert peer_health(NETMAP, STATS, NOW) == [{"node_id": "a", "latest_handshake_age": 10.0}]
-    assert peer_health(None, STATS, NOW) == []
-
-
 def test_the_live_status():
     status = agent_status(name="alpha", interface="mesh7", identity=IDENTITY, netmap=NETMAP, stats=STATS, now=NOW,
                           control=ControlStatus(True, "http://c"), public_key="PUB", backend="kernel",
@@ -36,6 +31,8 @@ def test_the_live_status():
     assert (a.name, a.configured, a.latest_handshake, a.latest_handshake_age, a.rx, a.tx) == ("a", True, 990, 10.0,
                                                                                              5, 7)
     assert (b.name, b.online, b.configured, b.latest_handshake, b.rx) == ("b", False, False, None, 0)
+    assert (a.endpoint, a.current_endpoint, a.endpoint_source) == ("10.9.0.2:51820", "10.9.0.2:51820", "advertised")
+    assert (b.current_endpoint, b.endpoint_source) == (None, None)
     assert status.rejected[0].node_id == "bad" and isinstance(status.rejected[0], RejectedPeer)
     assert msgspec.json.decode(msgspec.json.encode(status), type=AgentStatus) == status  # fits the contract
 
