@@ -1,9 +1,11 @@
-# meshvpn: `make up` deploys a lab mesh with Ansible (`make down` removes it), `make lint` runs the
-# linters, `make test` runs them and then the tests. All install what they need.
+# meshvpn: `make up` deploys a lab mesh with Ansible (`make down` removes it; `make up TOPOLOGY=sites`
+# puts nodes in routed and NAT sites), `make lint` runs the linters, `make test` runs them and then
+# the tests. All install what they need.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 NODES ?= 5
+TOPOLOGY ?= single
 
 .PHONY: setup up down lint test test-fast bench clean diagrams
 
@@ -19,7 +21,7 @@ setup: $(BIN)/meshctl
 	./scripts/install-system-packages
 
 up: setup
-	./scripts/up $(NODES)
+	./scripts/up $(NODES) $(TOPOLOGY)
 
 down:
 	./scripts/down

@@ -1,26 +1,76 @@
 """Lab hosts for integration tests: network namespaces on a private bridge, each process run
 with its own mount namespace so wireguard-go's /run/wireguard is private to the host.
 
-Layout: a switch namespace holds a bridge; every lab host gets a veth on it and an
-address in a /24 of 10.213.0.0/16 chosen per lab; the root namespace gets one too,
-so a control plane started by the test listens on that lab address. Only these
-addresses (and loopback) ever receive traffic. Everything is removed on close.
+Layout: a switch namespace holds the public bridge; every public lab host gets a veth on it
+and an address in 10.213.S.0/24, S chosen per lab (1-249, so parallel labs don't clash);
+public hosts are .1-.199 in the order they were added, the root namespace is .254, so a
+control plane started by the test listens on that lab address.
+
+Sites (`add_site`): the i-th site (i = 1..42) is a router namespace with `wan` = 10.213.S.(200+i)
+on the public bridge and a LAN bridge `lan` = 10.(213+i).S.254/24 for its hosts (a site host
+is 10.(213+i).S.N, N its place among all hosts, with a default route via .254). A routed
+site's router only forwards: the root namespace, every public host and every other router
+get a route to its LAN via its wan. A NAT site's router masquerades out of wan with the
+nftables table of roles/meshvpn_lab (one definition for both labs): nobody outside gets a
+route into it, and others see its hosts as the router's wan address (`seen_as`).
+
+Only these addresses (and loopback) ever receive traffic: no namespace has a default route
+out of the lab. Everything is removed on close. Owns the lab's namespaces, links, routes and
+nftables tables; must not touch anything else of the machine.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import random
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+SiteKind = Literal["routed", "nat"]
+MAX_SITES = 42  # routers are .201-.242 of the public /24, site LANs 10.214-10.255
+CUT_TABLE = "meshvpn_lab_cut"
 
 
-def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout)
+def _labhost_module():
+    """The Ansible lab's module, for its NAT ruleset: one definition of a lab NAT router for both labs."""
+    path = Path(__file__).resolve().parents[1] / "roles/meshvpn_lab/library/meshvpn_labhost.py"
+    spec = importlib.util.spec_from_file_location("meshvpn_labhost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+labhost = _labhost_module()
+
+
+def sh(*args: str, check: bool = True, timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout, input=stdin)
+
+
+def site_lan(subnet: int, index: int) -> str:
+    """The LAN (a /24) of the index-th site (from 1) of the lab whose public /24 is 10.213.`subnet`.0/24."""
+    if not 1 <= index <= MAX_SITES:
+        raise ValueError(f"a lab has sites 1..{MAX_SITES}, not {index}")
+    return f"10.{213 + index}.{subnet}.0/24"
+
+
+def cut_ruleset(addresses: Iterable[str]) -> str:
+    """`nft -f` input for one host's namespace: drop UDP to and from `addresses` (none: no table)."""
+    found = sorted(set(addresses))
+    if not found:
+        return labhost.replace_table("inet", CUT_TABLE, "")
+    them = "{ " + ", ".join(found) + " }"
+    chains = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority filter;\n"
+                     f"    ip {side} {them} meta l4proto udp drop\n  }}\n"
+                     for hook, side in (("input", "saddr"), ("output", "daddr")))
+    return labhost.replace_table("inet", CUT_TABLE, f"table inet {CUT_TABLE} {{\n{chains}}}\n")
 
 
 def can_run() -> str | None:
@@ -34,11 +84,30 @@ def can_run() -> str | None:
 
 
 @dataclass
+class Site:
+    """A site behind a router: `routed` (plain forwarding) or `nat` (a masquerading home router)."""
+    name: str
+    kind: SiteKind
+    netns: str  # the router's
+    wan: str  # the router's address on the public bridge
+    lan: str  # the site's /24
+
+    @property
+    def router(self) -> str:
+        """The router's address on the site's LAN: its hosts' default gateway."""
+        return self.address(254)
+
+    def address(self, number: int) -> str:
+        return f"{self.lan.rsplit('.', 1)[0]}.{number}"
+
+
+@dataclass
 class Host:
     name: str
     netns: str
     address: str
     init: subprocess.Popen | None = None
+    site: Site | None = None  # None: on the public bridge
 
     def boot(self) -> None:
         """Start the host's init: it holds a mount namespace with a private /run/wireguard."""
@@ -123,6 +192,8 @@ class Lab:
     tag: str = field(default_factory=lambda: f"{random.randrange(16 ** 4):04x}")
     subnet: int = field(default_factory=lambda: random.randrange(1, 250))
     hosts: list[Host] = field(default_factory=list)
+    sites: list[Site] = field(default_factory=list)
+    cuts: set[frozenset[str]] = field(default_factory=set)  # pairs of host names
 
     @property
     def switch(self) -> str:
@@ -144,20 +215,88 @@ class Lab:
         sh("ip", "link", "set", root, "up")
         return self
 
-    def add_host(self, name: str) -> Host:
+    def add_host(self, name: str, site: Site | None = None) -> Host:
+        """A host on the public bridge, or inside `site` (on its LAN, default route via its router)."""
         index = len(self.hosts) + 1
-        lift_neighbour_limits(index + 1)  # every host, and the root namespace's address
-        host = Host(name, f"mvt{self.tag}{name}", f"10.213.{self.subnet}.{index}")
+        lift_neighbour_limits(index + len(self.sites) + 1)  # every host, router and the root namespace
+        if index >= (254 if site else 200):
+            raise ValueError("public hosts are .1-.199 (routers are .201 up), site hosts .1-.253 (routers .254)")
+        address = site.address(index) if site else f"10.213.{self.subnet}.{index}"
+        switch, bridge = (site.netns, "lan") if site else (self.switch, "br0")
+        host = Host(name, f"mvt{self.tag}{name}", address, site=site)
         sh("ip", "netns", "add", host.netns)
         sh("ip", "-n", host.netns, "link", "add", "eth0", "type", "veth", "peer", "name", f"h{index}",
-           "netns", self.switch)
-        sh("ip", "-n", self.switch, "link", "set", f"h{index}", "master", "br0", "up")
+           "netns", switch)
+        sh("ip", "-n", switch, "link", "set", f"h{index}", "master", bridge, "up")
         sh("ip", "-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
         sh("ip", "-n", host.netns, "link", "set", "eth0", "up")
         sh("ip", "-n", host.netns, "link", "set", "lo", "up")
+        if site:
+            sh("ip", "-n", host.netns, "route", "add", "default", "via", site.router)
+        else:
+            for routed in self._routed():
+                sh("ip", "-n", host.netns, "route", "replace", routed.lan, "via", routed.wan)
         host.boot()
         self.hosts.append(host)
         return host
+
+    def add_site(self, name: str, kind: SiteKind) -> Site:
+        """A router namespace between the public bridge and a new LAN (see the module docstring)."""
+        if kind not in ("routed", "nat"):
+            raise ValueError(f"a site is routed or nat, not {kind!r}")
+        index = len(self.sites) + 1
+        lift_neighbour_limits(len(self.hosts) + index + 1)
+        site = Site(name, kind, f"mvt{self.tag}-site-{name}", f"10.213.{self.subnet}.{200 + index}",
+                    site_lan(self.subnet, index))
+        sh("ip", "netns", "add", site.netns)
+        sh("ip", "-n", site.netns, "link", "set", "lo", "up")
+        sh("ip", "-n", site.netns, "link", "add", "wan", "type", "veth", "peer", "name", f"w{index}",
+           "netns", self.switch)
+        sh("ip", "-n", self.switch, "link", "set", f"w{index}", "master", "br0", "up")
+        sh("ip", "-n", site.netns, "addr", "add", f"{site.wan}/24", "dev", "wan")
+        sh("ip", "-n", site.netns, "link", "set", "wan", "up")
+        sh("ip", "-n", site.netns, "link", "add", "lan", "type", "bridge")
+        sh("ip", "-n", site.netns, "addr", "add", f"{site.router}/24", "dev", "lan")
+        sh("ip", "-n", site.netns, "link", "set", "lan", "up")
+        sh("ip", "netns", "exec", site.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for routed in self._routed():
+            sh("ip", "-n", site.netns, "route", "replace", routed.lan, "via", routed.wan)
+        if kind == "nat":
+            sh("ip", "netns", "exec", site.netns, "nft", "-f", "-", stdin=labhost.nat_ruleset())
+        else:
+            boxes = [["ip"]] + [["ip", "-n", box] for box in self._public_netns()]
+            for box in boxes:
+                sh(*box, "route", "replace", site.lan, "via", site.wan)
+        self.sites.append(site)
+        return site
+
+    def seen_as(self, host: Host) -> str:
+        """The underlay address others on the public side see the host's traffic come from."""
+        return host.site.wan if host.site and host.site.kind == "nat" else host.address
+
+    def cut(self, a: Host, b: Host) -> None:
+        """Drop UDP between a and b (in both hosts' namespaces) while both still reach the root namespace."""
+        self.cuts.add(frozenset((a.name, b.name)))
+        self._apply_cuts(a, b)
+
+    def heal(self, a: Host, b: Host) -> None:
+        """Undo cut(a, b); other cuts stay."""
+        self.cuts.discard(frozenset((a.name, b.name)))
+        self._apply_cuts(a, b)
+
+    def _apply_cuts(self, *hosts: Host) -> None:
+        by_name = {host.name: host for host in self.hosts}
+        for host in hosts:
+            others = [by_name[name] for pair in self.cuts if host.name in pair for name in pair - {host.name}]
+            addresses = {address for other in others for address in (other.address, self.seen_as(other))}
+            sh("ip", "netns", "exec", host.netns, "nft", "-f", "-", stdin=cut_ruleset(addresses))
+
+    def _routed(self) -> list[Site]:
+        return [site for site in self.sites if site.kind == "routed"]
+
+    def _public_netns(self) -> list[str]:
+        """Namespaces on the public bridge: public hosts and routers."""
+        return [host.netns for host in self.hosts if host.site is None] + [site.netns for site in self.sites]
 
     def __exit__(self, *exc) -> None:
         for host in self.hosts:
@@ -168,5 +307,9 @@ class Lab:
         time.sleep(0.2)
         for host in self.hosts:
             sh("ip", "netns", "del", host.netns, check=False)
+        for site in self.sites:
+            if site.kind == "routed":
+                sh("ip", "route", "del", site.lan, check=False)
+            sh("ip", "netns", "del", site.netns, check=False)
         sh("ip", "link", "del", f"mvt{self.tag}r", check=False)
         sh("ip", "netns", "del", self.switch, check=False)

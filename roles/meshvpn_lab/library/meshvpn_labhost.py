@@ -1,26 +1,47 @@
 #!/usr/bin/python
-"""Ansible module: one lab host (network + mount + UTS namespaces, a veth on the lab bridge, sshd)."""
+"""Ansible module: one lab host (network + mount + UTS namespaces, a veth on a lab bridge, sshd), one site
+router (a namespace between the public bridge and its site's LAN bridge: plain forwarding or a masquerading
+NAT), or the public bridge itself. Owns the NAT routers' nftables ruleset (`nat_ruleset`, which the pytest
+lab in tests/lab.py uses too); must not touch anything outside the namespaces, links and routes it names."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: meshvpn_labhost
-short_description: Create or remove a meshvpn lab host on this machine
+short_description: Create or remove a meshvpn lab host, site router or bridge on this machine
 description:
   - A lab host is a network namespace with its own mount and UTS namespaces (held by an init
     process), private /etc/meshvpn, /var/lib/meshvpn, /var/log/meshvpn and /run/wireguard,
     its own hostname, a veth on the lab bridge with its own address, and sshd on that address.
-  - The bridge lives in a switch namespace; the root namespace gets the bridge's gateway address.
-  - Idempotent; processes are tracked by recorded pids.
+  - The public bridge lives in a switch namespace; the root namespace gets the bridge's gateway address.
+  - A site router (state router) is a namespace with a C(wan) veth on the public bridge and a C(lan)
+    bridge for its site; hosts of the site (option site) get their veth on that bridge. A routed site's
+    router only forwards; a NAT site's router masquerades out of C(wan) (port-preserving), forwards only
+    what its LAN started, drops new inbound connections to itself, and lets C(management) open SSH
+    (TCP 22) to its hosts. The root namespace gets a route to every site's LAN via its router.
+  - Idempotent; processes are tracked by recorded pids. A host or router that exists with other
+    addresses is an error (destroy the lab first).
 options:
-  name: {description: host name (also its hostname), required: true, type: str}
-  address: {description: host address with prefix length, e.g. 10.213.77.2/24, type: str}
-  gateway: {description: root namespace address on the bridge, with prefix length, type: str}
+  name: {description: host name (also its hostname) or site name, required: true, type: str}
+  address: {description: "host address with prefix length, e.g. 10.213.77.2/24", type: str}
+  gateway: {description: "root namespace address on the bridge, with prefix length", type: str}
   prefix: {description: name prefix of namespaces and links, type: str, default: mvlab}
-  lab_dir: {description: directory holding keys, pids and per-host directories, required: true, type: path}
+  lab_dir: {description: "directory of keys, pids, per-host and per-router files", required: true, type: path}
   authorized_key: {description: public key file allowed to log in as root, type: path}
-  state: {choices: [present, absent, switch, switch_absent], default: present, type: str}
+  site: {description: the site router on whose LAN bridge a host sits (default the public bridge), type: str}
+  routes:
+    description: routes of the host or router, each C(dest) (a prefix or C(default)) C(via) an address
+    type: list
+    elements: dict
+    default: []
+  kind: {description: a router's kind, choices: [routed, nat], type: str}
+  wan: {description: a router's address on the public bridge with prefix length, type: str}
+  lan: {description: a router's address on its site's LAN with prefix length, type: str}
+  management: {description: the address a NAT router lets open SSH to its hosts, type: str}
+  state: {choices: [present, absent, switch, switch_absent, router, router_absent], default: present, type: str}
 """
 
+import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -32,8 +53,47 @@ from ansible.module_utils.basic import AnsibleModule
 PRIVATE_DIRS = ("/etc/meshvpn", "/var/lib/meshvpn", "/var/log/meshvpn", "/run/wireguard")
 
 
-def run(module, *args, check=True):
-    rc, out, err = module.run_command(list(args))
+NAT_TABLE = "meshvpn_lab"
+
+
+def nat_ruleset(management=None):
+    """The nftables table of a NAT site's router (links `wan` and `lan`), as `nft -f` reads it.
+
+    Masquerade keeps the source port when it is free (no random/fully-random): two nodes behind
+    different NATs then reach each other once both have sent. New connections to the router itself
+    from outside are dropped in input, before conntrack confirms them: an unsolicited datagram to
+    the router's port P would otherwise hold the mapping that a LAN host's first datagram from P
+    needs, and masquerade would pick another port. `management` (an address) may open SSH to LAN
+    hosts, and replies from port 22 to it leave unmasqueraded even when conntrack picks such a
+    connection up mid-stream (a fresh router), so SSH keeps its addresses."""
+    exempt = f'    oifname "wan" ip daddr {management} tcp sport 22 accept\n' if management else ""
+    admit = f'    iifname "wan" ip saddr {management} tcp dport 22 ct state new accept\n' if management else ""
+    return (f"table ip {NAT_TABLE} {{\n"
+            "  chain postrouting {\n"
+            "    type nat hook postrouting priority srcnat; policy accept;\n"
+            f"{exempt}"
+            '    oifname "wan" masquerade\n'
+            "  }\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority filter; policy drop;\n"
+            "    ct state established,related accept\n"
+            '    iifname "lan" accept\n'
+            f"{admit}"
+            "  }\n"
+            "  chain input {\n"
+            "    type filter hook input priority filter; policy accept;\n"
+            '    iifname "wan" ct state new drop\n'
+            "  }\n"
+            "}\n")
+
+
+def replace_table(family, table, text):
+    """An `nft -f` transaction that replaces (or, with text empty, removes) one table atomically."""
+    return f"table {family} {table}\ndelete table {family} {table}\n{text}"
+
+
+def run(module, *args, check=True, data=None):
+    rc, out, err = module.run_command(list(args), data=data)
     if check and rc != 0:
         module.fail_json(msg=f"{' '.join(args)} failed: {err.strip() or out.strip()}")
     return rc, out
@@ -59,6 +119,109 @@ def cmdline(pid):
             return handle.read()
     except OSError:
         return b""
+
+
+def ip(ns):
+    """`ip` acting in namespace ns (None: the root namespace)."""
+    return ["ip", "-n", ns] if ns else ["ip"]
+
+
+def router_netns(prefix, site):
+    return f"{prefix}-site-{site}"
+
+
+def addressed(module, ns, link, address):
+    """Whether link exists (with address: fine; without: the lab was built another way, so fail)."""
+    rc, out = run(module, *ip(ns), "-o", "-4", "addr", "show", "dev", link, check=False)
+    if rc != 0:
+        return False
+    if f" {address} " not in out:
+        module.fail_json(msg=f"{link} in {ns} exists without {address} (another lab layout?): "
+                             "run playbooks/lab_destroy.yml first")
+    return True
+
+
+def ensure_routes(module, ns, routes):
+    changed = False
+    for route in routes:
+        _, out = run(module, *ip(ns), "route", "show", route["dest"])
+        if f" via {route['via']} " not in f" {' '.join(out.split())} ":
+            run(module, *ip(ns), "route", "replace", route["dest"], "via", route["via"])
+            changed = True
+    return changed
+
+
+def ensure_table(module, ns, home, text):
+    """The NAT table in router namespace ns is `text` (empty: absent). Unchanged when the table reads
+    as it did right after this module last wrote it (recorded in home/nft.json)."""
+    record = os.path.join(home, "nft.json")
+
+    def listing():
+        rc, out = run(module, "ip", "netns", "exec", ns, "nft", "list", "table", "ip", NAT_TABLE, check=False)
+        return out if rc == 0 else ""
+
+    try:
+        with open(record) as handle:
+            saved = json.load(handle)
+    except (OSError, ValueError):
+        saved = {}
+    now = listing()
+    if (saved.get("applied") == text and saved.get("listing") == now) or not (text or now):
+        return False
+    run(module, "ip", "netns", "exec", ns, "nft", "-f", "-", data=replace_table("ip", NAT_TABLE, text))
+    with open(record, "w") as handle:
+        json.dump({"applied": text, "listing": listing()}, handle)
+    return True
+
+
+def ensure_router(module, p):
+    name, prefix = p["name"], p["prefix"]
+    ns, sw, home = router_netns(prefix, name), f"{prefix}sw", os.path.join(p["lab_dir"], "routers", name)
+    wan, lan = ipaddress.ip_interface(p["wan"]), ipaddress.ip_interface(p["lan"])
+    os.makedirs(home, exist_ok=True)
+    changed = False
+    if not netns_exists(ns):
+        run(module, "ip", "netns", "add", ns)
+        run(module, "ip", "-n", ns, "link", "set", "lo", "up")
+        changed = True
+    if not addressed(module, ns, "wan", p["wan"]):
+        peer = f"{prefix[:6]}w{zlib.crc32(name.encode()) % 10 ** 7}"  # stable across runs
+        run(module, "ip", "-n", ns, "link", "add", "wan", "type", "veth", "peer", "name", peer, "netns", sw)
+        run(module, "ip", "-n", sw, "link", "set", peer, "master", "br0", "up")
+        run(module, "ip", "-n", ns, "addr", "add", p["wan"], "dev", "wan")
+        run(module, "ip", "-n", ns, "link", "set", "wan", "up")
+        changed = True
+    if not addressed(module, ns, "lan", p["lan"]):
+        run(module, "ip", "-n", ns, "link", "add", "lan", "type", "bridge")
+        run(module, "ip", "-n", ns, "addr", "add", p["lan"], "dev", "lan")
+        run(module, "ip", "-n", ns, "link", "set", "lan", "up")
+        changed = True
+    if run(module, "ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.ip_forward")[1].strip() != "1":
+        run(module, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        changed = True
+    changed |= ensure_routes(module, ns, p["routes"])
+    # This machine reaches the site's hosts through the router: a routed site's for anything,
+    # a NAT site's for SSH only (its router forwards nothing else inbound).
+    changed |= ensure_routes(module, None, [{"dest": str(lan.network), "via": str(wan.ip)}])
+    changed |= ensure_table(module, ns, home, nat_ruleset(p["management"]) if p["kind"] == "nat" else "")
+    with open(os.path.join(home, "router.json"), "w") as handle:  # what router_absent undoes
+        json.dump({"lan": str(lan.network)}, handle)
+    return changed
+
+
+def remove_router(module, p):
+    ns, home = router_netns(p["prefix"], p["name"]), os.path.join(p["lab_dir"], "routers", p["name"])
+    changed = False
+    try:
+        with open(os.path.join(home, "router.json")) as handle:
+            lan = json.load(handle)["lan"]
+        changed = run(module, "ip", "route", "del", lan, check=False)[0] == 0
+    except (OSError, ValueError, KeyError):
+        pass
+    if netns_exists(ns):
+        run(module, "ip", "netns", "del", ns)  # its links go with it: wan's peer, the LAN bridge
+        changed = True
+    return changed
 
 
 def ensure_switch(module, p):
@@ -89,19 +252,21 @@ def remove_switch(module, p):
 
 def ensure_host(module, p):
     name, prefix, lab = p["name"], p["prefix"], p["lab_dir"]
-    ns, sw, home = f"{prefix}-{name}", f"{prefix}sw", os.path.join(lab, "hosts", name)
+    ns, home = f"{prefix}-{name}", os.path.join(lab, "hosts", name)
+    sw, bridge = (router_netns(prefix, p["site"]), "lan") if p["site"] else (f"{prefix}sw", "br0")
     changed = False
     if not netns_exists(ns):
         run(module, "ip", "netns", "add", ns)
         changed = True
     peer = f"{prefix[:6]}{zlib.crc32(name.encode()) % 10 ** 8}"[:15]  # stable across runs
-    if run(module, "ip", "-n", ns, "link", "show", "eth0", check=False)[0] != 0:
+    if not addressed(module, ns, "eth0", p["address"]):
         run(module, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", sw)
-        run(module, "ip", "-n", sw, "link", "set", peer, "master", "br0", "up")
+        run(module, "ip", "-n", sw, "link", "set", peer, "master", bridge, "up")
         run(module, "ip", "-n", ns, "addr", "add", p["address"], "dev", "eth0")
         run(module, "ip", "-n", ns, "link", "set", "eth0", "up")
         run(module, "ip", "-n", ns, "link", "set", "lo", "up")
         changed = True
+    changed |= ensure_routes(module, ns, p["routes"])
     init_pid_file = os.path.join(home, "init.pid")
     init = alive(init_pid_file)
     if init is None:
@@ -172,11 +337,21 @@ def main():
     module = AnsibleModule(argument_spec={
         "name": {"type": "str"}, "address": {"type": "str"}, "gateway": {"type": "str"},
         "prefix": {"type": "str", "default": "mvlab"}, "lab_dir": {"type": "path", "required": True},
-        "authorized_key": {"type": "path"},
-        "state": {"type": "str", "default": "present", "choices": ["present", "absent", "switch", "switch_absent"]}},
+        "authorized_key": {"type": "path"}, "site": {"type": "str"},
+        "routes": {"type": "list", "elements": "dict", "default": [],
+                   "options": {"dest": {"type": "str", "required": True}, "via": {"type": "str", "required": True}}},
+        "kind": {"type": "str", "choices": ["routed", "nat"]}, "wan": {"type": "str"}, "lan": {"type": "str"},
+        "management": {"type": "str"},
+        "state": {"type": "str", "default": "present",
+                  "choices": ["present", "absent", "switch", "switch_absent", "router", "router_absent"]}},
         required_if=[("state", "present", ("name", "address", "authorized_key")), ("state", "absent", ("name",)),
-                     ("state", "switch", ("gateway",))])
+                     ("state", "switch", ("gateway",)), ("state", "router", ("name", "kind", "wan", "lan")),
+                     ("state", "router_absent", ("name",))])
     p = module.params
+    if p["state"] == "router":
+        module.exit_json(changed=ensure_router(module, p), netns=router_netns(p["prefix"], p["name"]))
+    if p["state"] == "router_absent":
+        module.exit_json(changed=remove_router(module, p))
     if p["state"] == "switch":
         module.exit_json(changed=ensure_switch(module, p))
     if p["state"] == "switch_absent":
