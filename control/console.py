@@ -64,7 +64,7 @@ def ago(now: float, then: float | None) -> str:
 
 def node_rows(nodes: list[dict], now: float) -> list[list[str]]:
     return [[n["name"], n["mesh_ip"], n["public_key"][:10] + "…", n["endpoint"] or "-",
-             "online" if n["online"] else "offline", ago(now, n["last_seen"]),
+             n.get("reflexive_endpoint") or "-", "online" if n["online"] else "offline", ago(now, n["last_seen"]),
              "-" if n["applied_revision"] is None else str(n["applied_revision"]), n["node_id"]]
             for n in nodes]
 

@@ -1,5 +1,5 @@
 """What meshctl prints: API text made inert, and the lines of `meshctl watch` (pure)."""
-from control.console import ago, membership_changes, node_rows, safe, token_rows, visible
+from control.console import ago, membership_changes, node_rows, pair_rows, safe, token_rows, visible
 
 MARKUP, ESCAPE = "[bold red]x[/]", "\x1b[31m"
 
@@ -24,12 +24,23 @@ def test_watch_lines_say_joined_removed_online_offline_and_updated():
     assert membership_changes({"n1": node(online=False)}, {"n1": node()}) == ["online   a 100.64.0.1 (n1)"]
     moved = node("b", endpoint="192.0.2.1:51820")
     assert membership_changes({"n1": node()}, {"n1": moved}) == ["updated  b 100.64.0.1 (n1): name, endpoint"]
+    rebound = node(reflexive_endpoint="198.51.100.7:51820")
+    assert membership_changes({"n1": node()}, {"n1": rebound}) == ["updated  a 100.64.0.1 (n1): reflexive_endpoint"]
     assert membership_changes({"n1": node()}, {"n1": node(last_seen=200.0)}) == []
 
 
 def test_node_rows_and_ages():
-    assert node_rows([node()], now=130.0) == [["a", "100.64.0.1", "KKKKKKKKKK…", "-", "online", "30s ago", "-", "n1"]]
+    assert node_rows([node()], now=130.0) == [["a", "100.64.0.1", "KKKKKKKKKK…", "-", "-", "online", "30s ago", "-",
+                                                "n1"]]
+    natted = node(endpoint="192.168.1.2:51820", reflexive_endpoint="198.51.100.7:51820")
+    assert node_rows([natted], now=130.0)[0][3:5] == ["192.168.1.2:51820", "198.51.100.7:51820"]
     assert (ago(1000.0, None), ago(1000.0, 1000.0 - 600)) == ("-", "10m ago")
+
+
+def test_pair_rows_name_both_nodes_since_when_and_why():
+    pair = {"nodes": ["n1", "n2"], "names": ["a", "b"], "since": 100.0, "reason": "nothing received",
+            "reported_by": ["n1"]}
+    assert pair_rows([pair], now=130.0) == [["a", "b", "30s ago", "nothing received", "n1", "n1 n2"]]
 
 
 def test_token_rows():

@@ -203,3 +203,24 @@ def test_token_list_node_rm_and_errors_print_api_text_literally(fake_api, run):
     code, _, _ = run("node", "rm", "n2", *args)
     assert isinstance(code, str) and "404" in code
     assert_inert(code)
+
+
+@slow
+def test_health_says_every_tunnel_works_then_names_a_pair_a_node_reports_down(control):
+    token = meshctl(control, "token", "create", "--reusable").stdout.strip()
+    a = enrol.register_sync(control.url, token, "alpha").json()
+    b = enrol.register_sync(control.url, token, "beta").json()
+    healthy = meshctl(control, "health")
+    assert healthy.returncode == 0 and "every tunnel works" in healthy.stdout
+    assert json.loads(meshctl(control, "health", "--json").stdout) == {"pairs": []}
+    down = {"tunnels_down": [{"node_id": b["node_id"], "down_for": 75, "reason": "no_handshake"}]}
+    answer = httpx.post(f"{control.url}/v1/nodes/{a['node_id']}/heartbeat", json=down,
+                        headers={"Authorization": f"Bearer {a['node_token']}"})
+    assert answer.status_code == 200
+    deadline = time.monotonic() + 10  # the heartbeat is stored at the next flush (0.25 s)
+    while (listed := meshctl(control, "health", check=False)).returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert listed.returncode == 1 and "alpha" in listed.stdout and "beta" in listed.stdout
+    assert "no handshake" in listed.stdout
+    [pair] = json.loads(meshctl(control, "health", "--json", check=False).stdout)["pairs"]
+    assert sorted(pair["nodes"]) == sorted([a["node_id"], b["node_id"]]) and pair["reported_by"] == [a["node_id"]]
