@@ -1,15 +1,17 @@
 # meshvpn: `make up` deploys a lab mesh with Ansible (`make down` removes it; `make up TOPOLOGY=sites`
-# puts nodes in routed and NAT sites), `make lint` runs the linters, `make test` runs them and then
-# the tests. All install what they need.
+# puts nodes in routed and NAT sites; `make up CONTROLS=2` runs two control hosts sharing PostgreSQL
+# on a db host), `make lint` runs the linters, `make test` runs them and then the tests. All install
+# what they need.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 NODES ?= 5
 TOPOLOGY ?= single
+CONTROLS ?= 1
 
 .PHONY: setup up down lint test test-fast bench clean diagrams
 
-$(BIN)/meshctl: requirements.txt pyproject.toml
+$(BIN)/meshctl: requirements.txt requirements/*.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -21,7 +23,7 @@ setup: $(BIN)/meshctl
 	./scripts/install-system-packages
 
 up: setup
-	./scripts/up $(NODES) $(TOPOLOGY)
+	./scripts/up $(NODES) $(TOPOLOGY) $(CONTROLS)
 
 down:
 	./scripts/down
@@ -38,6 +40,7 @@ test: setup lint
 	$(BIN)/python -m pytest -q
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s default
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s faults
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s ha
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

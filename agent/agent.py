@@ -44,8 +44,9 @@ class Agent:
         emit("backend_selected", node=settings.name, backend=backend, reason=settings.backend)
         state.save_interface(settings.interface)  # so `meshagent down` removes this one
         client = ControlClient(list(settings.control_urls), ca=settings.ca)
-        reconciler = Reconciler(settings.interface, settings.listen_port, state, backend, private_key)
-        session = Session(client, settings, state, private_key, keys.public_key_of(private_key),
+        public_key = keys.public_key_of(private_key)
+        reconciler = Reconciler(settings.interface, settings.listen_port, state, backend, private_key, public_key)
+        session = Session(client, settings, state, private_key, public_key,
                           heartbeat_body=functools.partial(heartbeat_body, reconciler, Tracker()),
                           find_endpoint=advertised_endpoint, stop=stop)
         session.restore()
@@ -67,19 +68,19 @@ class Agent:
         self.session.stop.set()
 
     def status(self) -> AgentStatus:
-        """The live status (blocking: runs `wg show`)."""
+        """The live status (blocking: asks WireGuard for its counters)."""
         return status_view.agent_status(
             name=self.settings.name, interface=self.settings.interface, identity=self.session.identity,
             netmap=self.session.netmap, stats=wg.peer_stats(self.settings.interface), now=time.time(),
             control=self.session.control, public_key=self.session.public_key, backend=self.reconciler.backend,
-            applied_revision=self.reconciler.applied_revision)
+            applied_revision=self.reconciler.applied_revision, writes=self.reconciler.writes)
 
 
 async def heartbeat_body(reconciler: Reconciler, tracker: Tracker, netmap: Netmap | None) -> dict:
     """What a heartbeat reports: the revision the interface reached, and the tunnels down when that
     changed (or is due again); each tunnel going down or coming back is logged, and peers that
     have been quiet are probed (see `agent.health`)."""
-    # `wg show` is a subprocess: off the event loop, and not at all before there are peers to ask about.
+    # Blocking I/O (WireGuard's socket or netlink): off the event loop, and not before there are peers to ask about.
     stats = await asyncio.to_thread(wg.peer_stats, reconciler.interface) if netmap else ()
     body: dict = {"applied_revision": reconciler.applied_revision}
     if netmap is None:

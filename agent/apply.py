@@ -1,9 +1,12 @@
 """Apply: carry out a Plan on the system, idempotently, and report each step reached or failed.
 
 Owns every change the agent makes to interfaces, addresses, routes and WireGuard peers (and the
-choice of backend). "Already there" and "already gone" are success. Additions happen before
-removals, so a change of address or route never leaves a gap. A failing step is recorded and the
-others still run; the next pass repairs what is left. Must not decide what to change: `diff` does.
+choice of backend), and the count of those writes (`Writes`). WireGuard gets only what the plan
+names: on wireguard-go one UAPI request per added, updated or removed peer (and the key or port
+when they differ), on the kernel one `wg syncconf` of the rendered file. "Already there" and
+"already gone" are success. Additions happen before removals (peers and routes added, then peers
+and routes removed), so a change never leaves a gap. A failing step is recorded and the others
+still run; the next pass repairs what is left. Must not decide what to change: `diff` does.
 """
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ import errno
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute, NetlinkError
 
-from agent import wg
+from agent import uapi, wg
 from agent.model import Applied, DesiredState, Failure, Plan, Step, StepKind
 from agent.observe import ROUTE_PROTO, link_index
 
@@ -54,16 +58,36 @@ def create_interface(ipr: IPRoute, interface: str, backend: str, wg_log: str) ->
     raise wg.WgError(f"interface {interface} did not appear")
 
 
-class Steps:
-    """The steps of one apply as they are reached or fail."""
+@dataclass
+class Writes:
+    """How many writes the agent has made, counted in memory: to WireGuard (a UAPI `set=1`, a
+    `wg syncconf`, starting wireguard-go) and over rtnetlink (a link, address or route change).
+    Every write attempted counts, whether it took or failed."""
 
-    def __init__(self) -> None:
+    wireguard: int = 0
+    netlink: int = 0
+
+
+class Steps:
+    """The steps of one apply as they are reached or fail, and the writes they made."""
+
+    def __init__(self, writes: Writes) -> None:
+        self.writes = writes
         self.done: list[Step] = []
         self.failed: list[Failure] = []
 
-    def run(self, step: Step, fn: Callable, *args, **kwargs) -> bool:
+    def netlink(self, step: Step, fn: Callable, *args, **kwargs) -> bool:
+        self.writes.netlink += 1
+        return self._run(step, fn, *args, **kwargs)
+
+    def wireguard(self, step: Step, fn: Callable, *args, **kwargs) -> bool:
+        self.writes.wireguard += 1
+        return self._run(step, fn, *args, **kwargs)
+
+    def _run(self, step: Step, fn: Callable, *args, **kwargs) -> bool:
         """Run one step. Netlink saying it is already so is success (nothing was done); any other
-        netlink or WireGuard error is the step's failure. True unless it failed."""
+        netlink or WireGuard error, or a value WireGuard cannot take, is the step's failure. True
+        unless it failed."""
         try:
             fn(*args, **kwargs)
         except NetlinkError as exc:
@@ -71,7 +95,7 @@ class Steps:
                 return True
             self.failed.append(Failure(step, str(exc)))
             return False
-        except wg.WgError as exc:
+        except (wg.WgError, ValueError) as exc:
             self.failed.append(Failure(step, str(exc)))
             return False
         self.done.append(step)
@@ -81,35 +105,62 @@ class Steps:
         return Applied(tuple(self.done), tuple(self.failed))
 
 
-def apply(plan: Plan, desired: DesiredState, conf_path: str, backend: str, wg_log: str) -> Applied:
-    steps = Steps()
+def add_peers(steps: Steps, connection: wg.Uapi, plan: Plan, interface: str, private_key: str) -> None:
+    """The key and port if they differ, then each added and each updated peer: one request each."""
+    if plan.set_private_key or plan.listen_port is not None:
+        steps.wireguard(Step(StepKind.DEVICE_SET, interface), lambda: connection.set(
+            uapi.set_device(private_key if plan.set_private_key else None, plan.listen_port)))
+    for peer in plan.peers_added:
+        steps.wireguard(Step(StepKind.PEER_ADDED, peer.public_key), lambda p=peer: connection.set(uapi.set_peer(p)))
+    for _, peer in plan.peers_updated:
+        steps.wireguard(Step(StepKind.PEER_UPDATED, peer.public_key), lambda p=peer: connection.set(uapi.set_peer(p)))
+
+
+def remove_peers(steps: Steps, connection: wg.Uapi, plan: Plan) -> None:
+    for peer in plan.peers_removed:
+        steps.wireguard(Step(StepKind.PEER_REMOVED, peer.public_key),
+                        lambda key=peer.public_key: connection.set(uapi.remove_peer(key)))
+
+
+def apply(plan: Plan, desired: DesiredState, *, backend: str, private_key: str, conf_path: str, wg_log: str,
+          writes: Writes) -> Applied:
+    """Carry out `plan`. WireGuard is written peer by peer over UAPI (wireguard-go), or with
+    `wg syncconf` of the rendered config at `conf_path` (the kernel)."""
+    steps = Steps(writes)
     interface = desired.interface
-    with IPRoute() as ipr:
-        if plan.create_interface and not steps.run(Step(StepKind.INTERFACE_CREATED, interface), create_interface,
-                                                   ipr, interface, backend, wg_log):
-            return steps.result()
+    with IPRoute() as ipr, wg.Uapi(interface) as connection:
+        if plan.create_interface:
+            create = steps.netlink if backend == "kernel" else steps.wireguard
+            if not create(Step(StepKind.INTERFACE_CREATED, interface), create_interface, ipr, interface, backend,
+                          wg_log):
+                return steps.result()
         index = link_index(ipr, interface)
         if index is None:
             steps.failed.append(Failure(Step(StepKind.INTERFACE_FOUND, interface), "the interface is gone"))
             return steps.result()
         for prefix in sorted(plan.add_addresses):
             address, length = split(prefix)
-            steps.run(Step(StepKind.ADDRESS_ADDED, prefix), ipr.addr, "add", index=index, address=address,
-                      prefixlen=length)
+            steps.netlink(Step(StepKind.ADDRESS_ADDED, prefix), ipr.addr, "add", index=index, address=address,
+                          prefixlen=length)
         if plan.set_up or plan.create_interface:
-            steps.run(Step(StepKind.LINK_UP, interface), ipr.link, "set", index=index, state="up")
-        if plan.sync_wireguard:
-            steps.run(Step(StepKind.WIREGUARD_SYNCED, interface), wg.syncconf, interface, conf_path)
+            steps.netlink(Step(StepKind.LINK_UP, interface), ipr.link, "set", index=index, state="up")
+        if backend == "kernel":
+            if plan.sync_wireguard:
+                steps.wireguard(Step(StepKind.WIREGUARD_SYNCED, interface), wg.syncconf, interface, conf_path)
+        else:
+            add_peers(steps, connection, plan, interface, private_key)
         for prefix in sorted(plan.add_routes):
-            steps.run(Step(StepKind.ROUTE_ADDED, prefix), ipr.route, "replace", dst=prefix, oif=index,
-                      proto=ROUTE_PROTO)
+            steps.netlink(Step(StepKind.ROUTE_ADDED, prefix), ipr.route, "replace", dst=prefix, oif=index,
+                          proto=ROUTE_PROTO)
+        if backend != "kernel":
+            remove_peers(steps, connection, plan)
         for prefix in sorted(plan.remove_routes):
-            steps.run(Step(StepKind.ROUTE_REMOVED, prefix), ipr.route, "del", dst=prefix, oif=index,
-                      proto=ROUTE_PROTO)
+            steps.netlink(Step(StepKind.ROUTE_REMOVED, prefix), ipr.route, "del", dst=prefix, oif=index,
+                          proto=ROUTE_PROTO)
         for prefix in sorted(plan.remove_addresses):
             address, length = split(prefix)
-            steps.run(Step(StepKind.ADDRESS_REMOVED, prefix), ipr.addr, "del", index=index, address=address,
-                      prefixlen=length)
+            steps.netlink(Step(StepKind.ADDRESS_REMOVED, prefix), ipr.addr, "del", index=index, address=address,
+                          prefixlen=length)
     return steps.result()
 
 

@@ -3,7 +3,8 @@
 Owns the translation of (plan, what `apply` reached, netmap) into `Change` values, in the spirit of
 innernet's `PeerDiff::changes()`: peers added, removed (offline, or deleted from the mesh) and
 updated, addresses and routes added and removed, the interface created, and each step that failed.
-A peer change is reported only once WireGuard took the new config. The log line of a change is
+A peer change is reported only once WireGuard took it: that peer's own step (UAPI), or the whole
+config (`wg syncconf`). The log line of a change is
 rendered from it (`Change.fields`), never parsed back. Must not do I/O or log.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from agent.diff import same_endpoint
-from agent.model import Applied, Netmap, Plan, StepKind, WgPeer
+from agent.model import Applied, Netmap, Plan, Step, StepKind, WgPeer
 
 
 class ChangeKind(StrEnum):
@@ -30,7 +31,8 @@ class ChangeKind(StrEnum):
 
 
 PEER_KINDS = frozenset({ChangeKind.PEER_ADDED, ChangeKind.PEER_REMOVED, ChangeKind.PEER_UPDATED})
-# Steps worth a line of their own; bringing the link up and syncing WireGuard show as the changes above.
+# Steps worth a line of their own; bringing the link up, setting the key or port and syncing
+# WireGuard show as the peers' changes (or not at all).
 STEP_CHANGES = {StepKind.INTERFACE_CREATED: ChangeKind.INTERFACE_CREATED,
                 StepKind.ADDRESS_ADDED: ChangeKind.ADDRESS_ADDED,
                 StepKind.ADDRESS_REMOVED: ChangeKind.ADDRESS_REMOVED,
@@ -73,27 +75,35 @@ def update_reason(observed: WgPeer, desired: WgPeer) -> str:
     return "keepalive"
 
 
-def peer_changes(plan: Plan, netmap: Netmap) -> list[Change]:
+def peer_changes(plan: Plan, netmap: Netmap) -> dict[Step, Change]:
+    """The change each peer step of the plan makes (a step's target is the peer's public key), in
+    the plan's order: added, removed, updated."""
     node, revision = netmap.me.node_id, netmap.revision
     known = {p.public_key: p for p in netmap.peers}
-    found = [Change(ChangeKind.PEER_ADDED, node, "online", revision, peer.name, peer.public_key,
-                    allowed_ips=peer.allowed_ips, endpoint=peer.endpoint) for peer in plan.peers_added]
+    found = {Step(StepKind.PEER_ADDED, peer.public_key): Change(
+        ChangeKind.PEER_ADDED, node, "online", revision, peer.name, peer.public_key, allowed_ips=peer.allowed_ips,
+        endpoint=peer.endpoint) for peer in plan.peers_added}
     for peer in plan.peers_removed:
         info = known.get(peer.public_key)
-        found.append(Change(ChangeKind.PEER_REMOVED, node, "offline" if info is not None else "deleted", revision,
-                            info.name if info is not None else None, peer.public_key))
-    found += [Change(ChangeKind.PEER_UPDATED, node, update_reason(old, new), revision, new.name, new.public_key)
-              for old, new in plan.peers_updated]
+        found[Step(StepKind.PEER_REMOVED, peer.public_key)] = Change(
+            ChangeKind.PEER_REMOVED, node, "offline" if info is not None else "deleted", revision,
+            info.name if info is not None else None, peer.public_key)
+    for old, new in plan.peers_updated:
+        found[Step(StepKind.PEER_UPDATED, new.public_key)] = Change(
+            ChangeKind.PEER_UPDATED, node, update_reason(old, new), revision, new.name, new.public_key)
     return found
 
 
 def changes(plan: Plan, result: Applied, netmap: Netmap) -> list[Change]:
     """The changes a pass made, in the order they happened, then what failed."""
     node, revision = netmap.me.node_id, netmap.revision
+    per_peer = peer_changes(plan, netmap) if plan.sync_wireguard else {}
     found: list[Change] = []
     for step in result.done:
         if step.kind is StepKind.WIREGUARD_SYNCED:
-            found += peer_changes(plan, netmap)
+            found += per_peer.values()  # the whole config at once: every peer change of the plan
+        elif step in per_peer:
+            found.append(per_peer[step])
         elif step.kind in STEP_CHANGES:
             found.append(Change(STEP_CHANGES[step.kind], node, "reconcile", revision, target=step.target))
     found += [Change(ChangeKind.APPLY_ERROR, node, failure.reason, revision, target=failure.step.target,

@@ -101,8 +101,13 @@ class ControlClient:
         return await self._ask("POST", "/v1/register", token, wire.Registered,
                                json={**body, "nonce": challenge.nonce, "proof": proof})
 
-    async def heartbeat(self, node_id: str, token: str, body: dict) -> wire.HeartbeatAnswer:
-        return await self._ask("POST", f"/v1/nodes/{node_id}/heartbeat", token, wire.HeartbeatAnswer, json=body)
+    async def heartbeat(self, node_id: str, token: str, body: dict,
+                        timeout: float | None = None) -> wire.HeartbeatAnswer:
+        """`timeout`: seconds each phase of the request may take (default: the client's), so that a
+        control plane that went silent (a lost host resets nothing) costs one short failed heartbeat."""
+        limit = {} if timeout is None else {"timeout": timeout}
+        return await self._ask("POST", f"/v1/nodes/{node_id}/heartbeat", token, wire.HeartbeatAnswer,
+                               json=body, **limit)
 
     async def leave(self, node_id: str, token: str) -> None:
         await self._send("DELETE", f"/v1/nodes/{node_id}", token)

@@ -20,8 +20,9 @@ def host_prefix(ip: str) -> str:
 
 
 def desired_state(netmap: Netmap, interface: str, listen_port: int,
-                  endpoints: Mapping[str, str | None] | None = None) -> DesiredState:
-    """`endpoints`: public key -> the endpoint to write (None: leave it); without it, the advertised ones."""
+                  endpoints: Mapping[str, str | None] | None = None, public_key: str | None = None) -> DesiredState:
+    """`endpoints`: public key -> the endpoint to write (None: leave it); without it, the advertised ones.
+    `public_key`: this node's, whose private key the interface must hold (None: not checked)."""
     def endpoint(peer) -> str | None:
         return peer.endpoint if endpoints is None else endpoints.get(peer.public_key)
 
@@ -32,4 +33,4 @@ def desired_state(netmap: Netmap, interface: str, listen_port: int,
     routes = frozenset(ip for peer in peers for ip in peer.allowed_ips)
     # The address is a host route (/32): traffic to a mesh IP goes into the tunnel only while
     # that peer is configured, so a send to an offline peer fails at once ("no route").
-    return DesiredState(interface, host_prefix(netmap.me.mesh_ip), listen_port, peers, routes)
+    return DesiredState(interface, host_prefix(netmap.me.mesh_ip), listen_port, peers, routes, public_key)

@@ -2,7 +2,8 @@
 
 Owns what counts as a difference. Peers are matched by public key. An endpoint given as a host
 name is not compared (WireGuard shows only the address it resolved to), so a name never causes
-endless reconfiguration. An identical state yields an empty plan. Must not do I/O.
+endless reconfiguration. The listen port is planned only when it differs (wireguard-go rebinds on
+every port it is sent). An identical state yields an empty plan. Must not do I/O.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def diff(observed: Observed, desired: DesiredState) -> Plan:
         set_up=not observed.up,
         add_addresses=addresses - observed.addresses,
         remove_addresses=observed.addresses - addresses,
-        sync_wireguard=bool(added or removed or updated) or observed.listen_port != desired.listen_port,
+        set_private_key=desired.public_key is not None and observed.public_key != desired.public_key,
+        listen_port=None if observed.listen_port == desired.listen_port else desired.listen_port,
         peers_added=added, peers_removed=removed, peers_updated=updated,
         add_routes=desired.routes - observed.routes,
         remove_routes=observed.routes - desired.routes,

@@ -57,7 +57,7 @@ class WgPeer:
 
 @dataclass(frozen=True)
 class PeerStats:
-    """WireGuard's counters for one peer (`wg show IFACE dump`)."""
+    """WireGuard's counters for one peer."""
 
     public_key: str
     endpoint: str | None
@@ -67,12 +67,23 @@ class PeerStats:
 
 
 @dataclass(frozen=True)
+class WgDevice:
+    """What WireGuard reports of an interface (UAPI `get=1`, generic netlink or `wg show dump`)."""
+
+    listen_port: int | None
+    public_key: str | None  # of the interface's private key; None: it has none yet
+    peers: tuple[WgPeer, ...]
+    stats: tuple[PeerStats, ...]
+
+
+@dataclass(frozen=True)
 class DesiredState:
     interface: str
     address: str  # this node's mesh IP as a host prefix, e.g. 100.64.0.1/32
     listen_port: int
     peers: tuple[WgPeer, ...] = ()
     routes: frozenset[str] = field(default_factory=frozenset)  # destinations (mesh IP/32) via the interface
+    public_key: str | None = None  # this node's: the interface must hold its private key (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class Observed:
     peers: tuple[WgPeer, ...] = ()
     routes: frozenset[str] = frozenset()
     stats: tuple[PeerStats, ...] = ()  # WireGuard's view of each peer: its endpoint now, handshake, counters
+    public_key: str | None = None  # of the private key the interface holds
 
 
 @dataclass(frozen=True)
@@ -94,12 +106,19 @@ class Plan:
     set_up: bool = False
     add_addresses: frozenset[str] = frozenset()
     remove_addresses: frozenset[str] = frozenset()
-    sync_wireguard: bool = False
+    set_private_key: bool = False  # the interface does not hold this node's key
+    listen_port: int | None = None  # the port to listen on; None: it already does (never sent unchanged)
     peers_added: tuple[WgPeer, ...] = ()
     peers_removed: tuple[WgPeer, ...] = ()
     peers_updated: tuple[tuple[WgPeer, WgPeer], ...] = ()  # (observed, desired)
     add_routes: frozenset[str] = frozenset()
     remove_routes: frozenset[str] = frozenset()
+
+    @property
+    def sync_wireguard(self) -> bool:
+        """Whether WireGuard's configuration changes at all."""
+        return bool(self.set_private_key or self.listen_port is not None or self.peers_added or self.peers_removed
+                    or self.peers_updated)
 
     @property
     def empty(self) -> bool:
@@ -114,14 +133,18 @@ class StepKind(StrEnum):
     INTERFACE_CREATED = "interface_created"
     ADDRESS_ADDED = "address_added"
     LINK_UP = "link_up"
-    WIREGUARD_SYNCED = "wireguard_synced"
+    WIREGUARD_SYNCED = "wireguard_synced"  # the whole config at once (`wg syncconf`: the kernel backend)
+    DEVICE_SET = "device_set"  # the interface's private key or listen port (UAPI)
+    PEER_ADDED = "peer_added"  # one peer (UAPI); the target is its public key
+    PEER_UPDATED = "peer_updated"
+    PEER_REMOVED = "peer_removed"
     ROUTE_ADDED = "route_added"
     ROUTE_REMOVED = "route_removed"
     ADDRESS_REMOVED = "address_removed"
 
 
 class Step(NamedTuple):
-    """One thing `apply` set out to reach, and on what: the interface, an address or a route."""
+    """One thing `apply` set out to reach, and on what: the interface, an address, a route or a peer."""
 
     kind: StepKind
     target: str

@@ -1,8 +1,10 @@
 """The reconcile pass: converge the interface on a netmap, and the loop that runs it.
 
-Owns one pass (observe -> paths -> desired -> render -> diff -> apply -> changes), what the last one
-reached (`applied_revision`), each peer's endpoint attempt (`paths.Attempt`), and the log line of
-each change, rendered from the typed `Change`. A pass runs on every new netmap, every
+Owns one pass (observe -> paths -> desired -> diff -> render -> apply -> changes), what the last one
+reached (`applied_revision`), each peer's endpoint attempt (`paths.Attempt`), the count of the
+writes the passes made (`apply.Writes`), and the log line of each change, rendered from the typed
+`Change`. A pass over an unchanged state reads (netlink, WireGuard's socket) and writes nothing,
+not even the config file. A pass runs on every new netmap, every
 RECHECK_INTERVAL seconds (which repairs drift: an interface or peer removed by hand), and when an
 endpoint attempt runs out. Must not talk to the control plane.
 """
@@ -14,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent import paths
-from agent.apply import apply, nudge
+from agent.apply import Writes, apply, nudge
 from agent.changes import Change, changes
 from agent.desired import desired_state
 from agent.diff import diff
-from agent.model import Netmap, Observed
+from agent.model import DesiredState, Netmap, Observed, Plan
 from agent.observe import observe
 from agent.render import render
 from agent.state import StateDir
@@ -34,9 +36,12 @@ class Reconciler:
     state: StateDir
     backend: str
     private_key: str = field(repr=False)
+    public_key: str | None = None  # this node's: the interface must hold its private key (None: not checked)
     applied_revision: int | None = None  # the revision the interface last fully reached
     attempts: dict[str, paths.Attempt] = field(default_factory=dict)  # public key -> endpoint attempt
     clock: Callable[[], float] = time.time
+    writes: Writes = field(default_factory=Writes)  # every write the passes made
+    recorded: tuple[DesiredState, int] | None = None  # what the config file says (desired state, revision)
 
     def choose_endpoints(self, netmap: Netmap, observed: Observed) -> tuple[dict[str, str | None], list[str]]:
         """Each online peer's endpoint to write (None: leave WireGuard's), and the mesh IPs of the
@@ -62,13 +67,21 @@ class Reconciler:
         """Seconds until an endpoint attempt runs out (None: no attempt under way)."""
         return paths.due(self.attempts, self.clock())
 
+    def record(self, desired: DesiredState, revision: int, plan: Plan) -> None:
+        """Keep the config file the record of the desired state: rendered when that changed, or
+        when this pass writes (the kernel's `wg syncconf` reads it); not on a pass with nothing new."""
+        if plan.empty and self.recorded == (desired, revision):
+            return
+        self.state.save_conf(render(desired, self.private_key, revision))
+        self.recorded = (desired, revision)
+
     def reconcile(self, netmap: Netmap, announce_noop: bool = True) -> list[Change]:
         """One pass: converge the interface on `netmap`. What it changed (and what failed)."""
         observed = observe(self.interface)
         endpoints, switched = self.choose_endpoints(netmap, observed)
-        desired = desired_state(netmap, self.interface, self.listen_port, endpoints)
-        self.state.save_conf(render(desired, self.private_key, netmap.revision))
+        desired = desired_state(netmap, self.interface, self.listen_port, endpoints, self.public_key)
         plan = diff(observed, desired)
+        self.record(desired, netmap.revision, plan)
         if plan.empty:
             if switched:
                 nudge(switched)  # the endpoint already is the candidate: just ask for a handshake
@@ -76,7 +89,8 @@ class Reconciler:
                 emit("apply_noop", node=netmap.me.node_id, reason="converged", revision=netmap.revision)
             self.applied_revision = netmap.revision
             return []
-        result = apply(plan, desired, str(self.state.conf_path), self.backend, str(self.state.wg_log))
+        result = apply(plan, desired, backend=self.backend, private_key=self.private_key,
+                       conf_path=str(self.state.conf_path), wg_log=str(self.state.wg_log), writes=self.writes)
         if switched:
             nudge(switched)
         found = changes(plan, result, netmap)

@@ -6,20 +6,26 @@ line (let alone a [Peer]). Must not do I/O beyond loading its template.
 """
 from __future__ import annotations
 
+import functools
 import re
-
-import jinja2
 
 from agent.model import DesiredState
 
 UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-ENV = jinja2.Environment(loader=jinja2.PackageLoader("agent", "templates"), autoescape=False,
-                         undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                         trim_blocks=True, lstrip_blocks=True)
-ENV.filters["comment"] = lambda text: UNSAFE.sub("?", str(text))[:63] or "?"
+
+
+@functools.cache
+def template():
+    # jinja2 is loaded with the first config to render, not with the agent: a pass with nothing new renders none.
+    import jinja2
+    env = jinja2.Environment(loader=jinja2.PackageLoader("agent", "templates"), autoescape=False,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["comment"] = lambda text: UNSAFE.sub("?", str(text))[:63] or "?"
+    return env.get_template("wg.conf.j2")
 
 
 def render(desired: DesiredState, private_key: str, revision: int) -> str:
-    return ENV.get_template("wg.conf.j2").render(
+    return template().render(
         interface=desired.interface, revision=revision, private_key=private_key,
         listen_port=desired.listen_port, peers=desired.peers)

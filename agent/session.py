@@ -31,6 +31,7 @@ from meshcommon.wire import HeartbeatAnswer, Registered
 ENROLLING_CAP = 10.0  # s: the longest wait between attempts of a node not enrolled yet
 REFUSED_CAP = 30.0  # s: after a refusal (4xx, no join token): a person has to act first
 WATCH_CAP = 5.0  # s: between reconnections of the netmap stream
+HEARTBEAT_TIMEOUT_FLOOR, HEARTBEAT_TIMEOUT_CAP = 0.5, 10.0  # s: one heartbeat's wait for its answer
 
 
 class ControlAPI(Protocol):
@@ -41,7 +42,8 @@ class ControlAPI(Protocol):
 
     async def register(self, token: str, body: dict, private_key: str) -> Registered: ...
 
-    async def heartbeat(self, node_id: str, token: str, body: dict) -> HeartbeatAnswer: ...
+    async def heartbeat(self, node_id: str, token: str, body: dict,
+                        timeout: float | None = None) -> HeartbeatAnswer: ...
 
     def watch(self, token: str, since: int | None) -> AsyncIterator[intake.Answer]: ...
 
@@ -80,6 +82,8 @@ class Session:
     received: intake.Received | None = field(init=False, default=None)
     netmap: Netmap | None = field(init=False, default=None)
     changed: asyncio.Event = field(init=False, default_factory=asyncio.Event)  # set on each new netmap
+    streaming_from: str | None = field(init=False, default=None)  # the control URL of the netmap stream
+    moved: asyncio.Event = field(init=False, default_factory=asyncio.Event)  # heartbeats left that URL
 
     def __post_init__(self) -> None:
         self.identity = self.state.identity()
@@ -154,6 +158,16 @@ class Session:
         plane's grace period after an outage, so it never waits past a third of the offline
         threshold; a node still enrolling can wait longer."""
         return self.identity.offline_after / 3 if self.identity else ENROLLING_CAP
+
+    @staticmethod
+    def heartbeat_timeout(identity: Identity) -> float:
+        """How long one heartbeat may wait for its answer (the client's own timeouts are sized for the
+        netmap stream, far longer). When a control host goes silent (lost, not refusing), the last
+        heartbeat it answered may never have been stored and the next one times out; the retry, at
+        once to the next control URL, must still arrive within the offline threshold:
+        2 intervals + this timeout + a round trip. Half of what remains: 1 s with the defaults."""
+        slack = identity.offline_after - 2 * identity.heartbeat_interval
+        return min(HEARTBEAT_TIMEOUT_CAP, max(HEARTBEAT_TIMEOUT_FLOOR, slack / 2))
 
     # -- the session ----------------------------------------------------------------
 
@@ -233,31 +247,59 @@ class Session:
     async def _heartbeats(self, identity: Identity) -> None:
         retry = Backoff(self.jitter)
         while not self.stop.is_set():
+            url = self.client.url
             try:
                 answer = await self.client.heartbeat(identity.node_id, identity.node_token,
-                                                     await self.heartbeat_body(self.netmap))
+                                                     await self.heartbeat_body(self.netmap),
+                                                     timeout=self.heartbeat_timeout(identity))
             except TemporaryError as exc:
                 self._unreachable(exc)
-                await self.pause(retry.next(self.retry_cap()))
+                first = retry.attempt == 0
+                delay = retry.next(self.retry_cap())
+                # The first failure that moved the client to another control URL is retried there at
+                # once: the offline threshold leaves no time to wait (see heartbeat_timeout).
+                await self.pause(0.0 if first and self.client.url != url else delay)
             except Refused as exc:
                 emit("heartbeat_refused", node=identity.node_id, reason=str(exc))
                 await self.pause(identity.heartbeat_interval)
             else:
                 self._reachable()
                 retry.reset()
+                if self.streaming_from is not None and self.client.url != self.streaming_from:
+                    self.moved.set()  # the heartbeats failed over: the stream follows them
                 await self.pause(answer.heartbeat_interval)
 
     async def _watch(self, identity: Identity) -> None:
         retry = Backoff(self.jitter)
         while not self.stop.is_set():
             try:
-                async for answer in self.client.watch(identity.node_token, self._revision()):
-                    self._reachable()
-                    retry.reset()
-                    self.take(answer)
+                await self._follow_until_moved(identity, retry)
             except TemporaryError as exc:
                 self._unreachable(exc)
             await self.pause(retry.next(WATCH_CAP))
+
+    async def _follow_until_moved(self, identity: Identity, retry: Backoff) -> None:
+        """Take the netmap stream's answers until it ends (its error is raised), or until the
+        heartbeats failed over to another control URL: a stream from a control host that went silent
+        would otherwise hold this node's netmap back until its read timeout, for tens of seconds."""
+        self.moved.clear()
+        stream = asyncio.ensure_future(self._follow(identity, retry))
+        moved = asyncio.ensure_future(self.moved.wait())
+        try:
+            await asyncio.wait({stream, moved}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stream, moved):
+                task.cancel()
+            await asyncio.gather(stream, moved, return_exceptions=True)
+        if not stream.cancelled():
+            stream.result()
+
+    async def _follow(self, identity: Identity, retry: Backoff) -> None:
+        self.streaming_from = self.client.url
+        async for answer in self.client.watch(identity.node_token, self._revision()):
+            self._reachable()
+            retry.reset()
+            self.take(answer)
 
 
 async def first_failure(*loops: Awaitable[None]) -> BaseException | None:

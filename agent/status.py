@@ -1,11 +1,12 @@
 """The agent's local status: served on a unix socket in the state directory, or read from its files.
 
-Owns the serving of `meshcommon.wire.AgentStatus` (clients: `meshcommon.agent_api`) over HTTP on
-a unix socket that is local-only by construction (0600 in a 0700 directory, no TCP port; the socket
-is bound here, not by uvicorn, which would make it 0666), and the status `meshagent status` shows
-when no agent answers, from the same status view over the state directory. The running agent
-answers from its memory and `wg show`, so it keeps working while the control plane is down. Must
-not decide what the status says (`status_view` does).
+Owns the serving of `meshcommon.wire.AgentStatus` (clients: `meshcommon.agent_api`) over HTTP/1.1
+on a unix socket that is local-only by construction (0600 in a 0700 directory, no TCP port), and
+the status `meshagent status` shows when no agent answers, from the same status view over the state
+directory. The server is a minimal asyncio responder, not a web framework: one request per
+connection, `GET /status` or an error, the head bounded in size and time, then close. The running
+agent answers from its memory and WireGuard's counters, so it keeps working while the control
+plane is down. Must not decide what the status says (`status_view` does).
 """
 from __future__ import annotations
 
@@ -17,10 +18,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-import falcon
-import falcon.asgi
 import msgspec
-import uvicorn
 
 from agent import intake, status_view, wg
 from agent.settings import DEFAULT_INTERFACE
@@ -28,25 +26,52 @@ from agent.state import StateDir
 from meshcommon.files import private_dir
 from meshcommon.wire import AgentStatus
 
+MAX_HEAD = 8192  # bytes of request line and headers
+HEAD_TIMEOUT = 5.0  # seconds for a client to send them
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+
 
 class StatusSource(Protocol):
     def status(self) -> AgentStatus: ...
 
 
-class Status:
-    def __init__(self, agent: StatusSource):
-        self.agent = agent
+def route(head: bytes) -> int:
+    """The answer's status code for a request head: 200 for `GET /status`, else what is wrong."""
+    parts = head.split(b"\r\n", 1)[0].split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        return 400
+    method, target = parts[0], parts[1].split(b"?", 1)[0]
+    if target != b"/status":
+        return 404
+    return 200 if method == b"GET" else 405
 
-    async def on_get(self, req, resp):
-        status = await asyncio.to_thread(self.agent.status)  # runs `wg show`: off the loop
-        resp.content_type = falcon.MEDIA_JSON
-        resp.data = msgspec.json.encode(status)
+
+def response(code: int, body: bytes = b"", content_type: str = "application/json") -> bytes:
+    head = (f"HTTP/1.1 {code} {REASONS[code]}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode() + body
 
 
-def create_status_app(agent: StatusSource) -> falcon.asgi.App:
-    app = falcon.asgi.App()
-    app.add_route("/status", Status(agent))
-    return app
+async def answer(agent: StatusSource, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer one request on a connection, then close it."""
+    try:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            head = b""
+        code = route(head)
+        if code == 200:
+            status = await asyncio.to_thread(agent.status)  # asks WireGuard (blocking): off the loop
+            writer.write(response(200, msgspec.json.encode(status)))
+        else:
+            writer.write(response(code, f"{REASONS[code]}\n".encode(), "text/plain"))
+        await writer.drain()
+    except ConnectionError:
+        pass  # the client went away: nothing to answer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
 
 
 def offline_status(state_dir: Path) -> AgentStatus:
@@ -63,12 +88,6 @@ def offline_status(state_dir: Path) -> AgentStatus:
     return status_view.agent_status(name=name, interface=interface, identity=identity, netmap=netmap,
                                     stats=wg.peer_stats(interface), now=time.time(), control=None,
                                     public_key=netmap.me.public_key if netmap else None)
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self):
-        yield  # the agent owns signals
 
 
 def bind_private(socket_path: str) -> socket.socket:
@@ -92,9 +111,10 @@ def bind_private(socket_path: str) -> socket.socket:
 async def serve(agent: StatusSource, socket_path: str) -> None:
     """Serve until cancelled."""
     sock = bind_private(socket_path)
-    config = uvicorn.Config(create_status_app(agent), log_level="warning", lifespan="off", access_log=False)
     try:
-        await _Server(config).serve(sockets=[sock])
+        server = await asyncio.start_unix_server(lambda r, w: answer(agent, r, w), sock=sock, limit=MAX_HEAD)
+        async with server:
+            await server.serve_forever()
     finally:
         sock.close()
         with contextlib.suppress(FileNotFoundError):

@@ -1,14 +1,26 @@
-"""Subprocess wrappers for wg(8) and wireguard-go: argument lists, never a shell.
+"""Talking to WireGuard: wireguard-go's UAPI socket, the kernel's generic netlink, and the tools.
 
-Owns talking to WireGuard tools and parsing `wg show IFACE dump`. Errors carry the tool's own
-message. Must not decide anything: callers say what to run.
+Owns the I/O with WireGuard. Reading never forks: a userspace interface (wireguard-go) is read on
+its UAPI socket (`/var/run/wireguard/IFACE.sock`, the protocol is `uapi`'s), a kernel one over
+generic netlink (pyroute2's `WireGuard`), the socket first as wg(8) does. Writing: `Uapi` sends one
+`set=1` request at a time and reads its `errno`; the kernel backend is written with
+`wg syncconf`. `wg genkey` and `wireguard-go` itself are run as subprocesses (argument lists,
+never a shell). Errors carry the tool's or the protocol's own words. Must not decide anything:
+callers say what to read or write.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
-from dataclasses import dataclass
+from pathlib import Path
 
-from agent.model import PeerStats, WgPeer
+from agent import uapi
+from agent.model import PeerStats, WgDevice, WgPeer
+
+SOCKET_DIR = Path("/var/run/wireguard")  # where wireguard-go (and wg(8)) put UAPI sockets
+UAPI_TIMEOUT = 5.0  # seconds for one UAPI request
 
 
 class WgError(RuntimeError):
@@ -31,41 +43,124 @@ def genkey() -> str:
     return run(["wg", "genkey"]).strip()
 
 
-@dataclass(frozen=True)
-class Dump:
-    listen_port: int | None
-    public_key: str | None
-    peers: tuple[WgPeer, ...]
-    stats: tuple[PeerStats, ...]
+def socket_path(interface: str) -> Path:
+    return SOCKET_DIR / f"{interface}.sock"
 
 
-def parse_dump(text: str) -> Dump:
-    """Parse `wg show IFACE dump` (tab separated; first line is the interface)."""
-    lines = [line.split("\t") for line in text.splitlines() if line.strip()]
-    if not lines:
-        return Dump(None, None, (), ())
-    head = lines[0]
-    peers, stats = [], []
-    for fields in lines[1:]:
-        key, _psk, shown, allowed, handshake, rx, tx, keepalive = fields[:8]
-        endpoint = None if shown == "(none)" else shown
-        ips = tuple(sorted(ip for ip in allowed.split(",") if ip and ip != "(none)"))
-        peers.append(WgPeer(key, ips, endpoint, 0 if keepalive == "off" else int(keepalive)))
-        stats.append(PeerStats(key, endpoint, int(handshake), int(rx), int(tx)))
-    return Dump(int(head[2]) if head[2].isdigit() else None, head[1] if head[1] != "(none)" else None,
-                tuple(peers), tuple(stats))
+class Uapi:
+    """One connection to a wireguard-go interface's UAPI socket, opened on first use. After a
+    failed request the connection is dropped (wireguard-go stops reading a request at its first
+    error, so the rest of it would be taken for the next one); the next request opens another."""
+
+    def __init__(self, interface: str):
+        self.path = socket_path(interface)
+        self.sock: socket.socket | None = None
+
+    def _ask(self, request: bytes) -> str:
+        try:
+            if self.sock is None:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(UAPI_TIMEOUT)
+                self.sock.connect(str(self.path))
+            self.sock.sendall(request)
+            answer = bytearray()
+            while not answer.endswith(b"\n\n"):
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise WgError(f"{self.path}: connection closed mid-answer")
+                answer += chunk
+            return answer.decode()
+        except OSError as exc:
+            self.close()
+            raise WgError(f"{self.path}: {exc.strerror or exc}") from None
+        except WgError:
+            self.close()
+            raise
+
+    def get(self) -> WgDevice:
+        try:
+            return uapi.parse_get(self._ask(uapi.GET))
+        except uapi.BadAnswer as exc:
+            self.close()
+            raise WgError(f"{self.path}: {exc}") from None
+
+    def set(self, request: bytes) -> None:
+        """Send one `set=1` request; WgError with the errno's meaning unless WireGuard took it."""
+        try:
+            code = uapi.errno_of(self._ask(request))
+        except uapi.BadAnswer as exc:
+            self.close()
+            raise WgError(f"{self.path}: {exc}") from None
+        if code != 0:
+            self.close()
+            raise WgError(f"UAPI set: errno={code} ({os.strerror(abs(code))})")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> Uapi:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def show_dump(interface: str) -> Dump:
-    return parse_dump(run(["wg", "show", interface, "dump"]))
+def device_of_netlink(messages) -> WgDevice:
+    """The kernel's answer to WG_CMD_GET_DEVICE (pyroute2 `wgmsg`s: one device, its peers spread
+    over the messages of the dump, a peer with many allowed IPs continued in the next) as a device."""
+    listen_port = public_key = None
+    peers: dict[str, tuple[WgPeer, PeerStats]] = {}
+    for msg in messages:
+        listen_port = msg.get_attr("WGDEVICE_A_LISTEN_PORT", listen_port)
+        key = msg.get_attr("WGDEVICE_A_PUBLIC_KEY")
+        public_key = key.decode() if key else public_key
+        for peer in msg.get_attr("WGDEVICE_A_PEERS") or ():
+            name = peer.get_attr("WGPEER_A_PUBLIC_KEY").decode()
+            found = peer.get_attr("WGPEER_A_ENDPOINT")
+            endpoint = None if not found else (
+                f"[{found['addr']}]:{found['port']}" if ":" in found["addr"] else f"{found['addr']}:{found['port']}")
+            handshake = peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME")
+            ips = tuple(ip.get("addr") for ip in peer.get_attr("WGPEER_A_ALLOWEDIPS") or () if ip.get("addr"))
+            before = peers.get(name)
+            if before is not None:  # continued from the previous message: more allowed IPs
+                ips = before[0].allowed_ips + ips
+                endpoint = before[0].endpoint
+            stats = PeerStats(name, endpoint, handshake["tv_sec"] if handshake else 0,
+                              peer.get_attr("WGPEER_A_RX_BYTES") or 0, peer.get_attr("WGPEER_A_TX_BYTES") or 0)
+            keepalive = peer.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") or 0
+            peers[name] = (WgPeer(name, tuple(sorted(ips)), endpoint, keepalive), before[1] if before else stats)
+    return WgDevice(listen_port, public_key, tuple(p for p, _ in peers.values()), tuple(s for _, s in peers.values()))
+
+
+def kernel_device(interface: str) -> WgDevice | None:
+    """A kernel WireGuard interface over generic netlink (None: there is none by that name)."""
+    from pyroute2 import NetlinkError, WireGuard
+    try:
+        with WireGuard() as wg:
+            return device_of_netlink(wg.info(interface))
+    except NetlinkError:
+        return None
+    except OSError as exc:  # no wireguard module: no generic netlink family to ask
+        raise WgError(f"generic netlink: {exc}") from None
+
+
+def device(interface: str) -> WgDevice | None:
+    """What WireGuard has for `interface`, without a subprocess: its UAPI socket when wireguard-go
+    serves one, else the kernel's; None when neither knows it."""
+    if socket_path(interface).exists():
+        with Uapi(interface) as connection:
+            return connection.get()
+    return kernel_device(interface)
 
 
 def peer_stats(interface: str) -> tuple[PeerStats, ...]:
-    """WireGuard's counters for the interface's peers; none when it (or wg) is not there."""
-    try:
-        return show_dump(interface).stats
-    except WgError:
-        return ()
+    """WireGuard's counters for the interface's peers; none when it is not there."""
+    with contextlib.suppress(WgError):
+        found = device(interface)
+        return found.stats if found else ()
+    return ()
 
 
 def syncconf(interface: str, path: str) -> None:

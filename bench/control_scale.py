@@ -1,268 +1,792 @@
-"""Control-plane scale benchmark: simulated agents heartbeating and long-polling one instance.
+"""Control-plane scale benchmark: N simulated nodes heartbeating, each holding a netmap stream.
 
-Each simulated agent (asyncio + httpx, no WireGuard) heartbeats every
---interval seconds and keeps a netmap long-poll open. Agents are spread over
---clients processes so the load generator is not the bottleneck. For each
-store and size it reports heartbeat latency p50/p99, the time for one
-membership change to reach every watcher, and the server's CPU and RSS.
-Results go to bench/results/control_scale-<timestamp>.json and are printed.
+The control plane runs as `meshctl serve` (gunicorn + uvicorn workers, `tests.control.servers`)
+on 127.0.0.1, on SQLite or on a throwaway PostgreSQL (`tests/pg.py`). The load generator is light
+on purpose, so that it measures the server and not itself: raw asyncio streams and hand-written
+HTTP/1.1 (status line, headers, content-length or chunked bodies, server-sent events), no client
+objects, the nodes spread over --generators processes. Every node has one kept-alive connection
+for its heartbeats and one long-lived connection for its netmap stream, from a loopback address
+it shares with 63 others (a NATed site).
 
-    python bench/control_scale.py --sizes 1000 5000 10000 --stores sqlite postgres
+One run, per store and size:
+1. enrolment: challenge, proof of key possession, registration, many at once in every generator
+   process; each node heartbeats (every --interval s, on its own phase) from the moment it is
+   enrolled, so none goes offline while the others enrol;
+2. every node opens its stream at the current revision (a restarted agent with a cached map:
+   the stream carries only changes; a full 10,000-peer map is ~2.5 MB per node);
+3. after --warmup s, a window of --duration s: heartbeat latency and rate, and --changes
+   membership changes (registrations of new nodes), each timed from before its request until
+   the last watcher has it (the `revision` of an event's `data:` JSON); server CPU and RSS
+   (gunicorn master and workers, psutil);
+4. cold start: the control plane is stopped and started again, then every node reconnects at
+   once (its stream with `since` = the last revision it saw, and a heartbeat); the time until
+   every stream is back and every node's heartbeat answered, and the `node_offline` lines the
+   server logged after the restart (there must be none: the grace period).
+
+The generator measures itself: how late each heartbeat left against its schedule (only when it
+was not waiting for the server's previous answer: that wait is the server's) and the CPU of each
+of its processes. When its lag p99 is over 100 ms or a process used more than 90 % of a core, it
+fell behind, and it refuses to report figures: the run is marked refused and the exit status is 3.
+
+    python bench/control_scale.py                      # 1,000 and 10,000 nodes, SQLite and PostgreSQL
+    python bench/control_scale.py --nodes 10000 --duration 60 --json --store sqlite [--workers 2]
+
+Results: bench/results/control_scale-<run id>.json (every run of the invocation); --json prints
+one JSON object (the run, or {"run_id", "runs"} for several), otherwise a table.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import json
+import math
 import multiprocessing as mp
 import os
 import random
-import ssl
+import resource
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import msgspec
 import psutil
-from httpx_sse import EventSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests import enrol, pg  # a real PostgreSQL, as the tests use
+from control import config
+from meshcommon import keys
+from tests import pg
 from tests.control.servers import ControlProcess
 
 RESULTS = Path(__file__).with_name("results")
-STREAM = True  # --watch: stream (one open response per agent) or longpoll (a request per change)
-TLS = ssl.create_default_context()  # shared: building one per client costs milliseconds each
+NODES_PER_ADDRESS = 64  # nodes sharing one source address, as behind a NAT (the server caps 2,048 per address)
+ANSWER_TIMEOUT = 30.0  # seconds for an answer; past it the connection is dropped and the request failed
+MAX_LAG_P99 = 0.100  # the generator's own lateness past which it refuses to report
+MAX_GENERATOR_CPU = 0.90  # of one core, per generator process
+CHANGE_TIMEOUT = 180.0  # seconds for a registration: an overloaded server is measured, not failed
+ENROL_CONCURRENCY = 16  # registrations in flight per generator process
+FANOUT_S = 2.0  # seconds after a change that count as its fan-out, for heartbeat_p99_quiet_ms
+STREAMS_OPEN_LIMIT = 300.0  # seconds for every node to open its stream
+OPEN_CONCURRENCY = 256  # streams being opened at once per generator process (the listen backlog is 2,048)
+REFUSED_EXIT = 3
+GENERATOR_NICE = -10
+WANTED_FDS = 1 << 17
+FD_SPARE = 512  # descriptors of a server worker or generator besides its connections
 
 
-def percentile(values: list[float], q: float) -> float:
+class Revision(msgspec.Struct):
+    revision: int
+
+
+class HttpError(Exception):
+    pass
+
+
+# -- minimal HTTP/1.1 ------------------------------------------------------------
+
+def request(method: str, path: str, token: str, body: bytes | None = None) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+    if body is None:
+        return (head + "\r\n").encode()
+    return (head + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:
+    lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+async def read_chunk(reader: asyncio.StreamReader) -> bytes:
+    """One chunk of a chunked body; b"" is the last."""
+    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+    return (await reader.readexactly(size + 2))[:-2] if size else b""
+
+
+async def read_body(reader: asyncio.StreamReader, headers: dict[bytes, bytes]) -> bytes:
+    if b"content-length" in headers:
+        return await reader.readexactly(int(headers[b"content-length"]))
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        parts = []
+        while chunk := await read_chunk(reader):
+            parts.append(chunk)
+        await reader.readuntil(b"\r\n")  # the end of the (empty) trailer
+        return b"".join(parts)
+    return b""
+
+
+async def connect(port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0), limit=1 << 22)
+
+
+class Connection:
+    """One kept-alive HTTP/1.1 connection from `source`, opened again after any failure."""
+
+    def __init__(self, port: int, source: str):
+        self.port, self.source = port, source
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def call(self, data: bytes, timeout: float = ANSWER_TIMEOUT) -> tuple[int, bytes]:
+        try:
+            async with asyncio.timeout(timeout):
+                if self.writer is None:
+                    self.reader, self.writer = await connect(self.port, self.source)
+                self.writer.write(data)
+                status, headers = await read_head(self.reader)
+                body = await read_body(self.reader, headers)
+        except BaseException:
+            self.close()
+            raise
+        if headers.get(b"connection", b"").lower() == b"close":
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def enrol(conn: Connection, join_token: str, name: str, timeout: float = ANSWER_TIMEOUT) -> tuple[dict, float]:
+    """Challenge, prove and register, as an agent does; (the answer, when the registration was sent)."""
+    status, body = await conn.call(request("GET", "/v1/challenge", join_token), timeout)
+    if status != 200:
+        raise HttpError(f"challenge: {status} {body[:200]!r}")
+    challenge = json.loads(body)
+    private = keys.new_private_key()
+    public = keys.public_key_of(private)
+    payload = json.dumps({"public_key": public, "name": name, "nonce": challenge["nonce"],
+                          "proof": keys.prove(private, challenge["control_key"], challenge["nonce"])}).encode()
+    sent = time.monotonic()
+    status, body = await conn.call(request("POST", "/v1/register", join_token, payload), timeout)
+    if status != 200:
+        raise HttpError(f"register: {status} {body[:200]!r}")
+    return json.loads(body), sent
+
+
+def source_of(index: int) -> str:
+    site = index // NODES_PER_ADDRESS + 1
+    return f"127.77.{site // 250}.{site % 250 + 1}"
+
+
+def resolved(choice: str, fast: str, fallback: str) -> str:
+    """What the server's "auto" comes to here: `fast` when that module is installed."""
+    if choice != "auto":
+        return choice
+    return fast if importlib.util.find_spec(fast) else fallback
+
+
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
-        return float("nan")
+        return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-# -- load generator (child processes) ------------------------------------------
+# -- the load generator (one per process) -----------------------------------------
 
-async def agent(url, node, interval, stop_at, beats, wakes, revision):
-    # One client per agent, as real agents have: a shared pool of thousands of connections is
-    # slow in httpcore and would measure the load generator, not the control plane.
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0), verify=TLS) as client:
-        await agent_loops(client, url, node, interval, stop_at, beats, wakes, revision)
+@dataclass(eq=False, slots=True)
+class Node:
+    index: int
+    conn: Connection
+    node_id: str = ""
+    token: str = ""
+    origin: float = 0.0  # its first heartbeat slot; the others follow every interval
+    revision: int = 0  # the last revision its stream delivered
+    events: list[tuple[int, float]] = field(default_factory=list)  # (revision, when) of each netmap event
+    stream_back: float | None = None  # cold start: its stream answered again
+    beat_back: float | None = None  # cold start: a heartbeat answered again
 
 
-async def agent_loops(client, url, node, interval, stop_at, beats, wakes, revision):
-    auth = {"Authorization": f"Bearer {node['node_token']}"}
-    await asyncio.sleep(random.uniform(0, interval))
+class Generator:
+    """Simulated nodes of one process, driven by commands from the orchestrating process."""
 
-    async def heartbeat_loop():
-        while time.time() < stop_at:
-            started = time.perf_counter()
+    def __init__(self, port: int, interval: float, indices: list[int], pipe):
+        self.port, self.interval, self.pipe = port, interval, pipe
+        self.nodes = [Node(i, Connection(port, source_of(i))) for i in indices]
+        self.beats: list[tuple[float, float | None]] = []  # (slot, latency or None when it failed)
+        self.lags: list[tuple[float, float]] = []  # (slot, how late the generator sent it)
+        self.inflight: dict[int, float] = {}  # node index -> slot of its heartbeat in flight
+        self.errors: Counter[str] = Counter()
+        self.stream_drops = 0
+        self.streams_open = 0
+        self.heartbeat_tasks: list[asyncio.Task] = []
+        self.stream_tasks: list[asyncio.Task] = []
+        self.paused = False  # the control plane is being restarted
+        self.resumed: asyncio.Event | None = None  # set unless paused
+
+    async def main(self) -> None:
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+        loop = asyncio.get_running_loop()
+        while True:
+            command, argument = await loop.run_in_executor(None, self.pipe.recv)
+            self.pipe.send(await getattr(self, command)(argument))
+            if command == "stop":
+                return
+
+    # -- heartbeats
+
+    def slot_after(self, node: Node, when: float) -> float:
+        return node.origin + math.ceil(max(0.0, when - node.origin) / self.interval) * self.interval
+
+    async def heartbeat(self, node: Node) -> bool:
+        body = b'{"applied_revision":%d}' % node.revision
+        try:
+            status, _ = await node.conn.call(request("POST", f"/v1/nodes/{node.node_id}/heartbeat", node.token, body))
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
+            self.errors[type(exc).__name__] += 1
+            return False
+        if status != 200:
+            self.errors[f"heartbeat {status}"] += 1
+        return status == 200
+
+    async def heartbeats(self, node: Node, cold: bool) -> None:
+        if cold:  # just after a restart: at once, and again until answered
+            while not await self.heartbeat(node):
+                await asyncio.sleep(1.0)
+            node.beat_back = time.monotonic()
+        slot = self.slot_after(node, time.monotonic())
+        while True:
+            now = time.monotonic()
+            if slot > now:
+                await asyncio.sleep(slot - now)
+                started = time.monotonic()
+                self.lags.append((slot, started - slot))
+            else:
+                started = slot  # late because the server's last answer was: its time, not ours
+            self.inflight[node.index] = slot
+            ok = await self.heartbeat(node)
+            del self.inflight[node.index]
+            self.beats.append((slot, time.monotonic() - started if ok else None))
+            slot += self.interval
+
+    # -- netmap streams
+
+    def on_event(self, node: Node, block: bytes, when: float) -> None:
+        if block.startswith(b":"):
+            return  # a keepalive comment
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                revision = msgspec.json.decode(line[5:], type=Revision).revision
+                node.revision = max(node.revision, revision)
+                node.events.append((revision, when))
+            elif line.startswith(b"event: error"):
+                self.errors["stream error event"] += 1
+
+    async def read_events(self, node: Node, reader: asyncio.StreamReader) -> None:
+        """Events of a chunked SSE body until it ends: whatever arrived, one read at a time (a read
+        per chunk would cost the generator twice the awaits when 5,000 streams wake at once)."""
+        framed, text = b"", b""
+        while data := await reader.read(1 << 16):
+            when = time.monotonic()
+            framed += data
+            while (line := framed.find(b"\r\n")) >= 0:
+                size = int(framed[:line].split(b";")[0], 16)
+                if size == 0:
+                    return  # the last chunk: the server ended the stream
+                if len(framed) < line + size + 4:
+                    break
+                text += framed[line + 2:line + 2 + size]
+                framed = framed[line + size + 4:]
+            while (end := text.find(b"\n\n")) >= 0:
+                self.on_event(node, text[:end], when)
+                text = text[end + 2:]
+
+    async def stream(self, node: Node, opening: asyncio.Semaphore) -> None:
+        while True:
+            await self.resumed.wait()
+            writer, counted = None, False
             try:
-                answer = await client.post(f"{url}/v1/nodes/{node['node_id']}/heartbeat", json={}, headers=auth)
-                if answer.status_code == 200:
-                    beats.append(time.perf_counter() - started)
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
+                async with opening:
+                    async with asyncio.timeout(ANSWER_TIMEOUT):
+                        reader, writer = await connect(self.port, node.conn.source)
+                        writer.write(request("GET", f"/v1/netmap?since={node.revision}&stream=true", node.token))
+                        status, _ = await read_head(reader)
+                if status != 200:
+                    raise HttpError(f"stream {status}")
+                self.streams_open += 1
+                counted = True
+                if node.stream_back is None:
+                    node.stream_back = time.monotonic()
+                await self.read_events(node, reader)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, HttpError,
+                    ValueError) as exc:
+                self.errors[f"stream {type(exc).__name__}"] += 1
+            finally:
+                if writer is not None:
+                    writer.close()
+                self.streams_open -= counted
+            if not self.paused:
+                self.stream_drops += 1
+                await asyncio.sleep(1.0)
 
-    async def watch_loop():
-        nonlocal revision
-        while time.time() < stop_at:
-            try:
-                if STREAM:
-                    params = {"since": revision, "stream": 1}
-                    async with client.stream("GET", f"{url}/v1/netmap", params=params, headers=auth) as answer:
-                        async for event in EventSource(answer).aiter_sse():
-                            revision = json.loads(event.data)["revision"]
-                            wakes.append((node["node_id"], revision, time.time()))
-                            if time.time() >= stop_at:
-                                return
-                    continue
-                answer = await client.get(f"{url}/v1/netmap", params={"since": revision, "wait": 30}, headers=auth)
-            except httpx.HTTPError:
-                await asyncio.sleep(0.5)
-                continue
-            if answer.status_code == 200:
-                revision = answer.json()["revision"]
-                wakes.append((node["node_id"], revision, time.time()))
+    # -- commands
 
-    await asyncio.gather(heartbeat_loop(), watch_loop())
+    async def enrol(self, argument: dict) -> dict:
+        gate = asyncio.Semaphore(ENROL_CONCURRENCY)
+        failed = 0
+
+        async def one(node: Node) -> None:
+            nonlocal failed
+            async with gate:
+                try:  # never again: a registration that timed out may have been made, and a retry makes another
+                    answer, _ = await enrol(node.conn, argument["join_token"], f"sim{node.index}", CHANGE_TIMEOUT)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, HttpError) as exc:
+                    self.errors[f"enrol {exc}"[:80]] += 1
+                    failed += 1
+                    return
+            node.node_id, node.token = answer["node_id"], answer["node_token"]
+            node.origin = time.monotonic() + random.uniform(0, self.interval)
+            self.heartbeat_tasks.append(asyncio.create_task(self.heartbeats(node, cold=False)))
+
+        await asyncio.gather(*(one(node) for node in self.nodes))
+        return {"failed": failed}
+
+    async def watch(self, argument: dict) -> dict:
+        gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+        for node in self.nodes:
+            node.revision = argument["revision"]
+            node.stream_back = None if argument["streams"] else 0.0
+        if argument["streams"]:
+            self.stream_tasks = [asyncio.create_task(self.stream(node, gate)) for node in self.nodes if node.token]
+        deadline = time.monotonic() + argument["limit"]
+        while self.streams_open < len(self.stream_tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.stream_drops = 0
+        errors, self.errors = dict(self.errors), Counter()
+        return {"open": self.streams_open, "errors": errors}
+
+    async def report(self, argument: dict) -> dict:
+        start, end = argument["window"]
+        deadline = time.monotonic() + ANSWER_TIMEOUT + 5
+        while any(slot < end for slot in self.inflight.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        beats = [latency for slot, latency in self.beats if start <= slot < end]
+        wakes = []
+        for revision, sent in argument["changes"]:
+            delays = []
+            for node in self.nodes if self.stream_tasks else ():
+                first = next((when for seen, when in node.events if seen >= revision and when >= sent), None)
+                delays.append(None if first is None else first - sent)
+            wakes.append(delays)
+        # Heartbeats sent while no change was being fanned out (none in the FANOUT_S after one):
+        # what a change's fan-out adds to the heartbeat tail is the difference.
+        quiet = [latency for slot, latency in self.beats if start <= slot < end and latency is not None
+                 and not any(sent <= slot + latency and slot < sent + FANOUT_S for _, sent in argument["changes"])]
+        return {"latencies": [latency for latency in beats if latency is not None], "quiet": quiet,
+                "failed": sum(1 for latency in beats if latency is None),
+                "lags": [lag for slot, lag in self.lags if start <= slot < end],
+                "wakes": wakes, "stream_drops": self.stream_drops, "errors": dict(self.errors)}
+
+    async def pause(self, argument: None) -> None:
+        """The control plane is about to stop: heartbeats stop, streams wait for `resume` once ended."""
+        self.paused = True
+        self.resumed.clear()
+        for task in self.heartbeat_tasks:
+            task.cancel()
+        await asyncio.gather(*self.heartbeat_tasks, return_exceptions=True)
+        self.heartbeat_tasks = []
+        for node in self.nodes:
+            node.conn.close()
+            node.beat_back = None
+            if self.stream_tasks:
+                node.stream_back = None
+
+    async def resume(self, argument: dict) -> dict:
+        """Everyone reconnects at once; answers when every node is back (or at the limit)."""
+        self.paused = False
+        self.errors.clear()
+        self.heartbeat_tasks = [asyncio.create_task(self.heartbeats(node, cold=True)) for node in self.nodes
+                                if node.token]
+        self.resumed.set()
+        deadline = time.monotonic() + argument["limit"]
+        enrolled = [node for node in self.nodes if node.token]
+        while time.monotonic() < deadline and not all(n.stream_back is not None and n.beat_back for n in enrolled):
+            await asyncio.sleep(0.05)
+        return {"back": [max(n.stream_back, n.beat_back) if n.stream_back is not None and n.beat_back else None
+                         for n in enrolled], "errors": dict(self.errors)}
+
+    async def stop(self, argument: None) -> None:
+        for task in self.heartbeat_tasks + self.stream_tasks:
+            task.cancel()
+        await asyncio.gather(*self.heartbeat_tasks, *self.stream_tasks, return_exceptions=True)
+        for node in self.nodes:
+            node.conn.close()
 
 
-async def run_agents(url, nodes, interval, stop_at, revision):
-    beats, wakes = [], []
-    await asyncio.gather(*[agent(url, n, interval, stop_at, beats, wakes, revision) for n in nodes],
-                         return_exceptions=True)
-    return beats, wakes
+def generator_main(port: int, interval: float, indices: list[int], pipe) -> None:
+    # Ahead of the server and of whatever else runs here: the generator's lateness must be its
+    # own, not a share of a busy machine's (CFS gives nice -10 about 9 times a nice 0 share).
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
+    asyncio.run(Generator(port, interval, indices, pipe).main())
 
 
-def child(url, nodes, interval, stop_at, revision, queue, stream):
-    global STREAM
-    STREAM = stream
-    beats, wakes = asyncio.run(run_agents(url, nodes, interval, stop_at, revision))
-    queue.put((beats, wakes))
+# -- orchestration ------------------------------------------------------------------
+
+class Generators:
+    """The generator processes, told the same command at once."""
+
+    def __init__(self, count: int, nodes: int, port: int, interval: float):
+        context = mp.get_context("spawn")
+        self.pipes, self.processes = [], []
+        for share in range(count):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=generator_main, daemon=True,
+                                      args=(port, interval, list(range(share, nodes, count)), theirs))
+            process.start()
+            self.pipes.append(mine)
+            self.processes.append(process)
+        self.usage = [psutil.Process(process.pid) for process in self.processes]
+
+    async def tell(self, command: str, argument=None) -> list:
+        for pipe in self.pipes:
+            pipe.send((command, argument))
+        loop = asyncio.get_running_loop()
+        return [await loop.run_in_executor(None, pipe.recv) for pipe in self.pipes]
+
+    def cpu(self) -> list[float]:
+        return [sum(process.cpu_times()[:2]) for process in self.usage]
+
+    def kill(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
 
 
-# -- orchestration ------------------------------------------------------------
-
-async def register(url: str, token: str, count: int, start: int) -> list[dict]:
-    semaphore = asyncio.Semaphore(32)
-    async with httpx.AsyncClient(timeout=60) as client:
-        async def one(i):
-            async with semaphore:
-                answer = await enrol.register(client, url, token, f"sim{i}")
-                answer.raise_for_status()
-                return answer.json()
-        return await asyncio.gather(*[one(i) for i in range(start, start + count)])
-
-
-def server_histograms(control: ControlProcess) -> dict[str, dict[float, float]]:
-    """Cumulative bucket counts of the server's wake and heartbeat-latency histograms."""
-    from prometheus_client.parser import text_string_to_metric_families
-    text = httpx.get(f"{control.url}/metrics", timeout=60).text
-    found = {"wake": {}, "heartbeat": {}}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if not sample.name.endswith("_bucket"):
-                continue
-            if family.name == "meshvpn_control_longpoll_wake_seconds":
-                found["wake"][float(sample.labels["le"])] = sample.value
-            elif (family.name == "meshvpn_control_request_seconds"
-                  and sample.labels.get("route") == "/v1/nodes/{node_id}/heartbeat"):
-                found["heartbeat"][float(sample.labels["le"])] = sample.value
-    return found
-
-
-def bucket_quantile(counts: dict[float, float], q: float) -> float:
-    """Upper bound of the bucket holding quantile q of cumulative histogram counts."""
-    total = counts.get(float("inf"), 0)
-    for le in sorted(counts):
-        if total and counts[le] >= q * total:
-            return le
-    return float("nan")
-
-
-def server_usage(control: ControlProcess) -> list[psutil.Process]:
+def server_processes(control: ControlProcess) -> list[psutil.Process]:
     root = psutil.Process(control.proc.pid)
     return [root, *root.children(recursive=True)]
 
 
-def measure(control, nodes, args, token) -> dict:
-    duration = args.warmup + args.changes * args.change_gap + 3
-    stop_at = time.time() + duration
-    # Agents resume from a cached netmap at the current revision, as a restarted agent does:
-    # the first full map is O(N) per node, O(N^2) for the mesh, and not what this measures.
-    revision = httpx.get(f"{control.url}/v1/nodes", headers=control.admin, timeout=60).json()["revision"]
-    queue = mp.Queue()
-    shares = [nodes[i::args.clients] for i in range(args.clients)]
-    children = [mp.Process(target=child, args=(control.url, share, args.interval, stop_at, revision, queue,
-                                                        args.watch == "stream")) for share in shares]
-    for proc in children:
-        proc.start()
-    processes = server_usage(control)
-    hist_before = server_histograms(control)
-    clients = [psutil.Process(proc.pid) for proc in children]
-    time.sleep(args.warmup)
-    cpu_before = sum(sum(p.cpu_times()[:2]) for p in processes)
-    client_before = sum(sum(p.cpu_times()[:2]) for p in clients)
-    wall_before = time.time()
-    changes = []
-    with httpx.Client(timeout=60) as admin:
-        for i in range(args.changes):
-            started = time.time()  # the change counts from before its request: conservative
-            joined = enrol.register_sync(control.url, token, f"change{len(nodes)}-{i}", client=admin).json()
-            changes.append((joined["revision"], started))
-            time.sleep(args.change_gap)
-    cpu = (sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before) / (time.time() - wall_before)
-    client_cpu = (sum(sum(p.cpu_times()[:2]) for p in clients) - client_before) / (time.time() - wall_before)
-    rss = sum(p.memory_info().rss for p in processes)
-    hist_after = server_histograms(control)
-    woken = {le: hist_after["wake"].get(le, 0) - hist_before["wake"].get(le, 0) for le in hist_after["wake"]}
-    total = woken.get(float("inf"), 0)
-    served = {le: hist_after["heartbeat"].get(le, 0) - hist_before["heartbeat"].get(le, 0)
-              for le in hist_after["heartbeat"]}
-    beats, wakes = [], []
-    for _ in children:
-        b, w = queue.get()
-        beats += b
-        wakes += w
-    for proc in children:
-        proc.join()
-    reach = []
-    for revision, started in changes:
-        first: dict[str, float] = {}  # each watcher's first answer at or past the revision
-        for node_id, seen, at in wakes:
-            if seen >= revision and at >= started:
-                first[node_id] = min(first.get(node_id, at), at)
-        woke = [at - started for at in first.values()]
-        reach.append({"watchers_reached": len(woke), "p50_s": percentile(woke, 0.5), "max_s": percentile(woke, 1.0)})
-    return {"heartbeats": len(beats), "heartbeat_p50_ms": percentile(beats, 0.5) * 1000,
-            "heartbeat_p99_ms": percentile(beats, 0.99) * 1000, "changes": reach,
-            "server_heartbeat_p50_le_ms": bucket_quantile(served, 0.5) * 1000,
-            "server_heartbeat_p99_le_ms": bucket_quantile(served, 0.99) * 1000,
-            "server_wakes": total, "server_wakes_within_100ms": woken.get(0.1, 0),
-            "server_wakes_within_1s": woken.get(1.0, 0),
-            "server_cpu_cores": round(cpu, 2), "load_generator_cpu_cores": round(client_cpu, 2),
-            "server_rss_mb": round(rss / 2**20, 1)}
+def server_cpu(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(process.cpu_times()[:2])
+    return total
 
 
-def run_store(store: str, args, pg_admin_url: str | None) -> list[dict]:
+def server_rss(processes: list[psutil.Process]) -> int:
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss
+    return total
+
+
+def log_events(path: Path, offset: int, name: str) -> list[dict]:
+    with open(path, "rb") as log:
+        log.seek(offset)
+        lines = log.read().decode(errors="replace").splitlines()
+    return [record for line in lines if line.startswith("{") and (record := json.loads(line)).get("event") == name]
+
+
+class Changes:
+    """Membership changes made during the window, and heartbeats for the nodes they enrol."""
+
+    def __init__(self, control: ControlProcess, join_token: str, interval: float):
+        self.control, self.join_token, self.interval = control, join_token, interval
+        self.conn = Connection(control.port, "127.0.0.1")
+        self.made: list[tuple[int, float, float]] = []  # (revision, sent, registration took)
+        self.nodes: list[tuple[str, str]] = []
+
+    async def make(self, names: list[str], times: list[float]) -> None:
+        """Register a node named `names[i]` at each of `times` (or as soon after as the last one is done)."""
+        for name, at in zip(names, times, strict=True):
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            answer, sent = await enrol(self.conn, self.join_token, name, timeout=CHANGE_TIMEOUT)
+            self.made.append((answer["revision"], sent, time.monotonic() - sent))
+            self.nodes.append((answer["node_id"], answer["node_token"]))
+
+    async def keep_alive(self) -> None:
+        conn = Connection(self.control.port, "127.0.0.1")
+        while True:
+            for node_id, token in list(self.nodes):
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
+                    await conn.call(request("POST", f"/v1/nodes/{node_id}/heartbeat", token, b"{}"))
+            await asyncio.sleep(self.interval)
+
+
+async def profile(control: ControlProcess, seconds: float, name: str) -> None:
+    """Sample every worker with py-spy for `seconds`: collapsed stacks (flamegraph input), one file each,
+    `bench/results/<name>-<worker>.pyspy.txt`."""
+    workers = [p.pid for p in server_processes(control) if p.pid != control.proc.pid]
+    spies = [await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+        "--rate", "50", "--format", "raw", "--output", str(RESULTS / f"{name}-{i}.pyspy.txt"), "--nonblocking",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i, pid in enumerate(workers)]
+    await asyncio.gather(*(spy.wait() for spy in spies))
+
+
+def summarise(args, store: str, nodes: int, reports: list[dict], window: float, server_cpu_s: float,
+              rss: list[int], generator_cpu: list[float], changes: Changes) -> dict:
+    latencies = [x for r in reports for x in r["latencies"]]
+    quiet = [x for r in reports for x in r["quiet"]]
+    lags = [x for r in reports for x in r["lags"]]
+    per_change = []
+    for i, (revision, _, took) in enumerate(changes.made):
+        delays = [d for r in reports for d in r["wakes"][i]]
+        reached = [d for d in delays if d is not None]
+        per_change.append({"revision": revision, "registration_ms": round(took * 1000, 1),
+                           "watchers": len(delays), "reached": len(reached),
+                           "all_s": round(max(reached), 3) if len(reached) == len(delays) and reached else None,
+                           "p50_s": round(percentile(reached, 0.5), 3) if reached else None})
+    every = [d for r in reports for w in r["wakes"] for d in w]
+    reached = [d for d in every if d is not None]
+    all_times = [c["all_s"] if c["all_s"] is not None else math.inf for c in per_change if c["watchers"]]
+    lag_p99 = percentile(lags, 0.99) or 0.0
+    row = {
+        "store": store, "nodes": nodes, "workers": args.workers, "generators": args.generators,
+        "streams": args.streams, "http_parser": resolved(args.http_parser, "httptools", "h11"),
+        "event_loop": resolved(args.event_loop, "uvloop", "asyncio"),
+        "interval_s": args.interval, "offline_after_s": args.interval * 3, "duration_s": window,
+        "target_heartbeat_rate": round(nodes / args.interval, 1),
+        "achieved_heartbeat_rate": round(len(latencies) / window, 1),
+        "heartbeats_failed": sum(r["failed"] for r in reports),
+        "heartbeat_p50_ms": round(percentile(latencies, 0.5) * 1000, 1) if latencies else None,
+        "heartbeat_p99_ms": round(percentile(latencies, 0.99) * 1000, 1) if latencies else None,
+        "heartbeat_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+        "heartbeat_p99_quiet_ms": round(percentile(quiet, 0.99) * 1000, 1) if quiet else None,
+        "wake_p99_s": (round(percentile(all_times, 0.99), 3) if all(math.isfinite(t) for t in all_times)
+                       else None) if all_times else None,
+        "wake_watcher_p99_s": round(percentile(reached, 0.99), 3) if reached else None,
+        "wake_missed": sum(1 for d in every if d is None),
+        "changes": per_change,
+        "server_cpu_cores": round(server_cpu_s / window, 2),
+        "server_rss_mb": round(max(rss) / 2**20, 1), "server_rss_end_mb": round(rss[-1] / 2**20, 1),
+        "generator_lag_p50_ms": round((percentile(lags, 0.5) or 0.0) * 1000, 1),
+        "generator_lag_p99_ms": round(lag_p99 * 1000, 1),
+        "generator_cpu_cores": [round(c, 2) for c in generator_cpu],
+        "stream_drops": sum(r["stream_drops"] for r in reports),
+        "errors": dict(sum((Counter(r["errors"]) for r in reports), Counter())),
+    }
+    if lag_p99 > MAX_LAG_P99:
+        row["refused"] = f"generator lag p99 {lag_p99 * 1000:.0f} ms > {MAX_LAG_P99 * 1000:.0f} ms"
+    elif max(generator_cpu) > MAX_GENERATOR_CPU:
+        row["refused"] = f"a generator process used {max(generator_cpu):.2f} cores > {MAX_GENERATOR_CPU}"
+    return row
+
+
+async def cold_start(control: ControlProcess, generators: Generators, args, name: str) -> dict:
+    """Stop and start the control plane; every node reconnects at once when it is up."""
+    await generators.tell("pause")
+    stopped = time.monotonic()
+    await asyncio.to_thread(control.stop)
+    offset = control.log_path.stat().st_size
+    await asyncio.to_thread(control.start, 60.0)
+    ready = time.monotonic()
+    offline_after = args.interval * 3
+    spying = asyncio.create_task(profile(control, 20, name)) if args.profile else None
+    replies = await generators.tell("resume", {"limit": max(60.0, 4 * offline_after)})
+    back = [b for reply in replies for b in reply["back"]]
+    # The grace after the restart lasts offline_after from the first sweep: watch past its end.
+    await asyncio.sleep(max(0.0, ready + offline_after + 3.0 - time.monotonic()))
+    if spying is not None:
+        await spying
+    reached = [b - ready for b in back if b is not None]
+    return {"server_restart_s": round(ready - stopped, 2),
+            "cold_start_s": round(max(reached), 2) if len(reached) == len(back) else None,
+            "cold_start_p50_s": round(percentile(reached, 0.5), 2) if reached else None,
+            "cold_start_not_back": len(back) - len(reached),
+            "cold_start_offline": len(log_events(control.log_path, offset, "node_offline")),
+            "cold_start_grace": bool(log_events(control.log_path, offset, "liveness_grace")),
+            "cold_start_errors": dict(sum((Counter(r["errors"]) for r in replies), Counter()))}
+
+
+async def measure(control: ControlProcess, args, store: str, nodes: int, run_id: str) -> dict:
+    join_token = await asyncio.to_thread(control.join_token, True)
+    generators = Generators(args.generators, nodes, control.port, args.interval)
+    changes = Changes(control, join_token, args.interval)
+    keeping = asyncio.create_task(changes.keep_alive())
+    try:
+        started = time.monotonic()
+        failed = sum(reply["failed"] for reply in await generators.tell("enrol", {"join_token": join_token}))
+        registration_s = time.monotonic() - started
+        if failed:
+            raise RuntimeError(f"{failed} nodes could not enrol")
+        revision = json.loads((await Connection(control.port, "127.0.0.1").call(
+            request("GET", "/healthz", "-")))[1])["revision"]
+        started = time.monotonic()
+        spying = (asyncio.create_task(profile(control, 20, f"control_scale-{run_id}-{store}-{nodes}-open"))
+                  if args.profile and args.streams else None)
+        replies = await generators.tell("watch", {"revision": revision, "limit": STREAMS_OPEN_LIMIT,
+                                                  "streams": args.streams})
+        streams_open_s = time.monotonic() - started
+        opened = sum(reply["open"] for reply in replies)  # fewer than all: measured anyway, and said
+        await asyncio.sleep(args.warmup)
+        if spying is not None:
+            await spying
+
+        processes = server_processes(control)
+        rss = [server_rss(processes)]
+        start = time.monotonic()
+        cpu_before, generators_before = server_cpu(processes), generators.cpu()
+        profiling = None
+        if args.profile:
+            profiling = asyncio.create_task(profile(control, args.duration * 0.9,
+                                                    f"control_scale-{run_id}-{store}-{nodes}-window"))
+        step = args.duration / args.changes
+        changing = asyncio.create_task(changes.make([f"change{nodes}-{i}" for i in range(args.changes)],
+                                                    [start + (i + 0.5) * step for i in range(args.changes)]))
+        while (now := time.monotonic()) < start + args.duration:
+            await asyncio.sleep(min(1.0, start + args.duration - now))
+            rss.append(server_rss(processes))
+        window = time.monotonic() - start
+        load = os.getloadavg()[0]
+        server_cpu_s = server_cpu(processes) - cpu_before
+        generator_cpu = [(after - before) / window
+                         for before, after in zip(generators_before, generators.cpu(), strict=True)]
+        if profiling is not None:
+            await profiling
+        await changing  # each within CHANGE_TIMEOUT; a change that came late is still timed to its last watcher
+        await asyncio.sleep(2.0)
+        reports = await generators.tell("report", {"window": (start, start + args.duration),
+                                                   "changes": [(rev, sent) for rev, sent, _ in changes.made]})
+        row = {"run_id": run_id, **summarise(args, store, nodes, reports, window, server_cpu_s, rss,
+                                             generator_cpu, changes),
+               "registration_s": round(registration_s, 1), "streams_open_s": round(streams_open_s, 1),
+               "streams_opened": opened, "machine_load_1m": round(load, 2),
+               "stream_open_errors": dict(sum((Counter(reply["errors"]) for reply in replies), Counter()))}
+        row["offline_steady"] = len(log_events(control.log_path, 0, "node_offline"))
+        if not args.no_cold_start:
+            row.update(await cold_start(control, generators, args, f"control_scale-{run_id}-{store}-{nodes}-cold"))
+        await generators.tell("stop")
+        return row
+    finally:
+        keeping.cancel()
+        generators.kill()
+
+
+def run(store: str, nodes: int, args, pg_admin_url: str | None, run_id: str, fds: int) -> dict:
+    workers = args.workers or processes_for(nodes, fds)
+    if processes_for(nodes, fds) > workers:
+        raise SystemExit(f"{nodes} nodes hold {2 * nodes} connections: {workers} worker(s) with {fds} descriptors "
+                         f"each cannot, use --workers {processes_for(nodes, fds)}")
+    args = argparse.Namespace(**{**vars(args), "workers": workers,
+                                 "generators": max(args.generators, processes_for(nodes, fds))})
     db_url = pg.fresh_database(pg_admin_url) if store == "postgres" else None
     state = Path(tempfile.mkdtemp(prefix="meshvpn-bench-"))
-    control = ControlProcess(state, db_url, workers=args.workers, heartbeat_interval=args.interval,
-                             offline_after=max(60.0, args.interval * 3), cidr="100.64.0.0/10").start()
-    rows = []
+    # The connection cap below the descriptor limit, as docs/design.md asks: over it the server answers 503.
+    control = ControlProcess(state, db_url, workers=workers, heartbeat_interval=args.interval,
+                             offline_after=args.interval * 3, cidr="100.64.0.0/10",
+                             settings={"max_connections": fds - FD_SPARE, "http_parser": args.http_parser,
+                                       "event_loop": args.event_loop}).start()
     try:
-        token = control.join_token()
-        nodes: list[dict] = []
-        for size in args.sizes:
-            started = time.monotonic()
-            nodes += asyncio.run(register(control.url, token, size - len(nodes), len(nodes)))
-            registered_in = time.monotonic() - started
-            row = {"store": store, "nodes": size, "workers": args.workers, "watch": args.watch,
-                   "interval_s": args.interval, "registration_s": round(registered_in, 1),
-                   **measure(control, nodes, args, token)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        return asyncio.run(measure(control, args, store, nodes, run_id))
     finally:
         control.stop()
-    return rows
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def fd_limit() -> int:
+    """Raise this process's descriptor limit (the server and generators inherit it); the limit."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with contextlib.suppress(ValueError, OSError):  # above the hard limit only with CAP_SYS_RESOURCE
+        resource.setrlimit(resource.RLIMIT_NOFILE, (WANTED_FDS, max(hard, WANTED_FDS)))
+        return WANTED_FDS
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def processes_for(nodes: int, fds: int) -> int:
+    """The fewest processes that can hold the 2 connections of each of `nodes` with `fds` descriptors each."""
+    return max(1, math.ceil(2 * nodes / (fds - FD_SPARE)))
+
+
+# What a refused run still reports: what was run, and the generator's own figures.
+GENERATOR_FIGURES = ("run_id", "store", "nodes", "workers", "generators", "streams", "http_parser", "event_loop",
+                     "interval_s", "duration_s", "generator_lag_p50_ms", "generator_lag_p99_ms", "generator_cpu_cores",
+                     "machine_load_1m", "refused")
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'store':9} {'nodes':>6} {'wk':>2} {'hb/s':>13} {'hb p50/p99 ms':>15} {'wake p99 s':>10} "
+            f"{'cpu':>5} {'rss MB':>7} {'reg s':>6} {'cold s':>6} {'offl':>4} {'lag p99':>7}")
+    lines = [head]
+    for row in rows:
+        if "refused" in row:
+            lines.append(f"{row['store']:9} {row['nodes']:>6} {row['workers']:>2} REFUSED: {row['refused']}")
+            continue
+        lines.append(
+            f"{row['store']:9} {row['nodes']:>6} {row['workers']:>2} "
+            f"{row['achieved_heartbeat_rate']:>6}/{row['target_heartbeat_rate']:<6} "
+            f"{row['heartbeat_p50_ms']!s:>7}/{row['heartbeat_p99_ms']!s:<7} {row['wake_p99_s']!s:>10} "
+            f"{row['server_cpu_cores']:>5} {row['server_rss_mb']:>7} {row['registration_s']:>6} "
+            f"{row.get('cold_start_s')!s:>6} {row.get('cold_start_offline')!s:>4} {row['generator_lag_p99_ms']:>7}")
+    return "\n".join(lines)
+
+
+def public(row: dict) -> dict:
+    """What a run may report: everything, or, when the generator fell behind, only why and its own figures."""
+    if "refused" not in row:
+        return row
+    return {key: value for key, value in row.items() if key in GENERATOR_FIGURES}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000])
-    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
-    parser.add_argument("--interval", type=float, default=5.0, help="heartbeat interval of the simulated agents")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
-    parser.add_argument("--watch", choices=["stream", "longpoll"], default="stream",
-                        help="how simulated agents watch the netmap")
-    parser.add_argument("--warmup", type=float, default=8.0)
-    parser.add_argument("--changes", type=int, default=3)
-    parser.add_argument("--change-gap", type=float, default=4.0)
+    parser.add_argument("--nodes", "--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--store", "--stores", nargs="+", default=["sqlite", "postgres"],
+                        choices=["sqlite", "postgres"])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of the measurement window")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="uvicorn workers of the control plane (default: the fewest whose descriptors fit)")
+    parser.add_argument("--generators", "--clients", type=int, default=4, help="load-generator processes")
+    parser.add_argument("--interval", type=float, default=5.0, help="heartbeat interval of the simulated nodes")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds between opening the streams and measuring")
+    parser.add_argument("--changes", type=int, default=6, help="membership changes in the window")
+    parser.add_argument("--http-parser", choices=config.HTTP_PARSERS, default="auto",
+                        help="the server's HTTP parser (auto: httptools when installed)")
+    parser.add_argument("--event-loop", choices=config.EVENT_LOOPS, default="auto",
+                        help="the server's event loop (auto: uvloop when installed)")
+    parser.add_argument("--no-cold-start", action="store_true", help="skip the restart at the end")
+    parser.add_argument("--no-streams", dest="streams", action="store_false",
+                        help="nodes only heartbeat (what a stream costs, by difference)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker during the window")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
+    fds = fd_limit()
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up as on ^C
+    RESULTS.mkdir(exist_ok=True)
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+    out = RESULTS / f"control_scale-{run_id}.json"
     rows = []
     with pg.server() as pg_admin_url:
-        for store in args.stores:
+        for store in args.store:
             if store == "postgres" and pg_admin_url is None:
                 print("skipping postgres: not installed", file=sys.stderr)
                 continue
-            rows += run_store(store, args, pg_admin_url)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"control_scale-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                               "args": vars(args), "rows": rows}, indent=2))
-    print(f"\n{'store':9} {'nodes':>6} {'hb p50 ms':>9} {'hb p99 ms':>9} {'change->all s':>13} {'cpu':>5} "
-          f"{'rss MB':>7}")
-    for row in rows:
-        worst = max((c["max_s"] for c in row["changes"]), default=float("nan"))
-        print(f"{row['store']:9} {row['nodes']:>6} {row['heartbeat_p50_ms']:>9.1f} {row['heartbeat_p99_ms']:>9.1f} "
-              f"{worst:>13.3f} {row['server_cpu_cores']:>5} {row['server_rss_mb']:>7}")
-    print(f"results: {out}")
-    return 0
+            for nodes in args.nodes:
+                row = run(store, nodes, args, pg_admin_url, run_id, fds)
+                rows.append(public(row))
+                if "refused" in row:
+                    print(f"REFUSED {store} {nodes}: the load generator fell behind ({row['refused']}); "
+                          "its figures would measure itself and are not reported", file=sys.stderr)
+                out.write_text(json.dumps({"run_id": run_id, "machine": {"cpus": os.cpu_count(),
+                                           "python": sys.version.split()[0]}, "args": vars(args),
+                                           "runs": rows}, indent=2))
+    if args.json:
+        print(json.dumps(rows[0] if len(rows) == 1 else {"run_id": run_id, "runs": rows}))
+    else:
+        print(table(rows))
+        print(f"results: {out}")
+    return REFUSED_EXIT if any("refused" in row for row in rows) else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Database connection, transactions and migrations for SQLite and PostgreSQL alike.
 
-Owns turning a URL into a peewee Database bound to `models.db`, the transaction flavour each
-backend needs (with retries of lock timeouts and deadlocks), which database errors mean "the store
-is down" and which "a unique constraint said no", and applying numbered migrations.
+Owns turning a URL into a peewee Database bound to `models.db` (on PostgreSQL, one that connects
+again after the server closed a connection), the transaction flavour each backend needs (with
+retries of lock timeouts and deadlocks), which database errors mean "the store is down" and which
+"a unique constraint said no", and applying numbered migrations.
 Knows no table but through `models`; the SQL of each table is in `store/`.
 """
 from __future__ import annotations
@@ -33,12 +34,24 @@ STORE_DOWN = (peewee.OperationalError, peewee.InterfaceError)
 Conflict = peewee.IntegrityError
 
 
+class PostgresqlDatabase(peewee.PostgresqlDatabase):
+    """PostgreSQL whose threads connect again when the server closed their connection (it
+    restarted, or ended the backend). The statement that finds the connection gone fails, as it
+    must (the store was down for it); the thread's next statement outside a transaction gets a new
+    connection, where peewee alone would keep the dead one, and fail, for good."""
+
+    def cursor(self, named_cursor=None):
+        if not self.in_transaction() and not self.is_closed() and self.connection().closed:
+            self.close()  # closing a closed connection is a no-op; peewee forgets it and reconnects
+        return super().cursor(named_cursor)
+
+
 def connect(url: str) -> peewee.Database:
     """Open (lazily) the database at `url` and bind the models to it."""
     if url.startswith("sqlite"):
         database = db_url.connect(url, pragmas=SQLITE_PRAGMAS)
     elif url.startswith(("postgres://", "postgresql://")):
-        database = db_url.connect(url)
+        database = PostgresqlDatabase(**db_url.parse(url))
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
     db.initialize(database)

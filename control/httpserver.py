@@ -1,6 +1,8 @@
 """HTTP connections of the control plane: how long a client may take and how many may be open.
 
-Owns the uvicorn protocol and the gunicorn worker that bound slow and hostile clients, per worker:
+Owns the uvicorn protocols and the gunicorn worker that bound slow and hostile clients, per worker
+and whichever parser reads the requests (h11, pure Python, or httptools, in C and about twice as
+cheap per request: `http_parser`, by default httptools when it is installed):
 - header timeout: a request's line and headers must be complete within `header_timeout` of the
   connection's start, or of the first byte of the next request on a kept-alive connection; else
   the connection is answered 408 (if part of a request came) and closed;
@@ -20,7 +22,7 @@ import asyncio
 import functools
 import resource
 from collections import Counter
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -32,9 +34,17 @@ REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnect
 FD_RESERVE = 256  # descriptors besides client connections: listeners, store connections, logs, metrics files
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header timeout, a write timeout and hard connection caps
-    (`limit_concurrency` in all, `per_address` from one client address)."""
+if TYPE_CHECKING:  # for the type checker a bounded protocol is a uvicorn protocol
+    _Protocol = H11Protocol
+else:  # at run time `Bounds` is mixed in before the protocol class it bounds
+    _Protocol = object
+
+
+class Bounds(_Protocol):
+    """What every connection of a worker is held to, whatever parses its requests: a header timeout,
+    a write timeout and hard connection caps (`limit_concurrency` in all, `per_address` from one
+    client address). Mixed into a uvicorn protocol, which tells through `_partial_request()` and
+    `_body_pending()` where its parser is."""
 
     per_address_open: ClassVar[Counter[str]] = Counter()  # this worker's open connections by client address
 
@@ -46,6 +56,14 @@ class BoundedH11Protocol(H11Protocol):
         self.header_timer: asyncio.TimerHandle | None = None
         self.write_timer: asyncio.TimerHandle | None = None
         self.address: str | None = None
+
+    def _partial_request(self) -> bool:
+        """Part of a request came (its line or some headers), not yet all of its headers."""
+        raise NotImplementedError
+
+    def _body_pending(self) -> bool:
+        """The request's headers came, not yet all of its body."""
+        raise NotImplementedError
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -81,16 +99,16 @@ class BoundedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._partial_request() and not self.transport.is_closing():
             self._arm_header_timer()  # a request has begun; its headers are not complete yet
         else:
             self._disarm_header_timer()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.conn.their_state is h11.SEND_BODY:  # answered (a 408, a 401) before its body came: never reuse
+        if self._body_pending():  # answered (a 408, a 401) before its body came: never reuse
             self.transport.close()
-        elif self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:  # a pipelined request has begun
+        elif self._partial_request():  # a pipelined request has begun
             self._arm_header_timer()
 
     def connection_lost(self, exc) -> None:
@@ -118,9 +136,62 @@ class BoundedH11Protocol(H11Protocol):
         self.header_timer = None
         if self.transport.is_closing():
             return
-        if self.conn.trailing_data[0]:  # part of a request came: tell the client why it is dropped
+        if self._partial_request():  # tell the client why it is dropped
             self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()
+
+
+class BoundedH11Protocol(Bounds, H11Protocol):
+    """uvicorn's h11 protocol, bounded."""
+
+    def _partial_request(self) -> bool:
+        return self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+
+    def _body_pending(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
+
+
+@functools.cache
+def bounded_httptools() -> type[Bounds]:
+    """uvicorn's httptools protocol, bounded (ImportError when httptools is not installed)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpToolsProtocol(Bounds, HttpToolsProtocol):  # type: ignore[misc]  # Bounds is typed as h11
+        """Its parser's callbacks say where a request is."""
+
+        in_headers = False  # from a request's first byte to the end of its headers
+        in_body = False  # from the end of its headers to the end of its body
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.in_headers = True
+
+        def on_headers_complete(self) -> None:
+            self.in_headers, self.in_body = False, True
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self.in_body = False
+            super().on_message_complete()
+
+        def _partial_request(self) -> bool:
+            return self.in_headers
+
+        def _body_pending(self) -> bool:
+            return self.in_body
+
+    return BoundedHttpToolsProtocol
+
+
+def protocol_class(http_parser: str) -> type[Bounds]:
+    """The bounded protocol of `http_parser`: "h11", "httptools", or "auto" (httptools when installed)."""
+    if http_parser != "h11":
+        try:
+            return bounded_httptools()
+        except ImportError:
+            if http_parser == "httptools":
+                raise ValueError("http_parser is httptools, which is not installed") from None
+    return BoundedH11Protocol
 
 
 class ControlWorker(UvicornWorker):
@@ -134,9 +205,10 @@ class ControlWorker(UvicornWorker):
         settings = app.config
         self.CONFIG_KWARGS = {
             **UvicornWorker.CONFIG_KWARGS,
-            "http": functools.partial(BoundedH11Protocol, header_timeout=settings.header_timeout,
+            "http": functools.partial(protocol_class(settings.http_parser), header_timeout=settings.header_timeout,
                                       write_timeout=settings.write_timeout,
                                       per_address=settings.max_connections_per_address),
+            "loop": settings.event_loop,
             "limit_concurrency": settings.max_connections,
             # Never let uvicorn take a client address from headers: `trusted_proxies` decides that.
             "proxy_headers": False,

@@ -25,6 +25,8 @@ class MembershipCache:
         self.by_token: dict[str, str] = {}  # token hash -> node id
         self.token_of: dict[str, str] = {}  # node id -> token hash
         self._deltas: dict[int, Delta | None] = {}
+        # since -> the JSON of that delta around its `self`, for every watcher the delta does not name
+        self._spliced: dict[int, tuple[bytes, bytes, frozenset[str]]] = {}
         self._encoded: dict[str, bytes] = {}  # node id -> its view as JSON, kept per change
 
     def apply(self, loaded: Loaded) -> bool:
@@ -49,6 +51,7 @@ class MembershipCache:
         self.revision, self.horizon = loaded.revision, loaded.horizon
         self._trim()
         self._deltas.clear()
+        self._spliced.clear()
         return advanced
 
     def _forget(self, node_id: str) -> None:
@@ -77,8 +80,9 @@ class MembershipCache:
     def answer(self, me: str, since: int | None) -> tuple[str, bytes]:
         """The netmap answer for node `me` as (kind, JSON), sharing one delta per `since`.
 
-        Equal, once parsed, to `netmap.netmap_for`; a full map is spliced from per-node
-        JSON kept since the node last changed, so it costs a join, not N encodings.
+        Equal, once parsed, to `netmap.netmap_for`. Both kinds are spliced from per-node JSON
+        kept since the node last changed: a full map costs a join, not N encodings, and a delta,
+        which thousands of watchers get at once, costs each of them a join of three pieces.
         """
         snapshot = self.snapshot()
         change = None
@@ -87,12 +91,29 @@ class MembershipCache:
             # what a client puts in `since` must not grow this cache.
             if since not in self._deltas:
                 if len(self._deltas) >= MAX_SHARED_DELTAS:
-                    self._deltas.pop(next(iter(self._deltas)))
+                    evicted = next(iter(self._deltas))
+                    self._deltas.pop(evicted)
+                    self._spliced.pop(evicted, None)
                 self._deltas[since] = delta(snapshot, since)
             change = choose_delta(snapshot, since, self._deltas[since])
         if change is not None:
-            return "delta", msgspec.json.encode(delta_map(snapshot, change, me, self.prefix))
+            if change.since not in self._spliced:
+                self._spliced[change.since] = self._splice(change)
+            head, tail, named = self._spliced[change.since]
+            if me in named:  # the node itself changed: its own entry leaves the lists
+                return "delta", msgspec.json.encode(delta_map(snapshot, change, me, self.prefix))
+            return "delta", head + self._encoded[me] + tail
         head = msgspec.json.encode({"revision": self.revision, "delta": False, "mesh_prefix": self.prefix,
                                     "self": self.nodes[me]})
         peers = b",".join([blob for node_id, blob in self._encoded.items() if node_id != me])
         return "full", head[:-1] + b',"peers":[' + peers + b"]}"
+
+    def _splice(self, change: Delta) -> tuple[bytes, bytes, frozenset[str]]:
+        """`change` as `DeltaNetmap` JSON before and after its `self`, in the struct's field order,
+        and the ids it names (whose own answers must leave themselves out)."""
+        head = msgspec.json.encode({"revision": change.revision, "since": change.since, "mesh_prefix": self.prefix})
+        upserted = b",".join([self._encoded[view.node_id] for view in change.upserted])
+        tail = (b',"upserted":[' + upserted + b'],"removed":' + msgspec.json.encode(change.removed)
+                + b',"delta":true}')
+        named = frozenset([view.node_id for view in change.upserted]) | frozenset(change.removed)
+        return head[:-1] + b',"self":', tail, named

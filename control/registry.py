@@ -191,20 +191,17 @@ class Registry:
                     raise Unavailable(f"store unavailable: {exc}") from None
                 except Exception as exc:
                     emit("heartbeat_dropped", node=node_id, reason=f"store refused it: {exc}")
-        returning = nodes.offline_among(batch)
-        stored = nodes.reflexive_endpoints(batch)
+        stored = nodes.liveness(batch)
+        returning = [node_id for node_id, (online, _) in stored.items() if not online]
         moved = {node_id: report.reflexive_endpoint for node_id, report in batch.items()
-                 if node_id in stored and stored[node_id] != report.reflexive_endpoint}
+                 if node_id in stored and stored[node_id][1] != report.reflexive_endpoint}
         if not returning and not moved:
             return []
         return self._write(lambda: self._after_heartbeats(returning, moved))
 
     @staticmethod
     def _store_heartbeats(batch: dict[str, HeartbeatReport]) -> None:
-        def store() -> None:
-            for node_id in sorted(batch):
-                nodes.record_heartbeat(node_id, batch[node_id])
-        database.retrying(store)
+        database.retrying(lambda: nodes.record_heartbeats(batch))
 
     @staticmethod
     def _after_heartbeats(candidates: list[str], moved: dict[str, str | None]) -> Written[list[str]]:

@@ -7,6 +7,7 @@ are raised as domain errors and turned into JSON by the app.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -168,8 +169,13 @@ class Netmap:
 
         A change costs one write per watcher instead of a request per watcher, which is what
         lets one worker keep thousands of nodes current. A comment every `keepalive` seconds
-        lets both ends notice a dead connection (Falcon ends the stream of a gone client).
+        lets both ends notice a dead connection (Falcon ends the stream of a gone client). The
+        comments keep the stream's own phase, from when it opened: counted from the last event,
+        every stream would send its comment at the same moment, `keepalive` seconds after each
+        change, and stall the worker for as long as a change's fan-out.
         """
+        loop = asyncio.get_running_loop()
+        keepalive_at = loop.time() + self.keepalive
         woken = False
         while not self.feed.closed:
             if node_id not in self.cache.nodes:
@@ -183,8 +189,9 @@ class Netmap:
                 NETMAPS.labels(kind).inc()
                 yield SSEvent(event="netmap", data=blob, event_id=str(current))
             since = current
-            woken = await self.feed.wait_past(since, self.keepalive)
+            woken = await self.feed.wait_past(since, keepalive_at - loop.time())
             if not woken and not self.feed.closed:
+                keepalive_at = max(keepalive_at, loop.time()) + self.keepalive
                 yield None  # Falcon writes a keepalive comment
 
 

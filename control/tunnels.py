@@ -10,8 +10,9 @@ one reason per pair an operator can act on. Must not do I/O or read the clock.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from control.records import NodeRecord
@@ -44,7 +45,10 @@ def _address(text: str | None) -> Address | None:
         return None
 
 
-def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str | None:
+# Both below are asked at every heartbeat, with the few addresses a node's requests come from:
+# remembered, they cost a dict lookup instead of parsing addresses (a bounded cache: any address).
+@functools.lru_cache(maxsize=16384)
+def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str | None:
     """The address a request came from: the connection's peer, unless that peer is a trusted
     proxy; then the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries
     further left were written by the client and prove nothing)."""
@@ -62,6 +66,7 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
     return str(source)
 
 
+@functools.lru_cache(maxsize=16384)
 def reflexive_endpoint(address: str | None, listen_port: int) -> str | None:
     """`address` with the node's WireGuard port, or None when peers could not use it (loopback, ...)."""
     ip = _address(address)

@@ -16,20 +16,29 @@ from control.membership import MembershipCache
 from control.records import Loaded
 from meshcommon.events import emit
 
+WAKE_SLICE = 64  # waiters released per turn of the event loop: requests are served between slices
+
 
 class RevisionFeed:
     def __init__(self, cache: MembershipCache, load: Callable[[int | None], Awaitable[Loaded]],
-                 poll_interval: float, max_wait: float):
+                 poll_interval: float, max_wait: float, wake_slice: int = WAKE_SLICE):
         self.cache = cache
         self.load = load  # async (since) -> Loaded
         self.poll_interval = poll_interval
         self.max_wait = max_wait  # the longest a long-poll is held, whatever it asks for
-        self._event = asyncio.Event()
+        self.wake_slice = wake_slice
+        # Each waiter is a future of its own, resolved by a release or its timer: no task and no
+        # Event per wait (asyncio.wait_for made a task of every wait, 10,000 of them per change).
+        self._waiting: dict[asyncio.Future[bool], None] = {}  # in arrival order; a dict to drop one in O(1)
         self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
         self._closed = False
-        self.waiters = 0
         self.advanced_at = time.monotonic()  # when the cache last moved to a new revision (the loop's clock)
+
+    @property
+    def waiters(self) -> int:
+        """Long-polls and streams waiting for the next revision (released ones are on their way)."""
+        return len(self._waiting)
 
     def woke_for(self) -> float:
         """Seconds since the cache last advanced: how long a just-released waiter took."""
@@ -46,9 +55,22 @@ class RevisionFeed:
                 self._release()
 
     def _release(self) -> None:
+        """Release every waiter, `wake_slice` per turn of the loop.
+
+        Released all at once, 10,000 streams would each write their event before the loop reads
+        another request: every heartbeat arriving meanwhile would wait for the whole fan-out.
+        """
         self.advanced_at = time.monotonic()
-        event, self._event = self._event, asyncio.Event()
-        event.set()
+        released, self._waiting = list(self._waiting), {}
+        self._wake(released, 0)
+
+    def _wake(self, released: list[asyncio.Future[bool]], start: int) -> None:
+        end = start + self.wake_slice
+        for waiter in released[start:end]:
+            if not waiter.done():
+                waiter.set_result(True)
+        if end < len(released):
+            asyncio.get_running_loop().call_soon(self._wake, released, end)
 
     def unchanged(self, since: int | None) -> bool:
         """Whether `since` is the revision this worker has: nothing to tell its caller."""
@@ -64,20 +86,20 @@ class RevisionFeed:
 
     async def wait_past(self, since: int, timeout: float) -> bool:
         """Wait until the cached revision passes `since` (True), or the timeout or close (False)."""
-        deadline = time.monotonic() + timeout
-        self.waiters += 1
-        try:
-            while self.cache.revision <= since and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                try:
-                    await asyncio.wait_for(self._event.wait(), remaining)
-                except TimeoutError:
-                    return False
-            return self.cache.revision > since
-        finally:
-            self.waiters -= 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.cache.revision <= since and not self._closed:
+            if loop.time() >= deadline:
+                return False
+            waiter = loop.create_future()
+            self._waiting[waiter] = None
+            timer = loop.call_at(deadline, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiting.pop(waiter, None)
+        return self.cache.revision > since
 
     async def run(self) -> None:
         failing = False
@@ -103,3 +125,8 @@ class RevisionFeed:
         self._closed = True
         self._kick.set()
         self._release()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

@@ -120,6 +120,13 @@ class RejectedPeer(msgspec.Struct, frozen=True):
     reason: str
 
 
+class WriteCounts(msgspec.Struct, frozen=True):
+    """Writes the running agent has made since it started: to WireGuard and over rtnetlink."""
+
+    wireguard: int
+    netlink: int
+
+
 class AgentStatus(msgspec.Struct, frozen=True):
     """`GET /status` on the agent's unix socket, and `meshagent status --json`."""
 
@@ -137,3 +144,4 @@ class AgentStatus(msgspec.Struct, frozen=True):
     last_error: str | None
     peers: list[PeerStatus]
     rejected: list[RejectedPeer]
+    writes: WriteCounts | None = None  # None: no agent running (what its files say)

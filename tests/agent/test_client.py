@@ -103,6 +103,23 @@ async def test_an_unreachable_url_fails_over_to_the_next():
     assert (await made.heartbeat("n1", "mvn_x", {})).revision == 1 and made.url == "http://two"
 
 
+async def test_a_heartbeat_waits_only_its_own_timeout_and_a_silent_control_plane_is_left_for_the_next():
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        if request.url.host == "one":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(200, json={"revision": 1, "heartbeat_interval": 2, "offline_after": 6})
+
+    made = client(handler)
+    with pytest.raises(TemporaryError, match="http://one"):
+        await made.heartbeat("n1", "mvn_x", {}, timeout=2.0)
+    assert seen[0].extensions["timeout"] == {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}
+    assert (await made.heartbeat("n1", "mvn_x", {})).revision == 1 and made.url == "http://two"
+    assert seen[1].extensions["timeout"]["read"] == 45.0  # without one: the client's, sized for the stream
+
+
 async def test_leave_deletes_this_node():
     seen = []
     made = client(lambda request: seen.append(request) or httpx.Response(204))

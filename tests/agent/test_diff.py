@@ -33,6 +33,17 @@ def test_a_foreign_address_is_replaced_and_a_changed_port_resynced():
     assert p.add_addresses == {desired.address} and p.remove_addresses == {"100.64.0.9/32"} and p.sync_wireguard
 
 
+def test_the_port_is_planned_only_when_it_differs_and_the_key_only_when_it_is_not_ours():
+    me = key()
+    desired = desired_state(netmap({}), "mesh0", 51820, public_key=me)
+    fresh = diff(Observed(True, True, frozenset({desired.address}), 39468), desired)  # a new wireguard-go
+    assert fresh.listen_port == 51820 and fresh.set_private_key and fresh.sync_wireguard
+    ours = Observed(True, True, frozenset({desired.address}), 51820, public_key=me)
+    assert diff(ours, desired).empty and diff(ours, desired).listen_port is None
+    unchecked = desired_state(netmap({}), "mesh0", 51820)
+    assert diff(Observed(True, True, frozenset({desired.address}), 51820), unchecked).empty
+
+
 def test_hostname_endpoints_are_not_fought_over():
     desired_peer = WgPeer(key(), ("100.64.0.2/32",), "peer.example:51820", 25)
     observed_peer = WgPeer(desired_peer.public_key, ("100.64.0.2/32",), "192.0.2.7:51820", 25)

@@ -168,3 +168,34 @@ def test_agent_fails_over_to_another_control_instance(lab, tmp_path, pg_admin_ur
     finally:
         for proc in instances:
             proc.stop()
+
+
+def test_an_idle_agent_writes_nothing_and_a_change_is_written(lab, lab_control, tmp_path):
+    """The agents' own count of WireGuard and netlink writes (`writes` in their status) stays still
+    over recheck passes and heartbeats while nothing changes, and moves with a change."""
+    nodes = mesh(lab, lab_control, tmp_path, 3)
+    wait_for(lambda: converged(nodes), 30, what="mesh convergence")
+    wait_for(lambda: all_ping(nodes), 20, what="pings over the mesh")
+    time.sleep(3)  # the passes of the last netmap events are over
+    before = [node.status()["writes"] for node in nodes]
+    # At least: key and port, two peers; the address, the link up, two routes.
+    assert all(w["wireguard"] >= 3 and w["netlink"] >= 4 for w in before), before
+    time.sleep(2.5 * 10)  # RECHECK_INTERVAL: at least two recheck passes, a dozen heartbeats (every 2 s)
+    assert [node.status()["writes"] for node in nodes] == before, "an idle agent wrote something"
+
+    # Drift (a route deleted by hand) is repaired by the next recheck pass: one netlink write.
+    gone = nodes[1].identity["mesh_ip"] + "/32"
+    nodes[0].host.run("ip", "route", "del", gone, "dev", "mesh0", "proto", "77")
+    wait_for(lambda: gone in nodes[0].host.routes(), 15, what="the route restored")
+    wait_for(lambda: nodes[0].status()["writes"]["netlink"] == before[0]["netlink"] + 1, 5, what="the count")
+    assert nodes[0].status()["writes"]["wireguard"] == before[0]["wireguard"]
+
+    # A membership change (n2 deleted by an admin): one peer removed and one route, on every other agent.
+    httpx.delete(f"{lab_control.url}/v1/nodes/{nodes[2].identity['node_id']}",
+                 headers=lab_control.admin).raise_for_status()
+    removed = nodes[2].identity["mesh_ip"] + "/32"
+    wait_for(lambda: all(removed not in n.host.wg_peers().values() for n in nodes[:2]), 10, what="the removal")
+    time.sleep(1)
+    after = [node.status()["writes"] for node in nodes[:2]]
+    assert [w["wireguard"] - b["wireguard"] for w, b in zip(after, before, strict=False)] == [1, 1]
+    assert after[1]["netlink"] - before[1]["netlink"] == 1

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from agent import paths, reconcile
+from agent.apply import Writes
 from agent.desired import desired_state
 from agent.model import Applied, Failure, Observed, PeerStats, Step, StepKind
 from agent.reconcile import Reconciler
@@ -27,8 +28,9 @@ class System:
         assert interface == "mesh0"
         return self.observed
 
-    def apply(self, plan, desired, conf_path, backend, wg_log) -> Applied:
+    def apply(self, plan, desired, *, backend, private_key, conf_path, wg_log, writes) -> Applied:
         self.plans.append((plan, desired, conf_path, backend))
+        writes.wireguard += 1  # what a real apply counts is its own test's
         return self.applied
 
 
@@ -66,6 +68,18 @@ def test_a_converged_interface_gets_nothing_and_a_new_revision_is_announced_once
     assert "PrivateKey = PRIVATE" in passes.state.conf_path.read_text()
 
 
+def test_a_pass_with_nothing_new_renders_nothing_and_writes_nothing(tmp_path, system, monkeypatch):
+    made = system(CONVERGED)
+    rendered = []
+    monkeypatch.setattr(reconcile, "render", lambda *args: rendered.append(args) or "conf\n")
+    passes = reconciler(tmp_path)
+    for _ in range(3):
+        assert passes.reconcile(NETMAP, announce_noop=False) == []
+    assert len(rendered) == 1 and made.plans == [] and passes.writes == Writes()
+    passes.reconcile(replace(NETMAP, revision=7))  # a new revision is recorded in the file
+    assert len(rendered) == 2
+
+
 def test_a_quiet_recheck_announces_nothing(tmp_path, system, caplog):
     system(CONVERGED)
     passes = reconciler(tmp_path)
@@ -81,6 +95,7 @@ def test_changes_are_applied_and_each_logged_from_its_typed_change(tmp_path, sys
     [(_, desired, conf_path, backend)] = made.plans
     assert desired == DESIRED and conf_path == str(passes.state.conf_path) and backend == "userspace"
     assert [c.kind.value for c in found] == ["peer_added", "route_added"] and passes.applied_revision == 6
+    assert passes.writes.wireguard == 1, "the pass's writes are counted in the reconciler's own count"
     [added] = events(caplog, "peer_added")
     assert (added.peer, added.reason, added.revision, added.allowed_ips) == ("a", "online", 6, ["100.64.0.2/32"])
     assert events(caplog, "route_added")[0].target == "100.64.0.2/32"

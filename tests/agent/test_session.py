@@ -2,6 +2,7 @@
 import asyncio
 import logging
 
+import msgspec
 import pytest
 
 from agent import intake
@@ -45,8 +46,8 @@ class FakeControl:
         self.calls.append(("register", token, body))
         return await self._answer(self.registrations)
 
-    async def heartbeat(self, node_id, token, body):
-        self.calls.append(("heartbeat", node_id, token, body))
+    async def heartbeat(self, node_id, token, body, timeout=None):
+        self.calls.append(("heartbeat", node_id, token, body, timeout))
         return await self._answer(self.heartbeats)
 
     async def watch(self, token, since):
@@ -197,7 +198,7 @@ async def test_heartbeats_report_back_off_on_errors_and_follow_the_interval_they
     await drive(made, lambda: not control.heartbeats and len(made.delays) == 6)
     assert made.delays == [0.5, 1.0, 2.0, 2.5, 2.0, 2.5]  # a refusal waits the usual interval
     heartbeat = next(call for call in control.calls if call[0] == "heartbeat")
-    assert heartbeat[1:] == ("me", "mvn_node", {"applied_revision": None, "peers": []})
+    assert heartbeat[1:] == ("me", "mvn_node", {"applied_revision": None, "peers": []}, 1.0)  # (6 - 2 x 2) / 2
     assert len(events(caplog, "heartbeat_refused")) == 1
 
 
@@ -211,6 +212,84 @@ async def test_watch_answers_reach_the_netmap_the_cache_and_the_reconciler(tmp_p
     assert made.delays[0] == 0.5  # the stream answered, so the reconnection waits the shortest time
     cached = intake.netmap_of(intake.from_cache(made.state.netmap()))
     assert cached == made.netmap
+
+
+class MovingControl(FakeControl):
+    """A control plane whose first URL goes silent after one netmap: the heartbeats then fail over to
+    the second URL (as the client does on a timeout) while the stream on the first hangs."""
+
+    def __init__(self, heartbeats):
+        super().__init__([registered()], heartbeats)
+        self.first_netmap = asyncio.Event()
+
+    async def heartbeat(self, node_id, token, body, timeout=None):
+        await self.first_netmap.wait()
+        answer = await super().heartbeat(node_id, token, body, timeout)
+        self.url = "http://two.test"
+        return answer
+
+    async def watch(self, token, since):
+        self.calls.append(("watch", self.url, since))
+        if self.url == FakeControl.url:
+            yield full(4, [A])
+            self.first_netmap.set()
+            await forever()  # silent: no answer, no reset
+        yield full(5, [A, B])
+        await forever()
+
+
+async def test_the_netmap_stream_follows_heartbeats_that_failed_over(tmp_path):
+    answer = HeartbeatAnswer(revision=5, heartbeat_interval=2.0, offline_after=6.0)
+    control = MovingControl([answer])
+    made = session(tmp_path, control, enrolled=identity())
+    await drive(made, lambda: made.netmap is not None and made.netmap.revision == 5)
+    assert [call[1:] for call in control.calls if call[0] == "watch"] == [(FakeControl.url, None),
+                                                                           ("http://two.test", 4)]
+    assert made.streaming_from == "http://two.test"
+
+
+@pytest.mark.parametrize("interval, offline_after, timeout", [(2.0, 6.0, 1.0), (5.0, 30.0, 10.0), (2.0, 4.5, 0.5)])
+def test_a_heartbeat_waits_half_of_what_the_offline_threshold_leaves_after_two_intervals(
+        interval, offline_after, timeout):
+    made = msgspec.structs.replace(identity(offline_after), heartbeat_interval=interval)
+    assert Session.heartbeat_timeout(made) == timeout
+
+
+class FailingOverControl(FakeControl):
+    """Heartbeats that time out and move the client to the next URL, as ControlClient does."""
+
+    async def heartbeat(self, node_id, token, body, timeout=None):
+        try:
+            return await super().heartbeat(node_id, token, body, timeout)
+        except TemporaryError:
+            self.url = "http://two.test" if self.url == FakeControl.url else FakeControl.url
+            raise
+
+
+async def test_the_first_heartbeat_failure_that_moved_to_another_url_is_retried_there_at_once(tmp_path):
+    answer = HeartbeatAnswer(revision=3, heartbeat_interval=2.0, offline_after=6.0)
+    control = FailingOverControl([registered()], [answer, TemporaryError("timeout"), answer,
+                                                  TemporaryError("timeout"), TemporaryError("timeout"), answer])
+    made = session(tmp_path, control, enrolled=identity())
+    await drive(made, lambda: not control.heartbeats and len(made.delays) == 6)
+    assert made.delays == [2.0, 0.0, 2.0, 0.0, 1.0, 2.0]  # every URL failing: back to backing off
+
+
+class SteadyControl(FakeControl):
+    """One URL that answers heartbeats and keeps its netmap stream open."""
+
+    async def watch(self, token, since):
+        self.calls.append(("watch", token, since))
+        yield full(4, [A])
+        await forever()
+
+
+async def test_a_stream_on_the_heartbeats_url_is_left_alone(tmp_path):
+    answer = HeartbeatAnswer(revision=4, heartbeat_interval=2.0, offline_after=6.0)
+    control = SteadyControl([registered()], [answer] * 3)
+    made = session(tmp_path, control, enrolled=identity())
+    await drive(made, lambda: not control.heartbeats and made.netmap is not None)
+    assert [call[0] for call in control.calls].count("watch") == 1 and not made.moved.is_set()
 
 
 async def test_watch_errors_back_off_up_to_their_own_cap(tmp_path):

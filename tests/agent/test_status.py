@@ -95,3 +95,43 @@ def test_an_empty_or_broken_state_directory_still_has_a_status(tmp_path, monkeyp
                                                                                          "unknown")
     StateDir(tmp_path).save_netmap(b"{broken")
     assert status.offline_status(tmp_path).revision is None
+
+
+@pytest.mark.parametrize("head, code", [
+    (b"GET /status HTTP/1.1\r\nHost: agent\r\n\r\n", 200),
+    (b"GET /status?x=1 HTTP/1.0\r\n\r\n", 200),
+    (b"POST /status HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
+    (b"GET /other HTTP/1.1\r\n\r\n", 404),
+    (b"GET /status\r\n\r\n", 400),
+    (b"", 400),
+])
+def test_only_a_get_of_the_status_is_answered(head, code):
+    assert status.route(head) == code
+
+
+async def ask(socket_path: str, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return answer
+
+
+@pytest.mark.anyio
+async def test_the_responder_answers_once_and_closes_and_refuses_what_it_does_not_serve(tmp_path, monkeypatch):
+    socket_path = str(tmp_path / "agent.sock")
+    task = await serving(socket_path)
+    try:
+        ok = await ask(socket_path, b"GET /status HTTP/1.1\r\nHost: agent\r\n\r\n")
+        head, body = ok.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in head
+        assert msgspec.json.decode(body, type=AgentStatus) == STATUS
+        assert (await ask(socket_path, b"DELETE /status HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405 ")
+        assert (await ask(socket_path, b"x" * (status.MAX_HEAD + 10))).startswith(b"HTTP/1.1 400 ")
+        monkeypatch.setattr(status, "HEAD_TIMEOUT", 0.1)
+        assert (await ask(socket_path, b"GET /status HTTP/1.1\r\n")).startswith(b"HTTP/1.1 400 ")  # never finished
+        # Still serving after all that.
+        assert await asyncio.to_thread(agent_api.fetch_status, socket_path, 2.0) == STATUS
+    finally:
+        await stop(task)

@@ -1,9 +1,10 @@
 """Status view: one AgentStatus whether the agent runs or not, with where each peer's endpoint came from."""
 import msgspec
 
+from agent.apply import Writes
 from agent.model import ControlStatus, PeerStats
 from agent.status_view import agent_status, handshake_age
-from meshcommon.wire import AgentStatus, RejectedPeer
+from meshcommon.wire import AgentStatus, RejectedPeer, WriteCounts
 from tests.agent.data import entry, identity, key, netmap
 
 NETMAP = netmap({"a": entry("a", "100.64.0.2"), "b": entry("b", "100.64.0.3", online=False), "bad": "junk"},
@@ -11,6 +12,7 @@ NETMAP = netmap({"a": entry("a", "100.64.0.2"), "b": entry("b", "100.64.0.3", on
 A, B = NETMAP.peers
 IDENTITY = identity()
 NOW = 1000.0
+
 STATS = (PeerStats(A.public_key, "10.9.0.2:51820", 990, 5, 7), PeerStats(key(), None, 0, 0, 0))
 
 
@@ -22,7 +24,7 @@ def test_handshake_age():
 def test_the_live_status():
     status = agent_status(name="alpha", interface="mesh7", identity=IDENTITY, netmap=NETMAP, stats=STATS, now=NOW,
                           control=ControlStatus(True, "http://c"), public_key="PUB", backend="kernel",
-                          applied_revision=8)
+                          applied_revision=8, writes=Writes(wireguard=4, netlink=6))
     assert (status.node_id, status.name, status.mesh_ip, status.interface, status.backend) == (
         "me", "alpha", "100.64.0.1", "mesh7", "kernel")
     assert (status.revision, status.applied_revision, status.control, status.control_url) == (8, 8, "connected",
@@ -34,6 +36,7 @@ def test_the_live_status():
     assert (a.endpoint, a.current_endpoint, a.endpoint_source) == ("10.9.0.2:51820", "10.9.0.2:51820", "advertised")
     assert (b.current_endpoint, b.endpoint_source) == (None, None)
     assert status.rejected[0].node_id == "bad" and isinstance(status.rejected[0], RejectedPeer)
+    assert status.writes == WriteCounts(wireguard=4, netlink=6)
     assert msgspec.json.decode(msgspec.json.encode(status), type=AgentStatus) == status  # fits the contract
 
 
@@ -48,6 +51,7 @@ def test_without_an_agent_the_link_is_unknown_and_the_files_speak():
                           control=None)
     assert (status.control, status.control_url, status.mesh_ip, status.revision, status.peers) == (
         "unknown", None, "100.64.0.1", None, [])
+    assert status.writes is None  # counted by a running agent only
 
 
 def test_a_node_that_knows_nothing_yet():

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from control import config
+from control import config, httpserver
 from control.httpserver import soft_fd_limit
 from meshcommon.events import NOISY_LOGGERS, RepeatFilter, setup_logging
 from tests import enrol
@@ -21,11 +21,19 @@ SLACK = 1.5
 HALF_HEADERS = b"POST /v1/register HTTP/1.1\r\nHost: control\r\nContent-Type: application/json\r\n"
 
 
+@pytest.fixture(scope="module", params=config.HTTP_PARSERS[1:])
+def http_parser(request):
+    """Every bound holds whichever parser reads the requests."""
+    if request.param == "httptools":
+        pytest.importorskip("httptools")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def control(tmp_path_factory):
+def control(tmp_path_factory, http_parser):
     proc = ControlProcess(tmp_path_factory.mktemp("slow"), heartbeat_interval=0.5, offline_after=1.5,
                           settings={"header_timeout": HEADER_TIMEOUT, "body_timeout": BODY_TIMEOUT,
-                                    "keepalive_timeout": KEEPALIVE_TIMEOUT})
+                                    "keepalive_timeout": KEEPALIVE_TIMEOUT, "http_parser": http_parser})
     yield proc.start()
     proc.stop()
 
@@ -188,6 +196,23 @@ def test_the_limits_are_settings_with_environment_names_and_must_be_positive():
             config.load(env={}, **{name: 0})
 
 
+def test_the_parser_and_the_event_loop_are_settings_that_refuse_unknown_names():
+    loaded = config.load(env={"MESHVPN_CONTROL_HTTP_PARSER": "h11", "MESHVPN_CONTROL_EVENT_LOOP": "asyncio"})
+    assert (loaded.http_parser, loaded.event_loop) == ("h11", "asyncio")
+    assert (config.Config().http_parser, config.Config().event_loop) == ("auto", "auto")
+    for name in ("http_parser", "event_loop"):
+        with pytest.raises(ValueError, match=name):
+            config.load(env={}, **{name: "fastest"})
+
+
+def test_auto_takes_httptools_when_installed_and_h11_otherwise(monkeypatch):
+    assert httpserver.protocol_class("h11") is httpserver.BoundedH11Protocol
+    monkeypatch.setattr(httpserver, "bounded_httptools", lambda: (_ for _ in ()).throw(ImportError("httptools")))
+    assert httpserver.protocol_class("auto") is httpserver.BoundedH11Protocol
+    with pytest.raises(ValueError, match="not installed"):
+        httpserver.protocol_class("httptools")
+
+
 def test_the_descriptor_limit_is_raised_to_fit_the_connections_as_far_as_the_hard_limit_allows():
     infinity = resource.RLIM_INFINITY
     assert soft_fd_limit(1024, 524288, 2304) == 2304
@@ -299,9 +324,10 @@ def test_setup_logging_limits_asyncio_accept_errors(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def capped(tmp_path_factory):
+def capped(tmp_path_factory, http_parser):
     proc = ControlProcess(tmp_path_factory.mktemp("capped"),
-                          settings={"max_connections_per_address": 5, "write_timeout": 1.0})
+                          settings={"max_connections_per_address": 5, "write_timeout": 1.0,
+                                    "http_parser": http_parser})
     yield proc.start()
     proc.stop()
 

@@ -51,11 +51,12 @@ def test_nodes_are_read_back_as_written_with_the_tunnels_they_report_down(store)
     nodes.add(node("n1", reflexive_endpoint="198.51.100.7:51820"))
     nodes.add(node("n2", "100.64.0.2", online=False))
     down = (TunnelDown("n2", 1.5, "no_traffic"), TunnelDown("n3", 2.0, "no_handshake"))
-    nodes.record_heartbeat("n1", HeartbeatReport(seen=5.0, applied_revision=4, tunnels_down=down))
+    nodes.record_heartbeats({"n1": HeartbeatReport(seen=5.0, applied_revision=4, tunnels_down=down)})
     read = nodes.get("n1")
     assert read == node("n1", last_seen=5.0, applied_revision=4, tunnels_down=down,
                         reflexive_endpoint="198.51.100.7:51820")
     assert nodes.reflexive_endpoints(["n1", "n2", "nope"]) == {"n1": "198.51.100.7:51820", "n2": None}
+    assert nodes.liveness(["n1", "n2", "nope"]) == {"n1": (True, "198.51.100.7:51820"), "n2": (False, None)}
     assert nodes.by_token_hash(read.token_hash) == read and nodes.get("nope") is None
     assert nodes.key_taken(read.public_key) and not nodes.key_taken("B" * 43 + "=")
     assert nodes.ip_taken("100.64.0.2") and sorted(nodes.mesh_ips()) == ["100.64.0.1", "100.64.0.2"]
@@ -63,10 +64,30 @@ def test_nodes_are_read_back_as_written_with_the_tunnels_they_report_down(store)
     assert nodes.online_silent_since(6.0) == {"n1": 5.0}
     view, token_hash = nodes.views(["n2"])["n2"]
     assert (view.node_id, view.online, token_hash) == ("n2", False, node("n2").token_hash)
-    nodes.record_heartbeat("n1", HeartbeatReport(seen=6.0, applied_revision=5))  # no report: unchanged
+    nodes.record_heartbeats({"n1": HeartbeatReport(seen=6.0, applied_revision=5)})  # no report: unchanged
     assert nodes.get("n1").tunnels_down == down
     nodes.set_reflexive("n1", None, revision=9)
     assert (nodes.get("n1").reflexive_endpoint, nodes.get("n1").changed_revision) == (None, 9)
+
+
+def test_heartbeats_of_many_nodes_are_stored_in_few_statements_each_node_its_own(store, monkeypatch):
+    monkeypatch.setattr(nodes, "HEARTBEAT_ROWS", 3)  # several statements, the last one short
+    for i in range(8):
+        nodes.add(node(f"n{i}", f"100.64.0.{i + 1}"))
+    down = (TunnelDown("n7", 1.5, "no_traffic"),)
+    batch = {f"n{i}": HeartbeatReport(seen=10.0 + i / 3, applied_revision=None if i % 2 else 2**40 + i,
+                                      tunnels_down=down if i == 2 else None) for i in range(7)}
+    batch["ghost"] = HeartbeatReport(seen=99.0, applied_revision=1)  # removed meanwhile: nothing to update
+    db.retrying(lambda: nodes.record_heartbeats(batch))
+    for i in range(7):
+        stored = nodes.get(f"n{i}")
+        assert (stored.last_seen, stored.applied_revision) == (10.0 + i / 3, None if i % 2 else 2**40 + i)
+        assert stored.tunnels_down == (down if i == 2 else ())
+    assert nodes.get("n7") == node("n7", "100.64.0.8")  # not in the batch: untouched
+    assert len(nodes.liveness([f"n{i}" for i in range(8)] + ["ghost"])) == 8  # in chunks too
+    assert nodes.get("ghost") is None
+    db.retrying(lambda: nodes.record_heartbeats({"n1": HeartbeatReport(seen=20.0, applied_revision=None)}))
+    assert nodes.get("n1").last_seen == 20.0  # a batch of NULLs only (typed as text on PostgreSQL)
 
 
 def test_node_liveness_and_removal(store):

@@ -1,6 +1,7 @@
 """playbooks/lab.yml and lab_destroy.yml: lab hosts that Ansible reaches over SSH like VMs."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -49,6 +50,29 @@ def test_lab_hosts_are_created_idempotently_reached_over_ssh_and_destroyed(tmp_p
                         "-a", "path=/var/lib/meshvpn/owner")
         assert '"exists": false' in other.stdout  # each host's /var/lib/meshvpn is its own
         assert not Path("/var/lib/meshvpn/owner").exists()
+    finally:
+        ansible("ansible-playbook", "playbooks/lab_destroy.yml", "-e", f"meshvpn_lab_prefix={prefix}",
+                "-e", f"meshvpn_lab_dir={tmp_path / 'lab'}", "-e", f"meshvpn_lab_inventory={tmp_path / 'hosts.yml'}")
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert prefix not in left
+
+
+def test_a_lab_with_two_control_hosts_has_a_db_host_and_keeps_its_layout(tmp_path):
+    prefix = f"mvt{random.randrange(100, 999)}"
+    subnet = f"10.213.{random.randrange(1, 250)}"
+    lab = ["-e", f"meshvpn_lab_subnet={subnet}", "-e", f"meshvpn_lab_prefix={prefix}",
+           "-e", f"meshvpn_lab_dir={tmp_path / 'lab'}", "-e", f"meshvpn_lab_inventory={tmp_path / 'hosts.yml'}"]
+    try:
+        ansible("ansible-playbook", "playbooks/lab.yml", "-e", "lab_nodes=1", "-e", "lab_controls=2", *lab)
+        listed = ansible("ansible-inventory", "-i", str(tmp_path / "hosts.yml"), "--list").stdout
+        inventory = json.loads(listed)
+        assert inventory["meshvpn_control"]["hosts"] == ["control1", "control2"]
+        assert inventory["meshvpn_db"]["hosts"] == ["db"] and inventory["meshvpn_nodes"]["hosts"] == ["node1"]
+        addresses = {host: facts["ansible_host"] for host, facts in inventory["_meta"]["hostvars"].items()}
+        assert addresses == {"control1": f"{subnet}.10", "control2": f"{subnet}.9", "db": f"{subnet}.2",
+                             "node1": f"{subnet}.11"}
+        refused = ansible("ansible-playbook", "playbooks/lab.yml", "-e", "lab_nodes=1", *lab, check=False)
+        assert refused.returncode != 0 and "destroy the lab first" in refused.stdout  # control would take .10
     finally:
         ansible("ansible-playbook", "playbooks/lab_destroy.yml", "-e", f"meshvpn_lab_prefix={prefix}",
                 "-e", f"meshvpn_lab_dir={tmp_path / 'lab'}", "-e", f"meshvpn_lab_inventory={tmp_path / 'hosts.yml'}")

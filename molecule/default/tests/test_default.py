@@ -1,4 +1,6 @@
-"""The converged lab mesh, checked on every host with testinfra (the `host` fixture)."""
+"""The converged lab mesh, checked on every node with testinfra (the `host` fixture).
+
+The control hosts are checked in test_control.py, what must agree across hosts in test_mesh.py."""
 import json
 import os
 
@@ -15,9 +17,46 @@ def test_the_lab_has_nodes_to_verify():
     assert len(NODES) >= 2, "no lab nodes in the inventory: verify would check nothing"
 
 
+VENV = "/opt/meshvpn/venv"  # where the roles install meshvpn on every host
+
+
 def status(host) -> dict:
-    venv = host.ansible.get_variables()["meshvpn_common_venv"]
-    return json.loads(host.check_output(f"{venv}/bin/meshagent status --state-dir /var/lib/meshvpn --json"))
+    return json.loads(host.check_output(f"{VENV}/bin/meshagent status --state-dir /var/lib/meshvpn --json"))
+
+
+def test_meshvpn_runs_from_its_own_virtualenv_installed_from_the_wheel(host):
+    assert host.file(f"{VENV}/bin/meshagent").exists
+    assert not host.file(os.environ["MOLECULE_PROJECT_DIRECTORY"]).listdir(), "the checkout is hidden from hosts"
+    for program in ("meshagent", "meshchat"):
+        found = [p for p in host.process.filter() if program in p.args and "supervisord" not in p.args]
+        assert found and all(p.args.startswith(f"{VENV}/bin/python") for p in found), program
+
+
+def test_the_link_is_up_and_wireguard_listens_on_its_port(host):
+    flags = json.loads(host.check_output("ip -j link show mesh0"))[0]["flags"]
+    assert "UP" in flags
+    assert host.socket("udp://0.0.0.0:51820").is_listening or host.socket("udp://:::51820").is_listening
+
+
+def test_secrets_on_the_node_are_private(host):
+    for path in ("/var/lib/meshvpn/private.key", "/var/lib/meshvpn/node.json", "/etc/meshvpn/join.token",
+                 "/etc/meshvpn/agent.yml", "/var/lib/meshvpn/chat.json"):
+        secret = host.file(path)
+        assert secret.exists and secret.mode == 0o600 and secret.user == "root", path
+    assert host.file("/var/lib/meshvpn").mode == 0o700
+    assert host.file("/var/lib/meshvpn/agent.sock").mode & 0o077 == 0
+
+
+def test_nothing_of_the_agent_listens_on_a_network_address(host):
+    """The agent's status is a unix socket; chat's peer port is on the mesh IP only (its UI as the
+    lab published it): nothing of meshvpn answers on a wildcard address."""
+    listening = host.check_output("ss -Hltnp")
+    for line in listening.splitlines():
+        local = line.split()[3]
+        if "meshagent" in line:
+            raise AssertionError(f"the agent listens on {local}")
+        if "meshchat" in line:
+            assert not local.startswith(("0.0.0.0:", "*:", "[::]:")), line
 
 
 def test_interface_is_up_with_its_mesh_ip(host):

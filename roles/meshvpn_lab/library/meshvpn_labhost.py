@@ -10,8 +10,12 @@ module: meshvpn_labhost
 short_description: Create or remove a meshvpn lab host, site router or bridge on this machine
 description:
   - A lab host is a network namespace with its own mount and UTS namespaces (held by an init
-    process), private /etc/meshvpn, /var/lib/meshvpn, /var/log/meshvpn and /run/wireguard,
-    its own hostname, a veth on the lab bridge with its own address, and sshd on that address.
+    process) and its own root filesystem, like a VM's - an overlay of this machine's C(/) with a
+    private upper layer (C(.lab/hosts/NAME/upper)), so packages and virtualenvs a role installs stay
+    in the host - with its own C(/run) and C(/tmp), the repository checkout hidden, private
+    /etc/meshvpn, /var/lib/meshvpn and /var/log/meshvpn (bound from C(.lab/hosts/NAME/), where the
+    controller reads them), its own hostname, a veth on the lab bridge with its own address, and
+    sshd on that address.
   - The public bridge lives in a switch namespace; the root namespace gets the bridge's gateway address.
   - A site router (state router) is a namespace with a C(wan) veth on the public bridge and a C(lan)
     bridge for its site; hosts of the site (option site) get their veth on that bridge. A routed site's
@@ -27,6 +31,11 @@ options:
   prefix: {description: name prefix of namespaces and links, type: str, default: mvlab}
   lab_dir: {description: "directory of keys, pids, per-host and per-router files", required: true, type: path}
   authorized_key: {description: public key file allowed to log in as root, type: path}
+  hide:
+    description: "paths of this machine a host must not see (an empty tmpfs over each), e.g. the repository"
+    type: list
+    elements: path
+    default: []
   site: {description: the site router on whose LAN bridge a host sits (default the public bridge), type: str}
   routes:
     description: routes of the host or router, each C(dest) (a prefix or C(default)) C(via) an address
@@ -50,7 +59,9 @@ import zlib
 
 from ansible.module_utils.basic import AnsibleModule
 
-PRIVATE_DIRS = ("/etc/meshvpn", "/var/lib/meshvpn", "/var/log/meshvpn", "/run/wireguard")
+# Directories the controller reads from outside (the CA, the admin token, logs), bound into the host.
+PRIVATE_DIRS = ("/etc/meshvpn", "/var/lib/meshvpn", "/var/log/meshvpn")
+LAB_DIR = "/etc/meshvpn-lab"  # inside a host: its sshd's configuration, keys and pid file
 
 
 NAT_TABLE = "meshvpn_lab"
@@ -250,6 +261,69 @@ def remove_switch(module, p):
     return changed
 
 
+def init_script(name, ns, home, hide):
+    """The shell script of a host's init, run in new mount and UTS namespaces: the host's own root
+    filesystem (an overlay of this machine's `/` with a private upper layer, so whatever a role
+    installs stays in the host, as on a VM), its own /run and /tmp, the paths in `hide` (the
+    repository checkout: a host runs only what was installed into it) empty, the private
+    directories the controller reads bound in, its hostname; then `sleep` as the host's init, in
+    the host's network namespace."""
+    root = f"{home}/root"
+    binds = "".join(f"mkdir -p {root}{d} && mount --bind {home}/{d.strip('/').replace('/', '_')} {root}{d}\n"
+                    for d in PRIVATE_DIRS)
+    hidden = "".join(f"mkdir -p {root}{path} && mount -t tmpfs -o mode=0755 tmpfs {root}{path}\n" for path in hide)
+    return f"""set -e
+mkdir -p {root} {home}/upper {home}/work
+mount -t overlay overlay -o lowerdir=/,upperdir={home}/upper,workdir={home}/work {root}
+mount -t proc proc {root}/proc
+mount --rbind /dev {root}/dev
+mount -t tmpfs -o mode=0755 tmpfs {root}/run
+mkdir -p {root}/run/wireguard {root}/run/sshd
+mount -t tmpfs -o mode=1777 tmpfs {root}/tmp
+{hidden}{binds}mkdir -p {root}{LAB_DIR} && mount --bind {home}/lab {root}{LAB_DIR}
+hostname {name}
+exec nsenter --net=/run/netns/{ns} chroot {root} sh -c 'mount -t sysfs sysfs /sys && exec sleep infinity'
+"""
+
+
+def boot(module, p, ns, home):
+    """Start the host's init (see `init_script`); its pid."""
+    for directory in (*PRIVATE_DIRS, "/lab"):
+        os.makedirs(os.path.join(home, directory.strip("/").replace("/", "_")), exist_ok=True)
+    script = init_script(p["name"], ns, home, [os.path.realpath(path) for path in p["hide"]])
+    with open(os.path.join(home, "init.log"), "ab") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
+                                start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=log)
+    for _ in range(200):
+        if cmdline(proc.pid).startswith(b"sleep"):
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    else:
+        module.fail_json(msg=f"lab host {p['name']}: init did not start; see {home}/init.log")
+    if not cmdline(proc.pid).startswith(b"sleep"):
+        module.fail_json(msg=f"lab host {p['name']}: init failed; see {home}/init.log")
+    with open(os.path.join(home, "init.pid"), "w") as handle:
+        handle.write(str(proc.pid))
+    return proc.pid
+
+
+def write_sshd_files(p, home):
+    """sshd's configuration, host key and authorized key, in the directory the host sees as LAB_DIR."""
+    lab, keys, address = os.path.join(home, "lab"), os.path.join(p["lab_dir"], "ssh"), p["address"].split("/")[0]
+    for source, target in ((f"{keys}/host_ed25519", "host_ed25519"), (p["authorized_key"], "authorized_keys")):
+        with open(source, "rb") as found, open(os.path.join(lab, target), "wb") as copy:
+            copy.write(found.read())
+        os.chmod(os.path.join(lab, target), 0o600)
+    with open(os.path.join(lab, "sshd_config"), "w") as handle:
+        handle.write(f"ListenAddress {address}\nHostKey {LAB_DIR}/host_ed25519\nPidFile {LAB_DIR}/sshd.pid\n"
+                     f"AuthorizedKeysFile {LAB_DIR}/authorized_keys\nPermitRootLogin prohibit-password\n"
+                     "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+                     "AcceptEnv LANG LC_*\nSubsystem sftp internal-sftp\n")
+
+
 def ensure_host(module, p):
     name, prefix, lab = p["name"], p["prefix"], p["lab_dir"]
     ns, home = f"{prefix}-{name}", os.path.join(lab, "hosts", name)
@@ -270,37 +344,13 @@ def ensure_host(module, p):
     init_pid_file = os.path.join(home, "init.pid")
     init = alive(init_pid_file)
     if init is None:
-        for directory in PRIVATE_DIRS:
-            os.makedirs(os.path.join(home, directory.strip("/").replace("/", "_")), exist_ok=True)
-        binds = " && ".join(f"mkdir -p {d} && mount --bind {os.path.join(home, d.strip('/').replace('/', '_'))} {d}"
-                            for d in PRIVATE_DIRS)
-        script = f"{binds} && hostname {name} && exec ip netns exec {ns} sleep infinity"
-        with open(os.path.join(home, "init.log"), "ab") as log:  # the child keeps its own descriptor
-            proc = subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
-                                    start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=log)
-        for _ in range(100):
-            if cmdline(proc.pid).startswith(b"sleep"):
-                break
-            time.sleep(0.05)
-        else:
-            module.fail_json(msg=f"lab host {name}: init did not start; see {home}/init.log")
-        with open(init_pid_file, "w") as handle:
-            handle.write(str(proc.pid))
-        init, changed = proc.pid, True
-    sshd_pid_file = os.path.join(home, "sshd.pid")
+        init = boot(module, p, ns, home)
+        changed = True
+    sshd_pid_file = os.path.join(home, "lab", "sshd.pid")
     if alive(sshd_pid_file) is None:
-        address = p["address"].split("/")[0]
-        keys = os.path.join(lab, "ssh")
-        config = os.path.join(home, "sshd_config")
-        with open(config, "w") as handle:
-            handle.write(f"ListenAddress {address}\nHostKey {keys}/host_ed25519\nPidFile {sshd_pid_file}\n"
-                         f"AuthorizedKeysFile {p['authorized_key']}\nPermitRootLogin prohibit-password\n"
-                         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-                         "AcceptEnv LANG LC_*\nSubsystem sftp internal-sftp\n")
-        enter = ["nsenter", "--target", str(init), "--mount", "--uts", "--net", "--"]
-        run(module, *enter, "mkdir", "-p", "/run/sshd")
-        run(module, *enter, "/usr/sbin/sshd", "-f", config)
+        write_sshd_files(p, home)
+        enter = ["nsenter", "--target", str(init), "--mount", "--uts", "--net", "--root", "--wd", "--"]
+        run(module, *enter, "/usr/sbin/sshd", "-f", f"{LAB_DIR}/sshd_config")
         for _ in range(100):
             if alive(sshd_pid_file):
                 break
@@ -321,7 +371,7 @@ def remove_host(module, p):
                 changed = True
             except (OSError, ValueError):
                 pass
-    for pid_file in ("sshd.pid", "init.pid"):
+    for pid_file in ("lab/sshd.pid", "init.pid"):
         pid = alive(os.path.join(home, pid_file))
         if pid:
             os.kill(pid, signal.SIGKILL)
@@ -338,6 +388,7 @@ def main():
         "name": {"type": "str"}, "address": {"type": "str"}, "gateway": {"type": "str"},
         "prefix": {"type": "str", "default": "mvlab"}, "lab_dir": {"type": "path", "required": True},
         "authorized_key": {"type": "path"}, "site": {"type": "str"},
+        "hide": {"type": "list", "elements": "path", "default": []},
         "routes": {"type": "list", "elements": "dict", "default": [],
                    "options": {"dest": {"type": "str", "required": True}, "via": {"type": "str", "required": True}}},
         "kind": {"type": "str", "choices": ["routed", "nat"]}, "wan": {"type": "str"}, "lan": {"type": "str"},

@@ -1,0 +1,65 @@
+"""Plots of `control_scale` results: heartbeat p99 and change -> every watcher (wake p99) against nodes.
+
+Reads the runs of the given result files (bench/results/control_scale-<run id>.json), one line per
+store (and server setup), and writes docs/img/perf-heartbeat-p99.png and docs/img/perf-wake-p99.png.
+Refused runs (the generator fell behind) have no figures and are left out.
+
+    python bench/plot_control_scale.py bench/results/control_scale-<run id>.json ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after the backend is chosen
+
+IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+PLOTS = (("heartbeat_p99_ms", "heartbeat p99 (ms)", 50.0, "perf-heartbeat-p99.png"),
+         ("wake_p99_s", "change -> every watcher, p99 (s)", 1.0, "perf-wake-p99.png"))
+
+
+def series(paths: list[Path]) -> dict[str, list[dict]]:
+    """Runs with figures, by line: store, and the server's parser and loop."""
+    lines: dict[str, list[dict]] = defaultdict(list)
+    for path in paths:
+        for run in json.loads(path.read_text())["runs"]:
+            if "refused" not in run:
+                label = f"{run['store']} ({run.get('http_parser', 'h11')}, {run.get('event_loop', 'asyncio')})"
+                lines[label].append(run)
+    return {label: sorted(runs, key=lambda run: run["nodes"]) for label, runs in sorted(lines.items())}
+
+
+def plot(lines: dict[str, list[dict]], key: str, label: str, goal: float, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for name, runs in lines.items():
+        points = [(run["nodes"], run[key]) for run in runs if run.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=name)
+    ax.axhline(goal, color="grey", linestyle="--", linewidth=1, label=f"goal: {goal:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("nodes, each heartbeating every 5 s and holding a netmap stream")
+    ax.set_ylabel(label)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, nargs="+")
+    args = parser.parse_args()
+    lines = series(args.results)
+    for key, label, goal, name in PLOTS:
+        plot(lines, key, label, goal, IMG / name)
+        print(IMG / name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The store's connections on a real PostgreSQL: a thread whose connection the server closed (a
+restart, a terminated backend) connects again, rather than failing for good."""
+import os
+
+import peewee
+import psycopg2
+import pytest
+
+from control import db as database
+from control.models import db
+from tests import pg
+
+
+@pytest.fixture
+def pg_url(pg_admin_url):
+    if pg_admin_url is None:
+        if os.environ.get("MESHVPN_REQUIRE_PG"):
+            pytest.fail("PostgreSQL is required (MESHVPN_REQUIRE_PG) but not installed")
+        pytest.skip("PostgreSQL is not installed")
+    url = pg.fresh_database(pg_admin_url)
+    database.connect(url)
+    yield url
+    db.close()
+
+
+def terminate(url: str, pid: int) -> None:
+    """End backend `pid` from another connection, as a restarting server ends every backend."""
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    conn.close()
+
+
+def backend_pid() -> int:
+    return db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def test_the_statement_after_the_one_that_found_the_connection_gone_gets_a_new_connection(pg_url):
+    pid = backend_pid()
+    terminate(pg_url, pid)
+    with pytest.raises(database.STORE_DOWN):  # this one finds out: the store was down for it
+        backend_pid()
+    assert backend_pid() != pid  # and the thread is not stuck with a dead connection
+
+
+def test_a_transaction_that_finds_the_connection_gone_fails_and_the_next_one_works(pg_url):
+    pid = backend_pid()
+    terminate(pg_url, pid)
+    with pytest.raises(database.STORE_DOWN):
+        database.retrying(backend_pid, attempts=1)
+    assert database.retrying(backend_pid, attempts=1) != pid
+
+
+def test_a_transaction_is_never_moved_to_a_new_connection_halfway(pg_url):
+    with pytest.raises(database.STORE_DOWN), db.atomic():
+        terminate(pg_url, backend_pid())
+        backend_pid()  # the same transaction: it must fail, not go on elsewhere
+    assert not db.in_transaction()
+    backend_pid()
+
+
+def test_sqlite_is_left_as_it_is(tmp_path):
+    database.connect(f"sqlite:///{tmp_path / 'control.db'}")
+    try:
+        assert isinstance(db.obj, peewee.SqliteDatabase)
+    finally:
+        db.close()

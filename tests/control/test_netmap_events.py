@@ -1,0 +1,58 @@
+"""The netmap stream's events (`resources.Netmap.events`) against a scripted feed: what is sent when."""
+import asyncio
+
+import msgspec
+import pytest
+
+from control.membership import MembershipCache
+from control.records import Loaded
+from control.resources import Netmap
+from meshcommon.wire import NodeView
+
+pytestmark = pytest.mark.anyio
+KEEPALIVE = 0.3
+
+
+def view(node_id: str) -> NodeView:
+    return NodeView(node_id, node_id, "100.64.0.1", "A" * 43 + "=", None, 51820, True)
+
+
+class ScriptedFeed:
+    """A revision feed whose waits end as the test says: released by a change after `delay` seconds,
+    or (revision None) at their timeout."""
+
+    def __init__(self, cache: MembershipCache, script: list[tuple[float, int | None]]):
+        self.cache = cache
+        self.script = script  # (delay, revision to advance to), or (_, None): the wait times out
+        self.timeouts: list[float] = []  # what each wait was allowed
+        self.closed = False
+
+    def woke_for(self) -> float:
+        return 0.0
+
+    async def wait_past(self, since: int, timeout: float) -> bool:
+        self.timeouts.append(timeout)
+        if not self.script:
+            self.closed = True
+            return False
+        delay, revision = self.script.pop(0)
+        if revision is None:
+            await asyncio.sleep(timeout)
+            return False
+        await asyncio.sleep(delay)
+        self.cache.apply(Loaded(revision, 0, [(revision, f"n{revision}")], {f"n{revision}": (view(f"n{revision}"),
+                                                                                               f"h{revision}")}, False))
+        return True
+
+
+async def test_keepalives_keep_the_streams_phase_whatever_the_changes_in_between():
+    cache = MembershipCache("100.64.0.0/24")
+    cache.apply(Loaded(1, 0, [(1, "me")], {"me": (view("me"), "hme")}, True))
+    feed = ScriptedFeed(cache, [(0.05, 2), (0.0, None)])  # a change 0.05 s in, then no change
+    stream = Netmap(auth=None, feed=feed, cache=cache, keepalive=KEEPALIVE)
+    sent = [event async for event in stream.events("me", 1)]
+    assert [event and msgspec.json.decode(event.data)["revision"] for event in sent] == [2, None]
+    first, after_change, after_keepalive = feed.timeouts
+    assert first <= KEEPALIVE
+    assert after_change <= KEEPALIVE - 0.05  # what was left of the same period, not a new one
+    assert after_keepalive <= KEEPALIVE  # the next period follows on
