@@ -191,9 +191,9 @@ def test_an_idle_agent_writes_nothing_and_a_change_is_written(lab, lab_control, 
     assert nodes[0].status()["writes"]["wireguard"] == before[0]["wireguard"]
 
     # A membership change (n2 deleted by an admin): one peer removed and one route, on every other agent.
-    httpx.delete(f"{lab_control.url}/v1/nodes/{nodes[2].identity['node_id']}",
-                 headers=lab_control.admin).raise_for_status()
-    removed = nodes[2].identity["mesh_ip"] + "/32"
+    deleted = nodes[2].identity  # read first: the removed agent forgets its identity
+    removed = deleted["mesh_ip"] + "/32"
+    httpx.delete(f"{lab_control.url}/v1/nodes/{deleted['node_id']}", headers=lab_control.admin).raise_for_status()
     wait_for(lambda: all(removed not in n.host.wg_peers().values() for n in nodes[:2]), 10, what="the removal")
     time.sleep(1)
     after = [node.status()["writes"] for node in nodes[:2]]
