@@ -39,7 +39,6 @@ lint: $(BIN)/meshctl
 test: setup lint
 	$(BIN)/python -m pytest -q
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s default
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s faults
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s ha
 
 test-fast: setup

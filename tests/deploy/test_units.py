@@ -55,6 +55,8 @@ def test_the_hardening_fits_each_program(units):
     assert "KillMode=process" in text["meshagent"], "wireguard-go must outlive a stopped agent"
     assert "DeviceAllow=/dev/net/tun rw" in text["meshagent"] and "RuntimeDirectoryPreserve=yes" in text["meshagent"]
     assert "LimitNOFILE=65536" in text["meshvpn-control"]
+    assert "User=meshvpn\nGroup=meshvpn\n" in text["meshvpn-control"], "the control plane runs as its own user"
+    assert "ReadWritePaths=/var/lib/meshvpn-control\n" in text["meshvpn-control"]
     for unit in text.values():
         assert "NoNewPrivileges=yes" in unit and "ProtectSystem=strict" in unit
 

@@ -42,10 +42,10 @@ def test_every_node_has_every_other_node_s_own_key_at_its_own_mesh_ip():
 
 def test_the_control_plane_lists_every_node_online_at_the_current_revision(host):
     address = host.ansible.get_variables()["ansible_host"]
-    state = host.ansible.get_variables().get("meshvpn_control_state_dir", "/var/lib/meshvpn/control")
+    state = host.ansible.get_variables().get("meshvpn_control_state_dir", "/var/lib/meshvpn-control")
     listed = json.loads(host.check_output(
-        f"{VENV}/bin/meshctl nodes --json --control https://{address}:8700 --ca /etc/meshvpn/tls/ca.crt "
-        f"--admin-token-file {state}/admin.token"))
+        f"runuser -u meshvpn -- {VENV}/bin/meshctl nodes --json --control https://{address}:8700 "
+        f"--ca /etc/meshvpn/tls/ca.crt --admin-token-file {state}/admin.token"))
     assert sorted(n["name"] for n in listed["nodes"]) == sorted(NODES)
     assert all(n["online"] and n["applied_revision"] == listed["revision"] for n in listed["nodes"]), listed
 

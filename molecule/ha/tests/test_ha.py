@@ -43,8 +43,9 @@ def test_every_node_is_connected_with_every_other_node_online(host):
 def test_every_control_host_serves_every_node_online_with_the_one_ca(host):
     only(host, "meshvpn_control")
     nodes = json.loads(host.check_output(
-        f"{VENV}/bin/meshctl nodes --json --control https://{host.ansible.get_variables()['ansible_host']}:8700 "
-        "--ca /etc/meshvpn/tls/ca.crt --admin-token-file /var/lib/meshvpn/control/admin.token"))["nodes"]
+        f"runuser -u meshvpn -- {VENV}/bin/meshctl nodes --json "
+        f"--control https://{host.ansible.get_variables()['ansible_host']}:8700 --ca /etc/meshvpn/tls/ca.crt "
+        "--admin-token-file /var/lib/meshvpn-control/admin.token"))["nodes"]
     assert sorted(n["name"] for n in nodes if n["online"]) == sorted(NODES)
     first = testinfra.get_host(f"ansible://{CONTROLS[0]}?ansible_inventory={INVENTORY_FILE}")
     digest = hashlib.sha256(host.file("/etc/meshvpn/tls/ca.crt").content).hexdigest()

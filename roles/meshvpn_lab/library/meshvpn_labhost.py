@@ -60,7 +60,7 @@ import zlib
 from ansible.module_utils.basic import AnsibleModule
 
 # Directories the controller reads from outside (the CA, the admin token, logs), bound into the host.
-PRIVATE_DIRS = ("/etc/meshvpn", "/var/lib/meshvpn", "/var/log/meshvpn")
+PRIVATE_DIRS = ("/etc/meshvpn", "/var/lib/meshvpn", "/var/lib/meshvpn-control", "/var/log/meshvpn")
 LAB_DIR = "/etc/meshvpn-lab"  # inside a host: its sshd's configuration, keys and pid file
 
 
@@ -264,7 +264,9 @@ def remove_switch(module, p):
 def init_script(name, ns, home, hide):
     """The shell script of a host's init, run in new mount and UTS namespaces: the host's own root
     filesystem (an overlay of this machine's `/` with a private upper layer, so whatever a role
-    installs stays in the host, as on a VM), its own /run and /tmp, the paths in `hide` (the
+    installs stays in the host, as on a VM), its own /run and /tmp, its own empty /root (as a fresh
+    VM's: the controller's dotfiles must not run in it; its ~/.bashrc's pyenv init made every SSH
+    login wait up to 60 s for pyenv's rehash lock), the paths in `hide` (the
     repository checkout: a host runs only what was installed into it) empty, the private
     directories the controller reads bound in, its hostname; then `sleep` as the host's init, in
     the host's network namespace."""
@@ -280,6 +282,7 @@ mount --rbind /dev {root}/dev
 mount -t tmpfs -o mode=0755 tmpfs {root}/run
 mkdir -p {root}/run/wireguard {root}/run/sshd
 mount -t tmpfs -o mode=1777 tmpfs {root}/tmp
+mount -t tmpfs -o mode=0700 tmpfs {root}/root
 {hidden}{binds}mkdir -p {root}{LAB_DIR} && mount --bind {home}/lab {root}{LAB_DIR}
 hostname {name}
 exec nsenter --net=/run/netns/{ns} chroot {root} sh -c 'mount -t sysfs sysfs /sys && exec sleep infinity'
