@@ -73,7 +73,8 @@ class Agent:
             name=self.settings.name, interface=self.settings.interface, identity=self.session.identity,
             netmap=self.session.netmap, stats=wg.peer_stats(self.settings.interface), now=time.time(),
             control=self.session.control, public_key=self.session.public_key, backend=self.reconciler.backend,
-            applied_revision=self.reconciler.applied_revision, writes=self.reconciler.writes)
+            applied_revision=self.reconciler.applied_revision, writes=self.reconciler.writes,
+            reconcile_seconds=self.reconciler.durations.snapshot())
 
 
 async def heartbeat_body(reconciler: Reconciler, tracker: Tracker, netmap: Netmap | None) -> dict:

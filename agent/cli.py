@@ -1,7 +1,8 @@
 """`meshagent`: run the node agent (`up`), show this node's view (`status`), remove it (`down`).
 
-Owns the command line: its flags, and what each command prints. Must not hold the agent's logic:
-settings come from `settings`, the status from `status`/`status_view`, the work from the agent.
+Owns the command line: its flags, what each command prints and its exit code (`status`: 3 when
+no agent answers). Must not hold the agent's logic: settings come from `settings`, the status from
+`status`/`status_view`, its metrics from `metrics`, the work from the agent.
 """
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ from agent.settings import (
     settings_from,
 )
 from meshcommon.events import emit, setup_logging
+from meshcommon.version import VERSION
 from meshcommon.wire import AgentStatus
+
+EXIT_NOT_RUNNING = 3  # `meshagent status`: no agent answers (the LSB's "program is not running")
 
 
 def cmd_up(args) -> int:
@@ -46,11 +50,16 @@ def cmd_up(args) -> int:
              reason="up")
         agent = None
         server = None
+        metrics = None
         try:
             agent = await Agent.start(settings, stop)
             server = asyncio.create_task(status.serve(agent, str(agent.state.socket_path)))
+            if settings.metrics_listen is not None:
+                metrics = await serve_metrics(agent, *settings.metrics_listen)
             await agent.run()
         finally:
+            if metrics is not None:
+                metrics.close()
             if server is not None:
                 server.cancel()
                 await asyncio.gather(server, return_exceptions=True)
@@ -59,6 +68,16 @@ def cmd_up(args) -> int:
 
     asyncio.run(main())
     return 0
+
+
+async def serve_metrics(agent, host: str, port: int) -> asyncio.Server:
+    from agent import status
+    try:
+        server = await status.serve_metrics(agent, host, port)
+    except OSError as exc:
+        raise SystemExit(f"meshagent up: --metrics-listen {host}:{port}: {exc.strerror or exc}") from None
+    emit("metrics_listening", node=agent.settings.name, address=f"{host}:{port}", reason="metrics_listen")
+    return server
 
 
 def running_status(state_dir: Path, timeout: float = 5.0) -> AgentStatus | None:
@@ -76,10 +95,24 @@ def cmd_status(args) -> int:
     import msgspec
 
     from agent.status import offline_status
-    status = running_status(args.state_dir) or offline_status(args.state_dir)
-    if args.json:
+    status = running_status(args.state_dir)
+    code = 0
+    if status is None:
+        from meshcommon import agent_api
+        print(f"meshagent status: no agent answers on {agent_api.socket_path(args.state_dir)}; "
+              f"showing what {args.state_dir} says", file=sys.stderr)
+        status, code = offline_status(args.state_dir), EXIT_NOT_RUNNING
+    if args.metrics:
+        from agent.metrics import render
+        print(render(status), end="")
+    elif args.json:
         print(json.dumps(msgspec.to_builtins(status), indent=2))
-        return 0
+    else:
+        show(status)
+    return code
+
+
+def show(status: AgentStatus) -> None:
     since = status.unreachable_since
     control = status.control + (" (agent not running)" if status.control == "unknown" else "") + (
         f" since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else "")
@@ -91,7 +124,6 @@ def cmd_status(args) -> int:
         print(f"  {peer.name or '?':20} {peer.mesh_ip:15} {'online ' if peer.online else 'offline'} "
               f"handshake {'-' if age is None else f'{age:.0f}s ago':>10}  rx {peer.rx:>10} tx {peer.tx:>10}  "
               f"endpoint {path}")
-    return 0
 
 
 def cmd_down(args) -> int:
@@ -125,6 +157,7 @@ def cmd_down(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="meshagent", description="meshvpn node agent")
+    top.add_argument("--version", action="version", version=f"meshagent {VERSION}")
     sub = top.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the agent in the foreground until SIGTERM")
     up.add_argument("--config", type=Path, help="YAML settings (same names as the flags, with _)")
@@ -139,10 +172,14 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--backend", choices=["auto", "kernel", "userspace"])
     up.add_argument("--ca", help="CA bundle to verify the control plane's TLS certificate")
     up.add_argument("--log-level", help=f"INFO unless ${LOG_LEVEL_VARIABLE} says otherwise")
+    up.add_argument("--metrics-listen", metavar="[HOST:]PORT",
+                    help="serve Prometheus metrics at /metrics (off by default; PORT alone: on 127.0.0.1)")
     up.set_defaults(func=cmd_up)
-    status = sub.add_parser("status", help="this node's view of the mesh")
+    status = sub.add_parser("status", help="this node's view of the mesh (exit 3 when no agent answers)")
     status.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    status.add_argument("--json", action="store_true")
+    shown = status.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true")
+    shown.add_argument("--metrics", action="store_true", help="as Prometheus text")
     status.set_defaults(func=cmd_status)
     down = sub.add_parser("down", help="remove the interface the agent used (and with --leave deregister)")
     down.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)

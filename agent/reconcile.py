@@ -2,11 +2,11 @@
 
 Owns one pass (observe -> paths -> desired -> diff -> render -> apply -> changes), what the last one
 reached (`applied_revision`), each peer's endpoint attempt (`paths.Attempt`), the count of the
-writes the passes made (`apply.Writes`), and the log line of each change, rendered from the typed
-`Change`. A pass over an unchanged state reads (netlink, WireGuard's socket) and writes nothing,
-not even the config file. A pass runs on every new netmap, every
-RECHECK_INTERVAL seconds (which repairs drift: an interface or peer removed by hand), and when an
-endpoint attempt runs out. Must not talk to the control plane.
+writes the passes made (`apply.Writes`), how long the passes took (`metrics.Durations`), and the
+log line of each change, rendered from the typed `Change`. A pass over an unchanged state reads
+(netlink, WireGuard's socket) and writes nothing, not even the config file. A pass runs on every
+new netmap, every RECHECK_INTERVAL seconds (which repairs drift: an interface or peer removed by
+hand), and when an endpoint attempt runs out. Must not talk to the control plane.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from agent.apply import Writes, apply, nudge
 from agent.changes import Change, changes
 from agent.desired import desired_state
 from agent.diff import diff
+from agent.metrics import Durations
 from agent.model import DesiredState, Netmap, Observed, Plan
 from agent.observe import observe
 from agent.render import render
@@ -41,6 +42,8 @@ class Reconciler:
     attempts: dict[str, paths.Attempt] = field(default_factory=dict)  # public key -> endpoint attempt
     clock: Callable[[], float] = time.time
     writes: Writes = field(default_factory=Writes)  # every write the passes made
+    durations: Durations = field(default_factory=Durations)  # how long each pass took
+    timer: Callable[[], float] = time.perf_counter
     recorded: tuple[DesiredState, int] | None = None  # what the config file says (desired state, revision)
 
     def choose_endpoints(self, netmap: Netmap, observed: Observed) -> tuple[dict[str, str | None], list[str]]:
@@ -77,6 +80,13 @@ class Reconciler:
 
     def reconcile(self, netmap: Netmap, announce_noop: bool = True) -> list[Change]:
         """One pass: converge the interface on `netmap`. What it changed (and what failed)."""
+        started = self.timer()
+        try:
+            return self._reconcile(netmap, announce_noop)
+        finally:
+            self.durations.observe(self.timer() - started)
+
+    def _reconcile(self, netmap: Netmap, announce_noop: bool) -> list[Change]:
         observed = observe(self.interface)
         endpoints, switched = self.choose_endpoints(netmap, observed)
         desired = desired_state(netmap, self.interface, self.listen_port, endpoints, self.public_key)

@@ -6,6 +6,7 @@ read of a file. Must not import what talks to the system or the network.
 """
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ DEFAULT_INTERFACE = "mesh0"
 DEFAULT_LISTEN_PORT = 51820
 LOG_LEVEL_VARIABLE = "MESHAGENT_LOG_LEVEL"
 FILE_KEYS = frozenset({"control", "join_token_file", "name", "interface", "state_dir", "endpoint", "listen_port",
-                       "backend", "ca"})
+                       "backend", "ca", "metrics_listen"})
 
 
 class BadSettings(ValueError):
@@ -35,6 +36,7 @@ class AgentSettings:
     listen_port: int = DEFAULT_LISTEN_PORT
     backend: str = "auto"
     ca: str | None = None
+    metrics_listen: tuple[str, int] | None = None  # (host, port) to serve Prometheus metrics on; None: off
 
 
 def parse_file(text: str, source: str) -> dict:
@@ -71,10 +73,27 @@ def settings_from(file: Mapping, flags: Mapping) -> AgentSettings:
     if not 1 <= port <= 65535:
         raise BadSettings("meshagent up: --listen-port must be 1-65535")
     token_file = pick("join_token_file")
+    metrics = pick("metrics_listen")
     return AgentSettings(control_urls=tuple(controls), join_token_file=Path(token_file) if token_file else None,
                          name=name, interface=pick("interface", DEFAULT_INTERFACE),
                          state_dir=Path(pick("state_dir", DEFAULT_STATE_DIR)), endpoint=pick("endpoint"),
-                         listen_port=port, backend=pick("backend", "auto"), ca=pick("ca"))
+                         listen_port=port, backend=pick("backend", "auto"), ca=pick("ca"),
+                         metrics_listen=None if metrics is None else metrics_address(str(metrics)))
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """(host, port) of `--metrics-listen`: PORT or :PORT is loopback (127.0.0.1); another address
+    only when written out (HOST:PORT, [IPv6]:PORT), as the metrics name every peer."""
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 65535:
+        raise BadSettings(f"meshagent up: --metrics-listen {text!r}: give PORT, IP:PORT or [IPv6]:PORT")
+    return host, number
 
 
 def log_level(flag: str | None, environ: Mapping[str, str]) -> str:

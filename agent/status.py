@@ -1,12 +1,14 @@
 """The agent's local status: served on a unix socket in the state directory, or read from its files.
 
 Owns the serving of `meshcommon.wire.AgentStatus` (clients: `meshcommon.agent_api`) over HTTP/1.1
-on a unix socket that is local-only by construction (0600 in a 0700 directory, no TCP port), and
+on a unix socket that is local-only by construction (0600 in a 0700 directory, no TCP port), the
+same status as Prometheus text (`agent.metrics`) on the TCP address of `--metrics-listen`, and
 the status `meshagent status` shows when no agent answers, from the same status view over the state
 directory. The server is a minimal asyncio responder, not a web framework: one request per
-connection, `GET /status` or an error, the head bounded in size and time, then close. The running
-agent answers from its memory and WireGuard's counters, so it keeps working while the control
-plane is down. Must not decide what the status says (`status_view` does).
+connection, `GET /status` (`GET /metrics` on the metrics address) or an error, the head bounded in
+size and time, then close. The running agent answers from its memory and WireGuard's counters, so
+it keeps working while the control plane is down. Must not decide what the status says
+(`status_view` does, and `metrics` its Prometheus text).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -35,15 +38,24 @@ class StatusSource(Protocol):
     def status(self) -> AgentStatus: ...
 
 
-def route(head: bytes) -> int:
-    """The answer's status code for a request head: 200 for `GET /status`, else what is wrong."""
+def route(head: bytes, path: bytes = b"/status") -> int:
+    """The answer's status code for a request head: 200 for `GET path`, else what is wrong."""
     parts = head.split(b"\r\n", 1)[0].split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
         return 400
     method, target = parts[0], parts[1].split(b"?", 1)[0]
-    if target != b"/status":
+    if target != path:
         return 404
     return 200 if method == b"GET" else 405
+
+
+def as_json(status: AgentStatus) -> tuple[bytes, str]:
+    return msgspec.json.encode(status), "application/json"
+
+
+def as_metrics(status: AgentStatus) -> tuple[bytes, str]:
+    from agent import metrics  # loads prometheus_client: only once metrics are asked for
+    return metrics.render(status).encode(), metrics.CONTENT_TYPE
 
 
 def response(code: int, body: bytes = b"", content_type: str = "application/json") -> bytes:
@@ -52,17 +64,22 @@ def response(code: int, body: bytes = b"", content_type: str = "application/json
     return head.encode() + body
 
 
-async def answer(agent: StatusSource, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Answer one request on a connection, then close it."""
+Encoder = Callable[[AgentStatus], tuple[bytes, str]]
+
+
+async def answer(agent: StatusSource, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 path: bytes = b"/status", encode: Encoder = as_json) -> None:
+    """Answer one request on a connection (`GET path`: the status, encoded), then close it."""
     try:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             head = b""
-        code = route(head)
+        code = route(head, path)
         if code == 200:
-            status = await asyncio.to_thread(agent.status)  # asks WireGuard (blocking): off the loop
-            writer.write(response(200, msgspec.json.encode(status)))
+            # Asks WireGuard (blocking), and the text takes a while for many peers: off the loop.
+            body, content_type = await asyncio.to_thread(lambda: encode(agent.status()))
+            writer.write(response(200, body, content_type))
         else:
             writer.write(response(code, f"{REASONS[code]}\n".encode(), "text/plain"))
         await writer.drain()
@@ -119,3 +136,9 @@ async def serve(agent: StatusSource, socket_path: str) -> None:
         sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
+
+
+async def serve_metrics(agent: StatusSource, host: str, port: int) -> asyncio.Server:
+    """Start answering `GET /metrics` on host:port (OSError if the address cannot be bound)."""
+    return await asyncio.start_server(lambda r, w: answer(agent, r, w, b"/metrics", as_metrics), host, port,
+                                      limit=MAX_HEAD)

@@ -3,7 +3,8 @@
 Owns what `meshagent status` and the chat daemon see, from the same inputs whether the agent runs
 (its memory, served on the unix socket by `status.py`) or not (its state directory: the link to the
 control plane is then `unknown`). WireGuard's counters come in as `PeerStats`; where each peer's
-endpoint came from is `paths.source_of`'s word; the running agent's count of its writes is passed in.
+endpoint came from is `paths.source_of`'s word; the running agent's count of its writes and the
+durations of its reconcile passes are passed in.
 Must not do I/O or read the clock: `now` is passed in.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal, Protocol
 
 from agent import paths
 from agent.model import ControlStatus, Identity, Netmap, PeerStats
-from meshcommon.wire import AgentStatus, PeerStatus, RejectedPeer, WriteCounts
+from meshcommon.wire import AgentStatus, Histogram, PeerStatus, RejectedPeer, WriteCounts
 
 
 class Counted(Protocol):
@@ -52,7 +53,8 @@ def peer_statuses(netmap: Netmap | None, stats: Iterable[PeerStats], now: float)
 def agent_status(*, name: str, interface: str, identity: Identity | None, netmap: Netmap | None,
                  stats: Iterable[PeerStats], now: float, control: ControlStatus | None,
                  public_key: str | None = None, backend: str | None = None,
-                 applied_revision: int | None = None, writes: Counted | None = None) -> AgentStatus:
+                 applied_revision: int | None = None, writes: Counted | None = None,
+                 reconcile_seconds: Histogram | None = None) -> AgentStatus:
     """The status; `control` is None when no agent runs (what its files say)."""
     link: Literal["connected", "unreachable", "unknown"] = "unknown"
     if control is None:
@@ -67,4 +69,5 @@ def agent_status(*, name: str, interface: str, identity: Identity | None, netmap
         control=link, control_url=control.url, unreachable_since=control.unreachable_since,
         last_error=control.last_error, peers=peer_statuses(netmap, stats, now),
         rejected=[RejectedPeer(node_id, reason) for node_id, reason in (netmap.rejected if netmap else ())],
-        writes=None if writes is None else WriteCounts(writes.wireguard, writes.netlink))
+        writes=None if writes is None else WriteCounts(writes.wireguard, writes.netlink),
+        reconcile_seconds=reconcile_seconds)

@@ -17,6 +17,7 @@ import httpx
 
 from chat.guard import TOKEN_HEADER
 from meshcommon.events import emit, setup_logging
+from meshcommon.version import VERSION
 
 DEFAULT_STATE = Path("/var/lib/meshvpn")
 
@@ -45,7 +46,7 @@ def cmd_serve(args) -> int:
     async def main():
         follower = asyncio.create_task(chat.follow())
         config = uvicorn.Config(create_app(chat, access), host=host, port=int(port), log_level="warning",
-                                access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+                                log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
         write_pointer(args.state_dir, ui, access.token)
         emit("chat_started", ui=ui, reason="serve")
@@ -128,6 +129,7 @@ def cmd_history(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="meshchat", description="peer-to-peer chat over the mesh")
+    top.add_argument("--version", action="version", version=f"meshchat {VERSION}")
     top.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="the agent's state directory")
     top.add_argument("--ui", help="the daemon's URL (default: what `serve` wrote into the state directory)")
     sub = top.add_subparsers(dest="command", required=True)

@@ -73,7 +73,7 @@ class Chat:
     async def on_message(self, peer_ip: str, message: protocol.Message) -> None:
         row, new = await asyncio.to_thread(self.store.incoming, message.id, peer_ip, message.text)
         if new:
-            emit("chat_received", peer=peer_ip, message=message.id, reason="peer")
+            emit("chat_received", peer=peer_ip, message_id=message.id, reason="peer")
             self.publish("message", row)
 
     # -- sending ----------------------------------------------------------------
@@ -103,10 +103,10 @@ class Chat:
                 raise transport.SendFailed("peer offline")
             await transport.send(peer_ip, message, self.port)
             row = await asyncio.to_thread(self.store.mark, message.id, peer_ip, "delivered")
-            emit("chat_delivered", peer=peer_ip, message=message.id, reason="acknowledged")
+            emit("chat_delivered", peer=peer_ip, message_id=message.id, reason="acknowledged")
         except transport.SendFailed as exc:
             row = await asyncio.to_thread(self.store.mark, message.id, peer_ip, "failed", exc.reason)
-            emit("chat_failed", peer=peer_ip, message=message.id, reason=exc.reason)
+            emit("chat_failed", peer=peer_ip, message_id=message.id, reason=exc.reason)
         self.publish("message", row)
         return row
 

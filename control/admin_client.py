@@ -28,7 +28,8 @@ class Admin:
             token = Path(token_file).read_text().strip()
         except OSError as exc:
             raise SystemExit(f"meshctl: cannot read admin token: {exc}") from None
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=args.ca) if args.ca else True
+        ca = args.ca or os.environ.get("MESHCTL_CA")
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
         self.http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
                                  timeout=httpx.Timeout(10.0, read=90.0), verify=verify)
 

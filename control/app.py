@@ -29,7 +29,7 @@ def routes(runtime: Runtime) -> list[tuple[str, object, str | None]]:
     auth, registry, cache, feed = runtime.auth, runtime.async_registry, runtime.cache, runtime.feed
     body, settings = BodyReader(runtime.config.max_body, runtime.config.body_timeout), runtime.settings
     source = Source(parse_networks(runtime.config.trusted_proxies))
-    nodes, join_tokens = r.Nodes(auth, registry, cache), r.JoinTokens(auth, registry, body)
+    nodes, join_tokens = r.Nodes(auth, registry, cache, body), r.JoinTokens(auth, registry, body)
     return [
         ("/healthz", r.Health(registry, cache), None),
         ("/metrics", r.Metrics(cache, feed), None),

@@ -14,7 +14,18 @@ import time
 from pathlib import Path
 
 from control.admin_client import Admin
-from control.console import membership_changes, node_rows, pair_rows, print_json, print_table, safe, say, token_rows
+from control.console import (
+    duplicate_names,
+    membership_changes,
+    node_rows,
+    pair_rows,
+    print_json,
+    print_table,
+    safe,
+    say,
+    token_rows,
+)
+from meshcommon.version import VERSION
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -74,6 +85,10 @@ def cmd_nodes(args) -> int:
     print_table(["NAME", "MESH IP", "KEY", "ENDPOINT", "SEEN FROM", "STATE", "LAST SEEN", "APPLIED", "ID"],
                 node_rows(data["nodes"], time.time()))
     say(f"revision {safe(data['revision'])}, {len(data['nodes'])} nodes")
+    duplicates = duplicate_names(data["nodes"])
+    if duplicates:  # names are advisory and may repeat: say which rows a name does not tell apart
+        say(f"names used by more than one node (marked *): {safe(', '.join(duplicates))}; "
+            "tell them apart by ID, or `meshctl node rename ID NEWNAME`")
     return 0
 
 
@@ -94,6 +109,12 @@ def cmd_health(args) -> int:
 
 def cmd_node_show(args) -> int:
     print_json(Admin(args).request("GET", f"/v1/nodes/{args.node_id}").json())
+    return 0
+
+
+def cmd_node_rename(args) -> int:
+    data = Admin(args).request("PATCH", f"/v1/nodes/{args.node_id}", json={"name": args.name}).json()
+    say(f"renamed {safe(data['node_id'])} to {safe(data['name'])} at revision {safe(data['changed_revision'])}")
     return 0
 
 
@@ -151,6 +172,7 @@ def cmd_token_revoke(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="meshctl", description="meshvpn control plane and admin CLI")
+    top.add_argument("--version", action="version", version=f"meshctl {VERSION}")
     sub = top.add_subparsers(dest="command", required=True)
 
     for name, help_text in (("serve", "run the control plane (gunicorn + uvicorn workers)"),
@@ -173,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, **kwargs) if not isinstance(name, tuple) else name[0].add_parser(name[1], **kwargs)
         p.add_argument("--control", help="control plane URL (MESHCTL_CONTROL)")
         p.add_argument("--admin-token-file", help="admin token file (MESHCTL_ADMIN_TOKEN_FILE)")
-        p.add_argument("--ca", help="CA bundle to verify the control plane's TLS certificate")
+        p.add_argument("--ca", help="CA bundle to verify the control plane's TLS certificate (MESHCTL_CA)")
         return p
 
     p = admin_parser("nodes", help="list nodes")
@@ -188,6 +210,10 @@ def parser() -> argparse.ArgumentParser:
     p = admin_parser((node, "show"), help="show a node")
     p.add_argument("node_id")
     p.set_defaults(func=cmd_node_show)
+    p = admin_parser((node, "rename"), help="give a node a new name (kept through its re-registrations)")
+    p.add_argument("node_id")
+    p.add_argument("name", help="1-63 of letters, digits, -, _, .")
+    p.set_defaults(func=cmd_node_rename)
     p = admin_parser((node, "rm"), help="remove a node from the mesh")
     p.add_argument("node_id")
     p.set_defaults(func=cmd_node_rm)

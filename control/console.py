@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from typing import Any
 
 # C0 controls (newline and tab included: they would forge table rows and watch lines), DEL and C1.
@@ -62,8 +63,17 @@ def ago(now: float, then: float | None) -> str:
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
+def duplicate_names(nodes: list[dict]) -> list[str]:
+    """The names more than one node has, sorted (pure)."""
+    seen = Counter(n["name"] for n in nodes)
+    return sorted(name for name, count in seen.items() if count > 1)
+
+
 def node_rows(nodes: list[dict], now: float) -> list[list[str]]:
-    return [[n["name"], n["mesh_ip"], n["public_key"][:10] + "…", n["endpoint"] or "-",
+    """One row per node; a name another node has too is marked with a trailing *."""
+    duplicates = set(duplicate_names(nodes))
+    return [[n["name"] + (" *" if n["name"] in duplicates else ""), n["mesh_ip"], n["public_key"][:10] + "…",
+             n["endpoint"] or "-",
              n.get("reflexive_endpoint") or "-", "online" if n["online"] else "offline", ago(now, n["last_seen"]),
              "-" if n["applied_revision"] is None else str(n["applied_revision"]), n["node_id"]]
             for n in nodes]

@@ -6,6 +6,7 @@ schema is created by the numbered scripts in `migrations/`, never by `create_tab
 from __future__ import annotations
 
 from peewee import (
+    SQL,
     AutoField,
     BigIntegerField,
     BooleanField,
@@ -40,6 +41,8 @@ class MeshState(BaseModel):
 class Node(BaseModel):
     id = CharField(primary_key=True, max_length=32)
     name = CharField(max_length=63)
+    # Renamed by an admin: re-registrations keep the name. DEFAULT in SQL: see migration 0005.
+    name_pinned = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
     public_key = CharField(max_length=44, unique=True)
     mesh_ip = CharField(max_length=45, unique=True)
     endpoint = CharField(max_length=300, null=True)  # advertised by the node

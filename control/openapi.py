@@ -132,6 +132,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {**ok("Nodes", ref("Nodes"), headers=ETAG), **NOT_MODIFIED, **errors(400, 401)}},
     ("/v1/nodes/{node_id}", "get"): {"summary": "One node (admin)", "security": ADMIN,
                                      "responses": {**ok("Node", ref("NodeDetail")), **errors(401, 404)}},
+    ("/v1/nodes/{node_id}", "patch"): {
+        "summary": "Rename a node (admin)",
+        "description": "The name follows the rules of registration; names need not be unique (`meshctl nodes` "
+                       "flags the ones used twice). A new name is one revision, in every peer's netmap; the "
+                       "node's re-registrations keep it, whatever name its agent was started with.",
+        "security": ADMIN, "requestBody": json_body("NodeRename"),
+        "responses": {**ok("Renamed", ref("NodeDetail")), **errors(*BODY_ERRORS, 401, 404)}},
     ("/v1/nodes/{node_id}", "delete"): {
         "summary": "Remove a node from every peer's map (admin), or leave the mesh (the node's own token)",
         "security": [{"adminToken": []}, {"nodeToken": []}],
@@ -200,7 +207,7 @@ def path_parameters(path: str) -> list[dict]:
 
 def build_spec() -> dict:
     _, components = msgspec.json.schema_components(
-        [schemas.Register, schemas.Heartbeat, schemas.JoinTokenCreate, *answers.ANSWERS],
+        [schemas.Register, schemas.Heartbeat, schemas.JoinTokenCreate, schemas.NodeRename, *answers.ANSWERS],
         ref_template="#/components/schemas/{name}")
     express_register_rules(components["Register"])
     components["Error"] = {"type": "object", "required": ["error", "message"],

@@ -96,6 +96,7 @@ class NodeRecord:
     changed_revision: int
     reflexive_endpoint: str | None = None
     tunnels_down: tuple[TunnelDown, ...] = ()
+    name_pinned: bool = False  # renamed by an admin: re-registrations keep the name
 
 
 class JoinTokenRecord(msgspec.Struct, frozen=True):

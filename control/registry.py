@@ -155,7 +155,9 @@ class Registry:
                 raise KeyTaken("this public key belongs to another node")
             self.challenges.redeem(tokens.digest(bearer), registration.public_key, registration.nonce,
                                    registration.proof)
-        wanted: dict[str, Any] = {"name": registration.name, "public_key": registration.public_key,
+        # An admin's rename wins over the name the agent was started with.
+        wanted: dict[str, Any] = {"name": node.name if node.name_pinned else registration.name,
+                                  "public_key": registration.public_key,
                                   "endpoint": registration.endpoint, "listen_port": registration.listen_port,
                                   "reflexive_endpoint": registration.reflexive_endpoint}
         changed = {field: value for field, value in wanted.items() if getattr(node, field) != value}
@@ -259,6 +261,25 @@ class Registry:
         revision = mesh_state.bump([node_id])
         emit("node_deleted", node=node_id, reason=reason, revision=revision)
         return Written(revision, revision)
+
+    # -- renaming ---------------------------------------------------------
+
+    def rename_node(self, node_id: str, name: str) -> NodeRecord:
+        """Give the node a new name (an admin's: its re-registrations keep it); one revision if it changed."""
+        return self._write(lambda: self._rename(node_id, name))
+
+    @staticmethod
+    def _rename(node_id: str, name: str) -> Written[NodeRecord]:
+        mesh_state.lock()
+        node = nodes.get(node_id)
+        if node is None:
+            raise NotFound(f"no node {node_id!r}")
+        if node.name == name and node.name_pinned:
+            return Written(node, None)
+        revision = mesh_state.bump([node_id])
+        nodes.rename(node_id, name, revision)
+        emit("node_renamed", node=node_id, node_name=name, before=node.name, reason="admin", revision=revision)
+        return Written(dataclasses.replace(node, name=name, name_pinned=True, changed_revision=revision), revision)
 
     # -- reading ----------------------------------------------------------
 

@@ -202,6 +202,7 @@ class Nodes:
     auth: Auth
     registry: AsyncRegistry
     cache: MembershipCache
+    body: BodyReader
 
     @falcon.before(admin_only)
     async def on_get(self, req, resp):
@@ -215,6 +216,11 @@ class Nodes:
     @falcon.before(admin_only)
     async def on_get_node(self, req, resp, node_id):
         resp.media = views.node_detail(await self.registry.get_node(node_id))
+
+    @falcon.before(admin_only)
+    async def on_patch_node(self, req, resp, node_id):
+        request = await self.body.read(req, schemas.NodeRename)
+        resp.media = views.node_detail(await self.registry.rename_node(node_id, request.name))
 
     async def on_delete_node(self, req, resp, node_id):
         reason = await self.auth.removal_reason(bearer(req), node_id)

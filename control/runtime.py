@@ -73,6 +73,9 @@ class AsyncRegistry:
     async def delete_node(self, node_id: str, reason: str) -> int:
         return await self._write(self.registry.delete_node, node_id, reason)
 
+    async def rename_node(self, node_id: str, name: str) -> NodeRecord:
+        return await self._write(self.registry.rename_node, node_id, name)
+
     async def get_node(self, node_id: str) -> NodeRecord:
         return await self._call(self.registry.get_node, node_id)
 

@@ -69,6 +69,13 @@ class Register(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("nonce and proof go together")
 
 
+class NodeRename(msgspec.Struct, forbid_unknown_fields=True):
+    name: NodeName
+
+    def __post_init__(self):
+        check_full("name", self.name, NAME_PATTERN)
+
+
 class PeerHealth(msgspec.Struct, forbid_unknown_fields=True):
     node_id: NodeId
     latest_handshake_age: Age | None = None

@@ -12,13 +12,22 @@ import os
 from pathlib import Path
 
 import peewee
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from control import db, tokens
 from control.app import create_app
 from control.config import Config
-from meshcommon.events import emit, setup_logging
+from meshcommon.events import EventFormatter, emit, host_name, setup_logging
 from meshcommon.files import private_dir
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger writing through meshvpn's formatter: its lines, and uvicorn's (the worker
+    gives uvicorn's loggers gunicorn's handlers), are JSON lines like every other."""
+
+    def _set_handler(self, log, output, fmt, stream=None):
+        super()._set_handler(log, output, EventFormatter(host_name()), stream)
 
 
 class ControlServer(BaseApplication):
@@ -35,6 +44,7 @@ class ControlServer(BaseApplication):
             "timeout": 120,
             "proc_name": "meshvpn-control",
             "accesslog": None,
+            "logger_class": "control.server.GunicornLogger",
             "control_socket": str(self.config.state_dir / "gunicorn.ctl"),
         }
         if self.config.tls_cert:

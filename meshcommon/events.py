@@ -1,29 +1,68 @@
 """Structured logging: one JSON line per state change.
 
-Owns the log format shared by every meshvpn process: `event` names what
-happened, the other fields say to what (node, token), why (reason) and at which
-revision. Never log a secret: tokens are referred to by id only. Also owns the
-rate limit on repeated lines from the libraries under us (`RepeatFilter`).
+Owns the log format shared by every meshvpn process (`EventFormatter`): one JSON object a line,
+starting with `ts` (ISO-8601 UTC, microseconds), `host` (MESHVPN_HOST, else the host name),
+`level` and `event`, so the lines of every host merge into one timeline by sorting on `ts`.
+`event` names what happened (every name is in docs/events.md), the other fields say to what
+(node, token), why (reason) and at which revision. Lines of the libraries under us (gunicorn,
+uvicorn, asyncio, httpx) go through the same formatter as the event `library_log`, with their
+`logger` and `message`. Never log a secret: tokens are referred to by id only. Also owns the
+rate limit on repeated lines from those libraries (`RepeatFilter`).
 """
 from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter
 
 log = logging.getLogger("meshvpn")
 
 
+HOST_VARIABLE = "MESHVPN_HOST"  # the `host` of every line, where the host name is not the one to show (lab hosts)
+LIBRARY_EVENT = "library_log"  # the event of a line a library logged
+
 # Attributes of logging.LogRecord: an extra field by one of these names would make logging raise.
 RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# Fields every line starts with: an event's field of one of these names gets a trailing "_" too.
+LINE_FIELDS = frozenset({"ts", "host", "level", "event", "logger"})
 
 
 def emit(event: str, **fields) -> None:
-    log.info(event, extra={f"{key}_" if key in RESERVED else key: value for key, value in fields.items()})
+    log.info(event, extra={f"{key}_" if key in RESERVED or key in LINE_FIELDS else key: value
+                           for key, value in fields.items()})
+
+
+def host_name(environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get(HOST_VARIABLE) or socket.gethostname()
+
+
+def iso_utc(seconds: float) -> str:
+    """A Unix time as ISO-8601 UTC with microseconds: 2026-11-30T16:00:00.123456Z (sorts as text)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventFormatter(JsonFormatter):
+    """One JSON object a line: ts, host, level, event, then the event's fields (or a library's
+    `logger` and `message`), and `exc_info` when there is an exception."""
+
+    def __init__(self, host: str):
+        super().__init__("{message}", style="{", rename_fields={"message": "event"})
+        self.host = host
+
+    def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        log_data.update(ts=iso_utc(record.created), host=self.host, level=record.levelname)
+        super().add_fields(log_data, record, message_dict)
+        if record.name != log.name:
+            log_data.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
+            log_data.update(event=LIBRARY_EVENT, logger=record.name, message=record.message)
 
 
 # Loggers that write a line per failed accept() or refused connection: under a flood of hostile
@@ -82,10 +121,9 @@ class RepeatFilter(logging.Filter):
 
 
 def setup_logging(level: str = "INFO", stream=None) -> None:
+    """Every line of this process through `EventFormatter`, on stderr (or `stream`)."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(
-        "{asctime}{levelname}{message}", style="{",
-        rename_fields={"asctime": "ts", "levelname": "level", "message": "event"}))
+    handler.setFormatter(EventFormatter(host_name()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

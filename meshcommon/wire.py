@@ -127,6 +127,15 @@ class WriteCounts(msgspec.Struct, frozen=True):
     netlink: int
 
 
+class Histogram(msgspec.Struct, frozen=True):
+    """Observations by bucket: `counts[i]` fell at or below `bounds[i]` (and above the bound
+    before); the last count, beyond the last bound. Not cumulative."""
+
+    bounds: list[float]
+    counts: list[int]
+    sum: float
+
+
 class AgentStatus(msgspec.Struct, frozen=True):
     """`GET /status` on the agent's unix socket, and `meshagent status --json`."""
 
@@ -145,3 +154,4 @@ class AgentStatus(msgspec.Struct, frozen=True):
     peers: list[PeerStatus]
     rejected: list[RejectedPeer]
     writes: WriteCounts | None = None  # None: no agent running (what its files say)
+    reconcile_seconds: Histogram | None = None  # how long its reconcile passes took; None: no agent running

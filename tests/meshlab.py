@@ -38,8 +38,10 @@ def wait_for(predicate, timeout: float, step: float = 0.2, what: str = "conditio
 
 
 class Node:
-    def __init__(self, host: labs.Host, state_dir: Path, controls: list[str], token_file: Path):
+    def __init__(self, host: labs.Host, state_dir: Path, controls: list[str], token_file: Path,
+                 extra: tuple[str, ...] = ()):
         self.host, self.state_dir, self.controls, self.token_file = host, state_dir, controls, token_file
+        self.extra = extra  # more `meshagent up` flags
         self.proc: subprocess.Popen | None = None
         self.log = state_dir.parent / f"{host.name}.log"
 
@@ -48,7 +50,8 @@ class Node:
                 "--join-token-file", str(self.token_file), "--listen-port", "51820"]
         for url in self.controls:
             args += ["--control", url]
-        self.proc = self.host.popen(args, self.log)
+        # Lab hosts share the machine's host name: each logs its own.
+        self.proc = self.host.popen([*args, *self.extra], self.log, env={"MESHVPN_HOST": self.host.name})
         return self
 
     def stop(self) -> None:

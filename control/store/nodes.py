@@ -96,6 +96,11 @@ def update_registration(node_id: str, changed: dict[str, Any], seen: float, revi
     Node.update(**changed, online=True, last_seen=seen, changed_revision=revision).where(Node.id == node_id).execute()
 
 
+def rename(node_id: str, name: str, revision: int) -> None:
+    """An admin's rename: the name stays through the node's re-registrations (pinned)."""
+    Node.update(name=name, name_pinned=True, changed_revision=revision).where(Node.id == node_id).execute()
+
+
 def touch(node_id: str, seen: float) -> None:
     Node.update(last_seen=seen).where(Node.id == node_id).execute()
 

@@ -7,6 +7,7 @@ import pytest
 
 from agent import apply, cli, status
 from agent.state import StateDir
+from meshcommon.version import VERSION
 from tests.agent.data import identity
 
 
@@ -40,18 +41,31 @@ def test_down_leave_forgets_the_identity_even_when_deregistration_fails(tmp_path
     assert "could not deregister" in capsys.readouterr().err
 
 
-def test_status_without_an_agent_reads_the_state_directory(tmp_path, removed, capsys):
+def test_status_without_an_agent_says_so_exits_3_and_reads_the_state_directory(tmp_path, removed, capsys):
     StateDir(tmp_path).save_identity(identity())
-    assert cli.main(["status", "--state-dir", str(tmp_path), "--json"]) == 0
-    shown = json.loads(capsys.readouterr().out)
+    assert cli.main(["status", "--state-dir", str(tmp_path), "--json"]) == cli.EXIT_NOT_RUNNING == 3
+    printed = capsys.readouterr()
+    shown = json.loads(printed.out)
     assert (shown["node_id"], shown["control"], shown["mesh_ip"]) == ("me", "unknown", "100.64.0.1")
-    assert cli.main(["status", "--state-dir", str(tmp_path)]) == 0
+    assert printed.err == (f"meshagent status: no agent answers on {tmp_path / 'agent.sock'}; "
+                           f"showing what {tmp_path} says\n")
+    assert cli.main(["status", "--state-dir", str(tmp_path)]) == 3
     assert "control: unknown (agent not running)" in capsys.readouterr().out
+    assert cli.main(["status", "--state-dir", str(tmp_path), "--metrics"]) == 3
+    assert "meshvpn_agent_up 0.0\n" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"meshagent {VERSION}\n"
 
 
 @pytest.mark.parametrize("argv, message", [(["up", "--name", "n1"], "give --control"),
                                            (["up", "--control", "http://c", "--name", "n1", "--listen-port", "0"],
-                                            "1-65535")])
+                                            "1-65535"),
+                                           (["up", "--control", "http://c", "--name", "n1", "--metrics-listen",
+                                             "everywhere:1"], "--metrics-listen")])
 def test_up_refuses_bad_settings(argv, message):
     with pytest.raises(SystemExit, match=message):
         cli.main(argv)

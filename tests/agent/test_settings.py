@@ -8,13 +8,14 @@ from agent.settings import (
     AgentSettings,
     BadSettings,
     log_level,
+    metrics_address,
     parse_file,
     read_file,
     settings_from,
 )
 
 FLAGS = {"control": [], "join_token_file": None, "name": None, "interface": None, "state_dir": None,
-         "endpoint": None, "listen_port": None, "backend": None, "ca": None}
+         "endpoint": None, "listen_port": None, "backend": None, "ca": None, "metrics_listen": None}
 
 
 def flags(**given) -> dict:
@@ -64,3 +65,21 @@ def test_log_level_from_the_flag_then_the_environment():
     assert log_level("DEBUG", {"MESHAGENT_LOG_LEVEL": "ERROR"}) == "DEBUG"
     assert log_level(None, {"MESHAGENT_LOG_LEVEL": "ERROR"}) == "ERROR"
     assert log_level(None, {}) == "INFO"
+
+
+@pytest.mark.parametrize("text, address", [("9586", ("127.0.0.1", 9586)), (":9586", ("127.0.0.1", 9586)),
+                                           ("127.0.0.1:9586", ("127.0.0.1", 9586)), ("[::1]:9586", ("::1", 9586)),
+                                           ("100.64.0.1:9586", ("100.64.0.1", 9586))])
+def test_metrics_listen_is_loopback_unless_an_address_is_written_out(text, address):
+    assert metrics_address(text) == address
+    assert settings_from({"metrics_listen": text}, flags(control=["http://c"], name="n")).metrics_listen == address
+
+
+@pytest.mark.parametrize("text", ["", "0", "70000", "host.example:9586", "127.0.0.1:", "[::1]", "a:b"])
+def test_metrics_listen_refusals(text):
+    with pytest.raises(BadSettings, match="--metrics-listen"):
+        metrics_address(text)
+
+
+def test_metrics_are_off_by_default():
+    assert settings_from({}, flags(control=["http://c"], name="n")).metrics_listen is None

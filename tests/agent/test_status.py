@@ -135,3 +135,25 @@ async def test_the_responder_answers_once_and_closes_and_refuses_what_it_does_no
         assert await asyncio.to_thread(agent_api.fetch_status, socket_path, 2.0) == STATUS
     finally:
         await stop(task)
+
+
+def test_only_a_get_of_the_metrics_is_answered_on_the_metrics_listener():
+    assert status.route(b"GET /metrics HTTP/1.1\r\n\r\n", b"/metrics") == 200
+    assert status.route(b"GET /status HTTP/1.1\r\n\r\n", b"/metrics") == 404
+    assert status.route(b"POST /metrics HTTP/1.1\r\n\r\n", b"/metrics") == 405
+
+
+@pytest.mark.anyio
+async def test_the_metrics_listener_answers_prometheus_text():
+    server = await status.serve_metrics(FakeAgent(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+            info = 'meshvpn_agent_info{backend="",interface="mesh0",mesh_ip="100.64.0.1",node="alpha",node_id="n1"} 1.0'
+            assert info in answer.text
+            assert (await client.get(f"http://127.0.0.1:{port}/status", timeout=5)).status_code == 404
+    finally:
+        server.close()
+        await server.wait_closed()

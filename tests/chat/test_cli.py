@@ -11,6 +11,7 @@ import pytest
 
 from chat import cli
 from chat.daemon import write_pointer
+from meshcommon.version import VERSION
 from tests.meshlab import MESHCHAT, wait_for
 from tests.pg import free_port
 
@@ -32,6 +33,12 @@ def test_commands_need_their_arguments(capsys):
             cli.main(argv)
         assert exited.value.code == 2
     assert "usage: meshchat" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"meshchat {VERSION}\n"
 
 
 def test_without_a_running_daemon_the_cli_says_how_to_start_one(tmp_path):
@@ -96,3 +103,6 @@ def test_the_cli_finds_the_daemon_and_its_token_through_the_pointer_file(daemon)
 
     assert httpx.post(ui + "/api/messages", json={"peer": PEER, "text": "x"}).status_code == 403
     assert httpx.get(ui + "/api/state", headers={"Host": "evil.example"}).status_code == 421
+    logged = [json.loads(line) for line in (state_dir / "chat.log").read_text().splitlines()]
+    assert logged and all({"ts", "host", "event"} <= set(line) for line in logged)
+    assert "chat_started" in {line["event"] for line in logged}

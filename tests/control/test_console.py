@@ -1,5 +1,14 @@
 """What meshctl prints: API text made inert, and the lines of `meshctl watch` (pure)."""
-from control.console import ago, membership_changes, node_rows, pair_rows, safe, token_rows, visible
+from control.console import (
+    ago,
+    duplicate_names,
+    membership_changes,
+    node_rows,
+    pair_rows,
+    safe,
+    token_rows,
+    visible,
+)
 
 MARKUP, ESCAPE = "[bold red]x[/]", "\x1b[31m"
 
@@ -35,6 +44,12 @@ def test_node_rows_and_ages():
     natted = node(endpoint="192.168.1.2:51820", reflexive_endpoint="198.51.100.7:51820")
     assert node_rows([natted], now=130.0)[0][3:5] == ["192.168.1.2:51820", "198.51.100.7:51820"]
     assert (ago(1000.0, None), ago(1000.0, 1000.0 - 600)) == ("-", "10m ago")
+
+
+def test_names_more_than_one_node_has_are_marked():
+    nodes = [node(node_id="n1", name="a"), node(node_id="n2", name="b"), node(node_id="n3", name="a")]
+    assert duplicate_names(nodes) == ["a"]
+    assert [row[0] for row in node_rows(nodes, now=130.0)] == ["a *", "b", "a *"]
 
 
 def test_pair_rows_name_both_nodes_since_when_and_why():

@@ -52,6 +52,21 @@ def test_token_create_prints_the_token_alone_and_it_enrolls_a_node(control):
     assert missing.returncode != 0 and "404" in missing.stderr
 
 
+def test_node_rename_and_names_used_twice_are_flagged(control):
+    token = control.join_token()
+    first = enrol.register_sync(control.url, token, "alpha").json()
+    enrol.register_sync(control.url, token, "alpha")
+    table = meshctl(control, "nodes").stdout
+    assert table.count("alpha *") == 2 and "names used by more than one node (marked *): alpha" in table
+    out = meshctl(control, "node", "rename", first["node_id"], "gateway").stdout
+    assert f"renamed {first['node_id']} to gateway at revision 3" in out
+    table = meshctl(control, "nodes").stdout
+    assert "gateway" in table and "*" not in table and "more than one" not in table
+    bad = meshctl(control, "node", "rename", first["node_id"], "no spaces", check=False)
+    assert bad.returncode != 0 and "400" in bad.stderr
+    assert control.events("node_renamed")[0]["node_name"] == "gateway"
+
+
 @slow
 def test_watch_streams_joins_and_removals(control):
     env = {"MESHCTL_CONTROL": control.url, "MESHCTL_ADMIN_TOKEN_FILE": str(control.state_dir / "admin.token")}
@@ -77,6 +92,10 @@ def test_serve_speaks_tls_with_the_given_certificate(tmp_path):
             httpx.get(proc.url + "/healthz", timeout=5)  # not trusted without the CA
         out = subprocess.run([MESHCTL, "nodes", "--control", proc.url, "--admin-token-file",
                               str(proc.state_dir / "admin.token"), "--ca", str(cert)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "revision 0" in out.stdout
+        out = subprocess.run([MESHCTL, "nodes", "--control", proc.url, "--admin-token-file",
+                              str(proc.state_dir / "admin.token")], env={**os.environ, "MESHCTL_CA": str(cert)},
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "revision 0" in out.stdout
     finally:

@@ -1,0 +1,61 @@
+"""docs/events.md lists every event any process logs: the names are read from the source, so the
+page cannot fall behind it."""
+import ast
+import re
+from pathlib import Path
+
+from agent.changes import ChangeKind
+from meshcommon.events import LIBRARY_EVENT
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("control", "agent", "chat", "meshcommon")
+# `emit(name, ...)` whose name is no string literal: what the name is made of instead.
+DYNAMIC = {"change.kind.value": {kind.value for kind in ChangeKind}}
+
+
+def logged_events() -> dict[str, str]:
+    """Every event name an `emit` call can log -> where (file:line)."""
+    found: dict[str, str] = {}
+    for part in PARTS:
+        for path in sorted((ROOT / part).rglob("*.py")):
+            for call in ast.walk(ast.parse(path.read_text(), str(path))):
+                if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "emit"
+                        and call.args):
+                    continue
+                name = call.args[0]
+                where = f"{path.relative_to(ROOT)}:{call.lineno}"
+                literals = {node.value for node in ast.walk(name)
+                            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+                names = literals or DYNAMIC.get(ast.unparse(name))
+                assert names, f"{where}: emit({ast.unparse(name)}, ...): add how its names are found to DYNAMIC"
+                found.update(dict.fromkeys(names, where))
+    return found | {LIBRARY_EVENT: "meshcommon/events.py"}
+
+
+def documented_events() -> set[str]:
+    """The names in the first column of the "| Event |" tables of docs/events.md (`a` / `b` rows name two)."""
+    names: set[str] = set()
+    table = None
+    for line in (ROOT / "docs" / "events.md").read_text().splitlines():
+        if not line.startswith("|"):
+            table = None
+        elif table is None:
+            table = line.split("|")[1].strip()
+        elif table == "Event":
+            names.update(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    return names
+
+
+def test_every_event_logged_is_documented():
+    missing = {name: where for name, where in logged_events().items() if name not in documented_events()}
+    assert not missing, f"events missing from docs/events.md: {missing}"
+
+
+def test_every_event_documented_is_logged():
+    assert documented_events() - set(logged_events()) == set()
+
+
+def test_the_scan_finds_events_of_every_kind():
+    events = logged_events()
+    assert {"node_registered", "peer_added", "control_restored", "control_connected", "chat_delivered",
+            "library_log"} <= set(events)
