@@ -27,9 +27,11 @@ The generator measures itself: how late each heartbeat left against its schedule
 was not waiting for the server's previous answer: that wait is the server's) and the CPU of each
 of its processes. When its lag p99 is over 100 ms or a process used more than 90 % of a core, it
 fell behind, and it refuses to report figures: the run is marked refused and the exit status is 3.
+What else ran on the machine meanwhile is measured too (`machine_other_cores`, the load average):
+past half a core the run is marked `noisy`, reported, but not a measure of the server alone.
 
     python bench/control_scale.py                      # 1,000 and 10,000 nodes, SQLite and PostgreSQL
-    python bench/control_scale.py --nodes 10000 --duration 60 --json --store sqlite [--workers 2]
+    python bench/control_scale.py --nodes 10000 --duration 60 --json --store sqlite|postgresql [--workers 2]
 
 Results: bench/results/control_scale-<run id>.json (every run of the invocation); --json prints
 one JSON object (the run, or {"run_id", "runs"} for several), otherwise a table.
@@ -58,6 +60,7 @@ from pathlib import Path
 
 import msgspec
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from control import config
@@ -70,13 +73,14 @@ NODES_PER_ADDRESS = 64  # nodes sharing one source address, as behind a NAT (the
 ANSWER_TIMEOUT = 30.0  # seconds for an answer; past it the connection is dropped and the request failed
 MAX_LAG_P99 = 0.100  # the generator's own lateness past which it refuses to report
 MAX_GENERATOR_CPU = 0.90  # of one core, per generator process
+NOISY_OTHER_CORES = 0.5  # cores other work used during the window past which a run is marked noisy (not refused)
 CHANGE_TIMEOUT = 180.0  # seconds for a registration: an overloaded server is measured, not failed
-ENROL_CONCURRENCY = 16  # registrations in flight per generator process
+ENROL_ATTEMPTS = 4  # of a registration the server refused (not of one it did not answer)
+ENROL_CONCURRENCY = 32  # registrations in flight, in all: more only queue (and on SQLite, convoy)
 FANOUT_S = 2.0  # seconds after a change that count as its fan-out, for heartbeat_p99_quiet_ms
 STREAMS_OPEN_LIMIT = 300.0  # seconds for every node to open its stream
 OPEN_CONCURRENCY = 256  # streams being opened at once per generator process (the listen backlog is 2,048)
 REFUSED_EXIT = 3
-GENERATOR_NICE = -10
 WANTED_FDS = 1 << 17
 FD_SPARE = 512  # descriptors of a server worker or generator besides its connections
 
@@ -337,16 +341,27 @@ class Generator:
     # -- commands
 
     async def enrol(self, argument: dict) -> dict:
-        gate = asyncio.Semaphore(ENROL_CONCURRENCY)
+        gate = asyncio.Semaphore(argument["concurrency"])
         failed = 0
 
         async def one(node: Node) -> None:
             nonlocal failed
             async with gate:
-                try:  # never again: a registration that timed out may have been made, and a retry makes another
-                    answer, _ = await enrol(node.conn, argument["join_token"], f"sim{node.index}", CHANGE_TIMEOUT)
-                except (OSError, asyncio.IncompleteReadError, TimeoutError, HttpError) as exc:
-                    self.errors[f"enrol {exc}"[:80]] += 1
+                for attempt in range(ENROL_ATTEMPTS):
+                    try:
+                        answer, _ = await enrol(node.conn, argument["join_token"], f"sim{node.index}",
+                                                CHANGE_TIMEOUT)
+                        break
+                    except HttpError as exc:  # answered, so not made (a 503 when the store was busy): again
+                        self.errors[f"enrol {exc}"[:80]] += 1
+                        await asyncio.sleep(0.5 * 2 ** attempt)
+                    except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                        # Never again: a registration without an answer may have been made, and a retry
+                        # would make another.
+                        self.errors[f"enrol {exc!r}"[:80]] += 1
+                        failed += 1
+                        return
+                else:
                     failed += 1
                     return
             node.node_id, node.token = answer["node_id"], answer["node_token"]
@@ -354,7 +369,8 @@ class Generator:
             self.heartbeat_tasks.append(asyncio.create_task(self.heartbeats(node, cold=False)))
 
         await asyncio.gather(*(one(node) for node in self.nodes))
-        return {"failed": failed}
+        errors, self.errors = dict(self.errors), Counter()
+        return {"failed": failed, "errors": errors}
 
     async def watch(self, argument: dict) -> dict:
         gate = asyncio.Semaphore(OPEN_CONCURRENCY)
@@ -387,7 +403,13 @@ class Generator:
         # what a change's fan-out adds to the heartbeat tail is the difference.
         quiet = [latency for slot, latency in self.beats if start <= slot < end and latency is not None
                  and not any(sent <= slot + latency and slot < sent + FANOUT_S for _, sent in argument["changes"])]
+        slowest: dict[int, float] = {}  # second of the window -> its slowest heartbeat: when the tail happens
+        for slot, latency in self.beats:
+            if start <= slot < end and latency is not None:
+                second = int(slot - start)
+                slowest[second] = max(slowest.get(second, 0.0), latency)
         return {"latencies": [latency for latency in beats if latency is not None], "quiet": quiet,
+                "slowest": slowest,
                 "failed": sum(1 for latency in beats if latency is None),
                 "lags": [lag for slot, lag in self.lags if start <= slot < end],
                 "wakes": wakes, "stream_drops": self.stream_drops, "errors": dict(self.errors)}
@@ -428,12 +450,22 @@ class Generator:
             node.conn.close()
 
 
-def generator_main(port: int, interval: float, indices: list[int], pipe) -> None:
-    # Ahead of the server and of whatever else runs here: the generator's lateness must be its
-    # own, not a share of a busy machine's (CFS gives nice -10 about 9 times a nice 0 share).
+def generator_main(port: int, interval: float, indices: list[int], pipe, nice: int) -> None:
+    # At the server's niceness the generator and the server share the cores fairly; a lower one puts
+    # it ahead of the server, whose fan-outs it then slows (it reads 10,000 events at that moment).
     with contextlib.suppress(PermissionError):
-        os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
-    asyncio.run(Generator(port, interval, indices, pipe).main())
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(Generator(port, interval, indices, pipe).main())
+
+
+def loop_factory():
+    """uvloop when installed: the generator spends half the CPU per event of asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 # -- orchestration ------------------------------------------------------------------
@@ -441,13 +473,13 @@ def generator_main(port: int, interval: float, indices: list[int], pipe) -> None
 class Generators:
     """The generator processes, told the same command at once."""
 
-    def __init__(self, count: int, nodes: int, port: int, interval: float):
+    def __init__(self, count: int, nodes: int, port: int, interval: float, nice: int):
         context = mp.get_context("spawn")
         self.pipes, self.processes = [], []
         for share in range(count):
             mine, theirs = context.Pipe()
             process = context.Process(target=generator_main, daemon=True,
-                                      args=(port, interval, list(range(share, nodes, count)), theirs))
+                                      args=(port, interval, list(range(share, nodes, count)), theirs, nice))
             process.start()
             self.pipes.append(mine)
             self.processes.append(process)
@@ -482,12 +514,41 @@ def server_cpu(processes: list[psutil.Process]) -> float:
     return total
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all but idle and I/O wait)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "guest", 0.0) \
+        - getattr(times, "guest_nice", 0.0)
+
+
 def server_rss(processes: list[psutil.Process]) -> int:
     total = 0
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += process.memory_info().rss
     return total
+
+
+async def server_wakes(control: ControlProcess) -> dict[float, float]:
+    """The server's own wake histogram (cumulative counts by upper bound, all workers): from a
+    worker loading a revision to a waiting stream's event being ready."""
+    body = (await Connection(control.port, "127.0.0.1").call(request("GET", "/metrics", "-")))[1]
+    counts: dict[float, float] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name == "meshvpn_control_longpoll_wake_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    counts[float(sample.labels["le"])] = counts.get(float(sample.labels["le"]), 0.0) + sample.value
+    return counts
+
+
+def bucket_quantile(counts: dict[float, float], q: float) -> float | None:
+    """The upper bound of the histogram bucket that holds quantile `q` (None: nothing counted)."""
+    total = counts.get(math.inf, 0.0)
+    for le in sorted(counts):
+        if total and counts[le] >= q * total:
+            return le
+    return None
 
 
 def log_events(path: Path, offset: int, name: str) -> list[dict]:
@@ -538,6 +599,7 @@ def summarise(args, store: str, nodes: int, reports: list[dict], window: float, 
               rss: list[int], generator_cpu: list[float], changes: Changes) -> dict:
     latencies = [x for r in reports for x in r["latencies"]]
     quiet = [x for r in reports for x in r["quiet"]]
+    slowest = [max((r["slowest"].get(second, 0.0) for r in reports), default=0.0) for second in range(int(window))]
     lags = [x for r in reports for x in r["lags"]]
     per_change = []
     for i, (revision, _, took) in enumerate(changes.made):
@@ -553,7 +615,8 @@ def summarise(args, store: str, nodes: int, reports: list[dict], window: float, 
     lag_p99 = percentile(lags, 0.99) or 0.0
     row = {
         "store": store, "nodes": nodes, "workers": args.workers, "generators": args.generators,
-        "streams": args.streams, "http_parser": resolved(args.http_parser, "httptools", "h11"),
+        "streams": args.streams, "nice": args.nice, "generator_nice": args.generator_nice,
+        "http_parser": resolved(args.http_parser, "httptools", "h11"),
         "event_loop": resolved(args.event_loop, "uvloop", "asyncio"),
         "interval_s": args.interval, "offline_after_s": args.interval * 3, "duration_s": window,
         "target_heartbeat_rate": round(nodes / args.interval, 1),
@@ -563,6 +626,7 @@ def summarise(args, store: str, nodes: int, reports: list[dict], window: float, 
         "heartbeat_p99_ms": round(percentile(latencies, 0.99) * 1000, 1) if latencies else None,
         "heartbeat_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
         "heartbeat_p99_quiet_ms": round(percentile(quiet, 0.99) * 1000, 1) if quiet else None,
+        "heartbeat_max_ms_by_second": [round(x * 1000) for x in slowest],
         "wake_p99_s": (round(percentile(all_times, 0.99), 3) if all(math.isfinite(t) for t in all_times)
                        else None) if all_times else None,
         "wake_watcher_p99_s": round(percentile(reached, 0.99), 3) if reached else None,
@@ -611,15 +675,18 @@ async def cold_start(control: ControlProcess, generators: Generators, args, name
 
 async def measure(control: ControlProcess, args, store: str, nodes: int, run_id: str) -> dict:
     join_token = await asyncio.to_thread(control.join_token, True)
-    generators = Generators(args.generators, nodes, control.port, args.interval)
+    generators = Generators(args.generators, nodes, control.port, args.interval, args.generator_nice)
     changes = Changes(control, join_token, args.interval)
     keeping = asyncio.create_task(changes.keep_alive())
     try:
         started = time.monotonic()
-        failed = sum(reply["failed"] for reply in await generators.tell("enrol", {"join_token": join_token}))
+        replies = await generators.tell("enrol", {"join_token": join_token,
+                                                  "concurrency": max(1, ENROL_CONCURRENCY // args.generators)})
         registration_s = time.monotonic() - started
-        if failed:
-            raise RuntimeError(f"{failed} nodes could not enrol")
+        if sum(reply["failed"] for reply in replies):
+            errors = sum((Counter(reply["errors"]) for reply in replies), Counter())
+            raise RuntimeError(f"{sum(reply['failed'] for reply in replies)} nodes could not enrol: {dict(errors)}")
+        enrol_errors = dict(sum((Counter(reply["errors"]) for reply in replies), Counter()))
         revision = json.loads((await Connection(control.port, "127.0.0.1").call(
             request("GET", "/healthz", "-")))[1])["revision"]
         started = time.monotonic()
@@ -634,9 +701,11 @@ async def measure(control: ControlProcess, args, store: str, nodes: int, run_id:
             await spying
 
         processes = server_processes(control)
+        wakes_before = await server_wakes(control)
         rss = [server_rss(processes)]
         start = time.monotonic()
         cpu_before, generators_before = server_cpu(processes), generators.cpu()
+        machine_before, me_before = machine_busy(), sum(psutil.Process().cpu_times()[:2])
         profiling = None
         if args.profile:
             profiling = asyncio.create_task(profile(control, args.duration * 0.9,
@@ -652,17 +721,29 @@ async def measure(control: ControlProcess, args, store: str, nodes: int, run_id:
         server_cpu_s = server_cpu(processes) - cpu_before
         generator_cpu = [(after - before) / window
                          for before, after in zip(generators_before, generators.cpu(), strict=True)]
+        # Whatever else ran meanwhile (other work on a shared machine, py-spy): the server's rivals.
+        ours = server_cpu_s + sum(generator_cpu) * window + sum(psutil.Process().cpu_times()[:2]) - me_before
+        other_cores = (machine_busy() - machine_before - ours) / window
         if profiling is not None:
             await profiling
         await changing  # each within CHANGE_TIMEOUT; a change that came late is still timed to its last watcher
         await asyncio.sleep(2.0)
+        wakes_after = await server_wakes(control)
+        woken = {le: count - wakes_before.get(le, 0.0) for le, count in wakes_after.items()}
         reports = await generators.tell("report", {"window": (start, start + args.duration),
                                                    "changes": [(rev, sent) for rev, sent, _ in changes.made]})
         row = {"run_id": run_id, **summarise(args, store, nodes, reports, window, server_cpu_s, rss,
                                              generator_cpu, changes),
-               "registration_s": round(registration_s, 1), "streams_open_s": round(streams_open_s, 1),
+               "registration_s": round(registration_s, 1), "registration_errors": enrol_errors,
+               "streams_open_s": round(streams_open_s, 1),
                "streams_opened": opened, "machine_load_1m": round(load, 2),
+               "machine_other_cores": round(max(0.0, other_cores), 2),
+               "noisy": other_cores > NOISY_OTHER_CORES,
                "stream_open_errors": dict(sum((Counter(reply["errors"]) for reply in replies), Counter()))}
+        row["server_wake_p50_le_s"] = bucket_quantile(woken, 0.5)
+        row["server_wake_p99_le_s"] = bucket_quantile(woken, 0.99)
+        for change, (_, sent, _) in zip(row.get("changes", []), changes.made, strict=False):
+            change["at_s"] = round(sent - start, 1)  # into the window, beside heartbeat_max_ms_by_second
         row["offline_steady"] = len(log_events(control.log_path, 0, "node_offline"))
         if not args.no_cold_start:
             row.update(await cold_start(control, generators, args, f"control_scale-{run_id}-{store}-{nodes}-cold"))
@@ -680,7 +761,7 @@ def run(store: str, nodes: int, args, pg_admin_url: str | None, run_id: str, fds
                          f"each cannot, use --workers {processes_for(nodes, fds)}")
     args = argparse.Namespace(**{**vars(args), "workers": workers,
                                  "generators": max(args.generators, processes_for(nodes, fds))})
-    db_url = pg.fresh_database(pg_admin_url) if store == "postgres" else None
+    db_url = pg.fresh_database(pg_admin_url) if store == "postgresql" else None
     state = Path(tempfile.mkdtemp(prefix="meshvpn-bench-"))
     # The connection cap below the descriptor limit, as docs/design.md asks: over it the server answers 503.
     control = ControlProcess(state, db_url, workers=workers, heartbeat_interval=args.interval,
@@ -710,14 +791,15 @@ def processes_for(nodes: int, fds: int) -> int:
 
 
 # What a refused run still reports: what was run, and the generator's own figures.
-GENERATOR_FIGURES = ("run_id", "store", "nodes", "workers", "generators", "streams", "http_parser", "event_loop",
+GENERATOR_FIGURES = ("run_id", "store", "nodes", "workers", "generators", "nice", "generator_nice", "streams",
+                     "http_parser", "event_loop",
                      "interval_s", "duration_s", "generator_lag_p50_ms", "generator_lag_p99_ms", "generator_cpu_cores",
-                     "machine_load_1m", "refused")
+                     "machine_load_1m", "machine_other_cores", "noisy", "refused")
 
 
 def table(rows: list[dict]) -> str:
     head = (f"{'store':9} {'nodes':>6} {'wk':>2} {'hb/s':>13} {'hb p50/p99 ms':>15} {'wake p99 s':>10} "
-            f"{'cpu':>5} {'rss MB':>7} {'reg s':>6} {'cold s':>6} {'offl':>4} {'lag p99':>7}")
+            f"{'cpu':>5} {'rss MB':>7} {'reg s':>6} {'cold s':>6} {'offl':>4} {'lag p99':>7} {'others':>6}")
     lines = [head]
     for row in rows:
         if "refused" in row:
@@ -728,7 +810,8 @@ def table(rows: list[dict]) -> str:
             f"{row['achieved_heartbeat_rate']:>6}/{row['target_heartbeat_rate']:<6} "
             f"{row['heartbeat_p50_ms']!s:>7}/{row['heartbeat_p99_ms']!s:<7} {row['wake_p99_s']!s:>10} "
             f"{row['server_cpu_cores']:>5} {row['server_rss_mb']:>7} {row['registration_s']:>6} "
-            f"{row.get('cold_start_s')!s:>6} {row.get('cold_start_offline')!s:>4} {row['generator_lag_p99_ms']:>7}")
+            f"{row.get('cold_start_s')!s:>6} {row.get('cold_start_offline')!s:>4} {row['generator_lag_p99_ms']:>7} "
+            f"{row['machine_other_cores']:>6}{' noisy' if row.get('noisy') else ''}")
     return "\n".join(lines)
 
 
@@ -742,12 +825,18 @@ def public(row: dict) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", "--sizes", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--store", "--stores", nargs="+", default=["sqlite", "postgres"],
-                        choices=["sqlite", "postgres"])
+    parser.add_argument("--store", "--stores", nargs="+", default=["sqlite", "postgresql"],
+                        type=lambda name: "postgresql" if name == "postgres" else name,
+                        choices=["sqlite", "postgresql"])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of the measurement window")
     parser.add_argument("--workers", type=int, default=None,
                         help="uvicorn workers of the control plane (default: the fewest whose descriptors fit)")
     parser.add_argument("--generators", "--clients", type=int, default=4, help="load-generator processes")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness of the whole benchmark: the server, its store and the generator (negative: "
+                             "ahead of other work on a shared machine, which is still measured: machine_other_cores)")
+    parser.add_argument("--generator-nice", type=int, default=None,
+                        help="niceness of the generator processes (default: --nice; below it: ahead of the server)")
     parser.add_argument("--interval", type=float, default=5.0, help="heartbeat interval of the simulated nodes")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds between opening the streams and measuring")
     parser.add_argument("--changes", type=int, default=6, help="membership changes in the window")
@@ -761,6 +850,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the window")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
+    if args.generator_nice is None:
+        args.generator_nice = args.nice
+    os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the server, PostgreSQL and the generators
     fds = fd_limit()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up as on ^C
     RESULTS.mkdir(exist_ok=True)
@@ -769,8 +861,8 @@ def main() -> int:
     rows = []
     with pg.server() as pg_admin_url:
         for store in args.store:
-            if store == "postgres" and pg_admin_url is None:
-                print("skipping postgres: not installed", file=sys.stderr)
+            if store == "postgresql" and pg_admin_url is None:
+                print("skipping postgresql: not installed", file=sys.stderr)
                 continue
             for nodes in args.nodes:
                 row = run(store, nodes, args, pg_admin_url, run_id, fds)

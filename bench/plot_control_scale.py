@@ -2,7 +2,8 @@
 
 Reads the runs of the given result files (bench/results/control_scale-<run id>.json), one line per
 store (and server setup), and writes docs/img/perf-heartbeat-p99.png and docs/img/perf-wake-p99.png.
-Refused runs (the generator fell behind) have no figures and are left out.
+Refused runs (the generator fell behind) have no figures and are left out; noisy runs (other work
+used more than half a core meanwhile) are drawn as open markers, apart from the others.
 
     python bench/plot_control_scale.py bench/results/control_scale-<run id>.json ...
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,18 +20,23 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after the backend is chosen
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from control_scale import NOISY_OTHER_CORES  # after its directory is on the path
+
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 PLOTS = (("heartbeat_p99_ms", "heartbeat p99 (ms)", 50.0, "perf-heartbeat-p99.png"),
          ("wake_p99_s", "change -> every watcher, p99 (s)", 1.0, "perf-wake-p99.png"))
 
 
 def series(paths: list[Path]) -> dict[str, list[dict]]:
-    """Runs with figures, by line: store, and the server's parser and loop."""
+    """Runs with figures, by line: store, the server's parser and loop, and whether the run was noisy."""
     lines: dict[str, list[dict]] = defaultdict(list)
     for path in paths:
         for run in json.loads(path.read_text())["runs"]:
             if "refused" not in run:
                 label = f"{run['store']} ({run.get('http_parser', 'h11')}, {run.get('event_loop', 'asyncio')})"
+                if run.get("machine_other_cores", 0.0) > NOISY_OTHER_CORES:
+                    label += ", noisy"
                 lines[label].append(run)
     return {label: sorted(runs, key=lambda run: run["nodes"]) for label, runs in sorted(lines.items())}
 
@@ -39,7 +46,8 @@ def plot(lines: dict[str, list[dict]], key: str, label: str, goal: float, out: P
     for name, runs in lines.items():
         points = [(run["nodes"], run[key]) for run in runs if run.get(key) is not None]
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=name)
+            ax.plot(*zip(*points, strict=True), marker="o", label=name,
+                    fillstyle="none" if name.endswith("noisy") else "full")
     ax.axhline(goal, color="grey", linestyle="--", linewidth=1, label=f"goal: {goal:g}")
     ax.set_xscale("log")
     ax.set_xlabel("nodes, each heartbeating every 5 s and holding a netmap stream")

@@ -84,6 +84,9 @@ class MembershipCache:
         kept since the node last changed: a full map costs a join, not N encodings, and a delta,
         which thousands of watchers get at once, costs each of them a join of three pieces.
         """
+        spliced = self._spliced.get(since) if since is not None else None
+        if spliced is not None and me not in spliced[2]:  # the common case of a fan-out: no snapshot, no lookups
+            return "delta", spliced[0] + self._encoded[me] + spliced[1]
         snapshot = self.snapshot()
         change = None
         if since is not None and self.horizon <= since < self.revision:

@@ -1,9 +1,10 @@
 """Following the revision: wake long-polls the moment membership changes, in any worker.
 
-Owns refreshing the membership cache and holding and releasing waiters. A change is seen
-three ways: this process committed it (immediate kick), the store announced it from another
-worker or instance (PostgreSQL NOTIFY, `store/notify.py`; immediate), or the periodic poll
-(the fallback, and the only cross-process path on SQLite). Knows the store only as `load`.
+Owns refreshing the membership cache (callers that come during a load share the next) and
+holding and releasing waiters. A change is seen three ways: this process committed it
+(immediate kick), the store announced it from another worker or instance (PostgreSQL NOTIFY,
+`store/notify.py`; immediate), or the periodic poll (the fallback, and the only cross-process
+path on SQLite). Knows the store only as `load`.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class RevisionFeed:
         self._waiting: dict[asyncio.Future[bool], None] = {}  # in arrival order; a dict to drop one in O(1)
         self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._loads = 0  # loads begun that did not fail: a caller is served by one begun after its call
         self._closed = False
         self.advanced_at = time.monotonic()  # when the cache last moved to a new revision (the loop's clock)
 
@@ -48,9 +50,22 @@ class RevisionFeed:
         self._kick.set()
 
     async def refresh(self) -> None:
+        """Bring the cache up to what the store holds now: return once a load begun after the call is applied.
+
+        Callers that come while a load is under way share the next one: a burst of registrations,
+        or of heartbeats with tokens this worker has not loaded yet, costs two loads, not one each.
+        """
+        ticket = self._loads
         async with self._lock:
+            if self._loads > ticket:  # a load begun after this call was applied while it waited
+                return
             since = self.cache.revision if self.cache.revision >= 0 else None
-            loaded = await self.load(since)
+            self._loads += 1
+            try:
+                loaded = await self.load(since)
+            except BaseException:
+                self._loads -= 1  # nobody was served: whoever waits for it loads again
+                raise
             if self.cache.apply(loaded):
                 self._release()
 

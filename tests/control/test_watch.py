@@ -91,3 +91,53 @@ async def test_closing_releases_every_waiter_unchanged():
     feed.close()
     assert await asyncio.gather(*waiting) == [False] * 7
     assert feed.closed and await feed.wait_past(1, 30.0) is False
+
+
+class CountingStore(Store):
+    """A store whose loads take a while, counted, and fail while `down`."""
+
+    def __init__(self):
+        super().__init__()
+        self.loads = 0
+        self.down = False
+
+    async def load(self, since: int | None) -> Loaded:
+        self.loads += 1
+        loaded = await super().load(since)  # what the store held when the load began
+        await asyncio.sleep(0.01)
+        if self.down:
+            raise ConnectionError("store down")
+        return loaded
+
+
+async def test_refreshes_that_come_during_a_load_share_the_next_one():
+    store = CountingStore()
+    feed = RevisionFeed(MembershipCache("100.64.0.0/24"), store.load, poll_interval=1.0, max_wait=60.0)
+    first = asyncio.create_task(feed.refresh())
+    await asyncio.sleep(0)  # the first load is under way
+    store.revision = 2  # committed after it began: each caller below must see it
+    await asyncio.gather(first, *(feed.refresh() for _ in range(50)))
+    assert store.loads == 2 and feed.cache.revision == 2
+
+
+async def test_a_refresh_waits_for_a_load_begun_after_it_was_asked_for():
+    store = CountingStore()
+    feed = RevisionFeed(MembershipCache("100.64.0.0/24"), store.load, poll_interval=1.0, max_wait=60.0)
+    await feed.refresh()
+    under_way = asyncio.create_task(feed.refresh())
+    await asyncio.sleep(0)
+    store.revision = 2
+    await feed.refresh()
+    await under_way
+    assert feed.cache.revision == 2 and store.loads == 3
+
+
+async def test_when_the_shared_load_fails_each_waiting_caller_loads_again_and_sees_its_own_error():
+    store = CountingStore()
+    feed = RevisionFeed(MembershipCache("100.64.0.0/24"), store.load, poll_interval=1.0, max_wait=60.0)
+    store.down = True
+    results = await asyncio.gather(*(feed.refresh() for _ in range(3)), return_exceptions=True)
+    assert [type(r) for r in results] == [ConnectionError] * 3 and store.loads == 3
+    store.down = False
+    await feed.refresh()
+    assert feed.cache.revision == 1
