@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from control import tokens
 from control.console import visible
 
 
@@ -24,8 +25,10 @@ class Admin:
         if not url or not token_file:
             raise SystemExit("meshctl: give --control URL and --admin-token-file FILE "
                              "(or MESHCTL_CONTROL and MESHCTL_ADMIN_TOKEN_FILE)")
-        try:
-            token = Path(token_file).read_text().strip()
+        try:  # as ssh treats a private key: a token file others could read or replace is refused
+            token = tokens.read_private(Path(token_file))
+        except tokens.UnsafeSecretFile as exc:
+            raise SystemExit(f"meshctl: {exc}") from None
         except OSError as exc:
             raise SystemExit(f"meshctl: cannot read admin token: {exc}") from None
         ca = args.ca or os.environ.get("MESHCTL_CA")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from control.console import (
     say,
     token_rows,
 )
+from control.diagram import mesh_dot
 from meshcommon.version import VERSION
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
@@ -105,6 +107,27 @@ def cmd_health(args) -> int:
     else:
         say(f"revision {safe(data['revision'])}: every tunnel works")
     return EXIT_FAILED if data["pairs"] else 0
+
+
+def cmd_diagram(args) -> int:
+    """The running mesh as DOT (stdout), or DOT and SVG files with -o (the SVG needs Graphviz's `dot`)."""
+    admin = Admin(args)
+    nodes = admin.request("GET", "/v1/nodes").json()
+    health = admin.request("GET", "/v1/mesh/health").json()
+    text = mesh_dot(nodes["nodes"], health["pairs"], str(admin.http.base_url), nodes["revision"])
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    out.with_suffix(".dot").write_text(text)
+    dot = shutil.which("dot")
+    if dot is None:
+        say(f"wrote {safe(out.with_suffix('.dot'))}; no SVG: Graphviz's `dot` is not installed")
+        return EXIT_FAILED
+    subprocess.run([dot, "-Tsvg", "-o", str(out.with_suffix(".svg")), str(out.with_suffix(".dot"))],
+                   check=True, timeout=120)
+    say(f"wrote {safe(out.with_suffix('.dot'))} and {safe(out.with_suffix('.svg'))}")
+    return 0
 
 
 def cmd_node_show(args) -> int:
@@ -205,6 +228,11 @@ def parser() -> argparse.ArgumentParser:
     p = admin_parser("health", help="pairs of nodes without a working tunnel (exit 1 if any)")
     p.add_argument("--json", action="store_true", help='print {"pairs": [...]} ([] on a healthy mesh)')
     p.set_defaults(func=cmd_health)
+
+    p = admin_parser("diagram", help="draw the running mesh (nodes, the control plane, tunnels and their health)")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="write PATH.dot and PATH.svg instead of printing DOT")
+    p.set_defaults(func=cmd_diagram)
 
     node = sub.add_parser("node", help="one node").add_subparsers(dest="action", required=True)
     p = admin_parser((node, "show"), help="show a node")

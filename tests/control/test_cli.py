@@ -57,6 +57,7 @@ def test_the_ca_comes_from_the_flag_else_meshctl_ca(tmp_path, monkeypatch, flag,
     """As --control and --admin-token-file: the flag wins over its MESHCTL_ variable."""
     token = tmp_path / "admin.token"
     token.write_text("mva_x\n")
+    token.chmod(0o600)
     if variable is None:
         monkeypatch.delenv("MESHCTL_CA", raising=False)
     else:

@@ -4,6 +4,7 @@ Argument parsing and the safe-printing helpers are tested without any server in 
 test_console.py."""
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -153,6 +154,7 @@ def fake_api(tmp_path):
         servers.append(server)
         token = tmp_path / "admin.token"
         token.write_text("mva_test\n")
+        token.chmod(0o600)
         return ["--control", f"http://127.0.0.1:{server.server_address[1]}", "--admin-token-file", str(token)]
 
     servers = []
@@ -243,3 +245,25 @@ def test_health_says_every_tunnel_works_then_names_a_pair_a_node_reports_down(co
     assert "no handshake" in listed.stdout
     [pair] = json.loads(meshctl(control, "health", "--json", check=False).stdout)["pairs"]
     assert sorted(pair["nodes"]) == sorted([a["node_id"], b["node_id"]]) and pair["reported_by"] == [a["node_id"]]
+
+
+def test_diagram_draws_the_running_mesh_as_dot_and_svg(control, tmp_path):
+    token = control.join_token()
+    enrol.register_sync(control.url, token, "alpha")
+    enrol.register_sync(control.url, token, "beta")
+    dot = meshctl(control, "diagram").stdout
+    assert dot.startswith("// meshvpn as built") and '"alpha\\n100.64.0.' in dot and control.url in dot
+    assert "2 of 2 nodes online, 1 tunnels up, 0 down" in dot
+    if shutil.which("dot"):
+        out = meshctl(control, "diagram", "-o", str(tmp_path / "asbuilt"))
+        assert out.returncode == 0 and "<svg" in (tmp_path / "asbuilt.svg").read_text()
+        assert (tmp_path / "asbuilt.dot").read_text() == dot
+
+
+def test_an_admin_token_file_others_can_read_is_refused(control, tmp_path):
+    loose = tmp_path / "admin.token"
+    loose.write_text((control.state_dir / "admin.token").read_text())
+    loose.chmod(0o644)
+    env = {"MESHCTL_CONTROL": control.url, "MESHCTL_ADMIN_TOKEN_FILE": str(loose), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([MESHCTL, "nodes"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode != 0 and "refusing to use" in done.stderr and "chmod 600" in done.stderr
