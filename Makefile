@@ -44,8 +44,15 @@ test: setup lint
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Every benchmark, one after the other (each writes bench/results/<name>-<run id>.json); about
+# an hour on a quiet 2-core machine. Run it on a machine doing nothing else: the figures say so.
 bench: setup
 	$(BIN)/python bench/control_scale.py
+	$(BIN)/python bench/agent_idle.py
+	$(BIN)/python bench/agent_apply.py
+	$(BIN)/python bench/dataplane.py
+	$(BIN)/python bench/convergence.py --nodes 50
+	$(BIN)/python bench/plot_control_scale.py bench/results/control_scale-*.json
 
 clean: down
 	rm -rf $(VENV) dist

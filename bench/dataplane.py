@@ -1,0 +1,262 @@
+"""Data plane cost: the mesh as the agent configures it against hand-configured WireGuard and the underlay.
+
+One lab (`tests/lab.py`: network namespaces, real wireguard-go) with two hosts, a and b, and a
+real control plane (`tests.meshlab.on_lab`). On the same pair of hosts, three paths to b:
+
+- `mesh`: `mesh0`, made by real agents (`meshagent up`, its own wireguard-go, its own peers);
+- `hand`: `wg1`, made the way an administrator does by hand: `wireguard-go wg1` started from a
+  shell's environment, `wg setconf wg1 FILE`, an address in a /24, `ip link set up`: nothing else;
+- `underlay`: b's address on the lab bridge (veth pairs through a bridge namespace).
+
+For --rounds rounds, each path is measured in turn (the order rotates each round, so noise from
+the shared machine hits every path alike): iperf3 TCP a -> b for --seconds s (the first second
+omitted, slow start), then --pings pings every 10 ms for the round-trip time. Besides the
+figures the run records what could make the two WireGuard paths differ: each wireguard-go's MTU,
+offload features, GOMAXPROCS-like environment and the CPU time it used, and the machine's load.
+Root only (namespaces).
+
+    python bench/dataplane.py [--rounds 5] [--seconds 4] [--pings 50] [--json]
+
+Results: bench/results/dataplane-<run id>.json; --json prints the same object.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import lab as labs
+from tests.meshlab import Node, all_ping, converged, on_lab, wait_for
+
+RESULTS = Path(__file__).with_name("results")
+VARIANTS = ("mesh", "hand", "underlay")
+HAND_PORT = 51821
+AVOID_SUBNETS = {77, 78, 79, 88}  # other helpers' labs
+RTT = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
+LOSS = re.compile(r"([\d.]+)% packet loss")
+# What a shell started by hand has: wireguard-go sees nothing of the bench's environment.
+HAND_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+GO_ENV = re.compile(r"^(GO\w*|WG_\w*)=")
+
+
+def free_subnet() -> int:
+    """A lab /24 (10.213.S.0/24) no lab on this machine uses now, nor the ones other helpers keep."""
+    used = set(re.findall(r"10\.213\.(\d+)\.", labs.sh("ip", "-4", "-o", "addr").stdout))
+    return random.choice([s for s in range(1, 250) if str(s) not in used and s not in AVOID_SUBNETS])
+
+
+def stop_all(nodes: list[Node], control) -> None:
+    """Stop every agent (SIGTERM to all first: under load one by one takes minutes), SIGKILL those
+    that do not stop; then the control plane. Lab.__exit__ then removes what is left in the hosts."""
+    running = [n.proc for n in nodes if n.proc is not None and n.proc.poll() is None]
+    try:
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in running:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    finally:
+        control.stop()
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system seconds of a process so far."""
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wireguard_go_pid(host: labs.Host, interface: str) -> int:
+    """The wireguard-go serving `interface` on `host` (its command line names the interface)."""
+    for pid in host.pids():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if cmdline[0].endswith(b"wireguard-go") and interface.encode() in cmdline:
+            return pid
+    raise RuntimeError(f"no wireguard-go for {interface} on {host.name}")
+
+
+def describe(host: labs.Host, interface: str, pid: int) -> dict:
+    """What could make one WireGuard interface slower than another: MTU, offloads, queue, environment."""
+    link = json.loads(host.run("ip", "-d", "-j", "link", "show", interface).stdout)[0]
+    features = host.run("ethtool", "-k", interface, check=False).stdout
+    wanted = ("tx-checksumming", "scatter-gather", "tcp-segmentation-offload", "generic-segmentation-offload",
+              "generic-receive-offload", "rx-udp-gro-forwarding")
+    offloads = {line.split(":")[0].strip(): line.split(":")[1].split()[0] for line in features.splitlines()
+                if ":" in line and line.split(":")[0].strip() in wanted}
+    environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return {"mtu": link.get("mtu"), "txqlen": link.get("txqlen"), "qdisc": link.get("qdisc"),
+            "gso_max_size": link.get("gso_max_size"), "offloads": offloads or None,
+            "go_env": sorted(e for e in environ if GO_ENV.match(e)),
+            "threads": len(os.listdir(f"/proc/{pid}/task"))}
+
+
+def hand_configure(a: labs.Host, b: labs.Host, tmp: Path) -> dict[str, str]:
+    """wg1 on a and b, configured by hand; each host's wg1 address."""
+    keys = {h.name: labs.sh("wg", "genkey").stdout.strip() for h in (a, b)}
+    public = {name: labs.sh("wg", "pubkey", stdin=key + "\n").stdout.strip() for name, key in keys.items()}
+    addresses = {a.name: "172.31.0.1", b.name: "172.31.0.2"}
+    for me, other in ((a, b), (b, a)):
+        conf = tmp / f"wg1-{me.name}.conf"
+        conf.write_text(f"[Interface]\nPrivateKey = {keys[me.name]}\nListenPort = {HAND_PORT}\n\n"
+                        f"[Peer]\nPublicKey = {public[other.name]}\nAllowedIPs = {addresses[other.name]}/32\n"
+                        f"Endpoint = {other.address}:{HAND_PORT}\n")
+        with open(tmp / f"wireguard-go-{me.name}.log", "ab") as log:
+            subprocess.run([*me.prefix(), "wireguard-go", "wg1"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                           env=HAND_ENV, start_new_session=True, check=True, timeout=30)
+        me.run("wg", "setconf", "wg1", str(conf))
+        me.run("ip", "addr", "add", f"{addresses[me.name]}/24", "dev", "wg1")
+        me.run("ip", "link", "set", "wg1", "up")
+    return addresses
+
+
+def iperf(a: labs.Host, target: str, seconds: float) -> float:
+    """TCP throughput a -> target in Gbit/s, as the receiver counted it (the first second omitted)."""
+    done = a.run("iperf3", "-c", target, "-t", str(seconds), "-O", "1", "-J", timeout=seconds + 30)
+    report = json.loads(done.stdout)
+    return report["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def ping(a: labs.Host, target: str, count: int) -> dict:
+    done = a.run("ping", "-n", "-q", "-c", str(count), "-i", "0.01", "-W", "1", target, check=False,
+                 timeout=count + 30)
+    rtt, loss = RTT.search(done.stdout), LOSS.search(done.stdout)
+    return {"rtt_avg_ms": float(rtt.group(2)) if rtt else None, "rtt_min_ms": float(rtt.group(1)) if rtt else None,
+            "rtt_mdev_ms": float(rtt.group(4)) if rtt else None, "loss_percent": float(loss.group(1)) if loss else None}
+
+
+def measure(lab_hosts: tuple[labs.Host, labs.Host], targets: dict[str, str], pids: dict[str, list[int]],
+            variant: str, args) -> dict:
+    a, _ = lab_hosts
+    busy0, total0 = cpu_busy()
+    wg_cpu0 = sum(process_cpu(pid) for pid in pids.get(variant, []))
+    started = time.monotonic()
+    gbits = iperf(a, targets[variant], args.seconds)
+    took = time.monotonic() - started
+    busy1, total1 = cpu_busy()
+    wg_cpu = sum(process_cpu(pid) for pid in pids.get(variant, [])) - wg_cpu0
+    return {"variant": variant, "gbit_s": round(gbits, 3),
+            "machine_cpu_busy": round((busy1 - busy0) / (total1 - total0), 3),
+            "wireguard_go_cores": round(wg_cpu / took, 3) if variant in pids else None,
+            **ping(a, targets[variant], args.pings), "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
+def summarize(rounds: list[dict]) -> dict:
+    by = {v: [r for r in rounds if r["variant"] == v] for v in VARIANTS}
+    medians = {v: {"gbit_s": round(statistics.median(r["gbit_s"] for r in rs), 3),
+                   "rtt_avg_ms": round(statistics.median(r["rtt_avg_ms"] for r in rs if r["rtt_avg_ms"]), 3),
+                   "rtt_min_ms": round(statistics.median(r["rtt_min_ms"] for r in rs if r["rtt_min_ms"]), 3),
+                   "machine_cpu_busy": round(statistics.median(r["machine_cpu_busy"] for r in rs), 3)}
+               for v, rs in by.items()}
+    for v in ("mesh", "hand"):  # throughput per core of wireguard-go: its efficiency, less hit by others' load
+        medians[v]["gbit_per_wireguard_go_core"] = round(statistics.median(
+            r["gbit_s"] / r["wireguard_go_cores"] for r in by[v]), 3)
+    # Per round: mesh over hand of the same round (the two measured within seconds of each other).
+    per_round = [round(m["gbit_s"] / h["gbit_s"], 3) for m, h in zip(by["mesh"], by["hand"], strict=True)]
+    return {"medians": medians,
+            "mesh_vs_hand_ratio": round(medians["mesh"]["gbit_s"] / medians["hand"]["gbit_s"], 3),
+            "mesh_vs_hand_per_round": per_round,
+            "mesh_vs_hand_per_round_median": round(statistics.median(per_round), 3),
+            "mesh_vs_hand_efficiency_ratio": round(medians["mesh"]["gbit_per_wireguard_go_core"]
+                                                   / medians["hand"]["gbit_per_wireguard_go_core"], 3),
+            "hand_vs_underlay_ratio": round(medians["hand"]["gbit_s"] / medians["underlay"]["gbit_s"], 3)}
+
+
+def run(args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="dataplane-") as tmp, labs.Lab(subnet=free_subnet()) as lab:
+        tmp_path = Path(tmp)
+        control = on_lab(lab, tmp_path / "control").start()
+        nodes: list[Node] = []
+        server = None
+        try:
+            token_file = tmp_path / "join.token"
+            token_file.write_text(control.join_token() + "\n")
+            nodes = [Node(lab.add_host(name), tmp_path / f"state-{name}", [control.url], token_file).start()
+                     for name in ("a", "b")]
+            wait_for(lambda: converged(nodes), 60, what="mesh convergence")
+            wait_for(lambda: all_ping(nodes), 30, what="pings over the mesh")
+            a, b = nodes[0].host, nodes[1].host
+            hand = hand_configure(a, b, tmp_path)
+            wait_for(lambda: a.ping(hand["b"], count=1).returncode == 0, 20, what="pings over wg1")
+            targets = {"mesh": nodes[1].identity["mesh_ip"], "hand": hand["b"], "underlay": b.address}
+            pids = {"mesh": [wireguard_go_pid(h, "mesh0") for h in (a, b)],
+                    "hand": [wireguard_go_pid(h, "wg1") for h in (a, b)]}
+            interfaces = {"mesh": {h.name: describe(h, "mesh0", pid) for h, pid in zip((a, b), pids["mesh"],
+                                                                                         strict=True)},
+                          "hand": {h.name: describe(h, "wg1", pid) for h, pid in zip((a, b), pids["hand"],
+                                                                                       strict=True)}}
+            server = b.popen(["iperf3", "-s"], tmp_path / "iperf3.log")
+            wait_for(lambda: a.run("iperf3", "-c", b.address, "-t", "1", check=False).returncode == 0, 10,
+                     what="the iperf3 server")
+            load = os.getloadavg()
+            rounds = []
+            for index in range(args.rounds):
+                order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
+                for variant in order:
+                    rounds.append({"round": index, **measure((a, b), targets, pids, variant, args)})
+            load_after = os.getloadavg()
+        finally:
+            if server is not None:
+                server.kill()
+                server.wait()
+            stop_all(nodes, control)
+    return {"bench": "dataplane", "rounds": args.rounds, "seconds": args.seconds, "pings": args.pings,
+            "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load],
+            "loadavg_after": [round(x, 2) for x in load_after],
+            "wireguard_go": labs.sh("wireguard-go", "--version", check=False).stdout.strip(),
+            "interfaces": interfaces, **summarize(rounds), "per_round": rounds}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--pings", type=int, default=50)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    reason = labs.can_run()
+    if reason:
+        raise SystemExit(f"dataplane: {reason}")
+    result = run(args)
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+    result["run_id"] = run_id
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"dataplane-{run_id}.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for variant, figures in result["medians"].items():
+            print(f"{variant:9} {figures['gbit_s']:6.2f} Gbit/s  rtt {figures['rtt_avg_ms']:.3f} ms "
+                  f"(min {figures['rtt_min_ms']:.3f})")
+        print(f"mesh/hand {result['mesh_vs_hand_ratio']} (per wireguard-go core "
+              f"{result['mesh_vs_hand_efficiency_ratio']}; per round {result['mesh_vs_hand_per_round']}), "
+              f"load {result['loadavg_before']} -> {result['loadavg_after']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
