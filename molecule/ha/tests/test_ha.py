@@ -52,7 +52,8 @@ def test_every_control_host_serves_every_node_online_with_the_one_ca(host):
     assert digest == hashlib.sha256(first.file("/etc/meshvpn/tls/ca.crt").content).hexdigest()
     assert host.run("openssl verify -CAfile /etc/meshvpn/tls/ca.crt /etc/meshvpn/tls/server.crt").rc == 0
     assert "postgresql://" in host.file("/etc/meshvpn/control.yml").content_string
-    assert host.file("/etc/meshvpn/control.yml").mode == 0o600  # it holds the database password
+    config = host.file("/etc/meshvpn/control.yml")  # it holds the database password: its group reads it
+    assert (config.user, config.group, config.mode) == ("root", "meshvpn", 0o640)
 
 
 def test_postgresql_lets_in_only_the_control_hosts(host):
