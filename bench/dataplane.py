@@ -42,7 +42,7 @@ from tests.meshlab import Node, all_ping, converged, on_lab, wait_for
 RESULTS = Path(__file__).with_name("results")
 VARIANTS = ("mesh", "hand", "underlay")
 HAND_PORT = 51821
-AVOID_SUBNETS = {77, 78, 79, 88}  # other helpers' labs
+AVOID_SUBNETS = {77, 78, 79, 88}  # the Ansible labs: make up, molecule default and ha, a scratch lab
 RTT = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
 LOSS = re.compile(r"([\d.]+)% packet loss")
 # What a shell started by hand has: wireguard-go sees nothing of the bench's environment.
