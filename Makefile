@@ -1,7 +1,9 @@
 # meshvpn: `make up` deploys a lab mesh with Ansible (`make down` removes it; `make up TOPOLOGY=sites`
 # puts nodes in routed and NAT sites; `make up CONTROLS=2` runs two control hosts sharing PostgreSQL
-# on a db host), `make lint` runs the linters, `make test` runs them and then the tests. All install
-# what they need.
+# on a db host), `make demo` builds a lab of its own and runs the whole story narrated (join, crash,
+# restart, cut, control plane down, leave), writing demo/out/timeline.{jsonl,html} and asbuilt.svg
+# (`make demo KEEP=1` leaves its lab up, `make demo-down` removes it), `make lint` runs the linters,
+# `make test` runs them and then the tests. All install what they need.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +11,7 @@ NODES ?= 5
 TOPOLOGY ?= single
 CONTROLS ?= 1
 
-.PHONY: setup up down lint test test-fast bench clean diagrams
+.PHONY: setup up down demo demo-down lint test test-fast bench clean diagrams
 
 $(BIN)/meshctl: requirements.txt requirements/*.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -28,8 +30,18 @@ up: setup
 down:
 	./scripts/down
 
+# The demo's lab is its own (namespaces mvdemo-*, 10.213.90.0/24, .lab-demo/): make up's lab is never touched.
+DEMO_LAB := -e meshvpn_lab_prefix=mvdemo -e meshvpn_lab_subnet=10.213.90 \
+	-e meshvpn_lab_dir=$(CURDIR)/.lab-demo -e meshvpn_lab_inventory=$(CURDIR)/.lab-demo/hosts.yml
+demo: setup
+	$(BIN)/python -m demo.run --prefix mvdemo --subnet 10.213.90 --lab-dir .lab-demo $(if $(filter 1 yes true,$(KEEP)),--keep)
+
+demo-down:
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-playbook playbooks/lab_destroy.yml $(DEMO_LAB)
+
 # Every linter runs (ansible-lint offline, see .ansible-lint); lint fails if any of them found something.
-LINTERS := "ruff check ." "mypy" "lint-imports" "ansible-lint site.yml playbooks/ roles/"
+LINTERS := "ruff check ." "mypy" "mypy -p demo" "lint-imports" "lint-imports --config demo/.importlinter" \
+	"ansible-lint site.yml playbooks/ roles/"
 lint: $(BIN)/meshctl
 	@failed=""; for linter in $(LINTERS); do \
 		echo "== $$linter"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/$$linter || failed="$$failed, $$linter"; \

@@ -84,11 +84,23 @@ def failures(output: str) -> list[str]:
     return [line[:400] for line in wanted]
 
 
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+def recap(output: str) -> str:
+    """The play recap in one line: how many hosts, and the changes and failures over all of them."""
+    rows = [match.groups() for line in ANSI.sub("", output).splitlines() if (match := RECAP.match(line))]
+    if not rows:
+        return ""
+    changed, unreachable, failed = (sum(int(row[i]) for row in rows) for i in (2, 3, 4))
+    return f"{len(rows)} hosts, changed={changed} unreachable={unreachable} failed={failed}"
+
+
 def playbook_outcome(name: str, returncode: int, output: str) -> Outcome:
     """A playbook's verdict: it asserts its own outcome, so its exit code is the verdict."""
     told = reports(output)
     if returncode == 0:
-        return Outcome(True, told[-1] if told else f"{name}: ok", tuple(told))
+        return Outcome(True, told[-1] if told else f"{name}: {recap(output) or 'ok'}", tuple(told))
     return Outcome(False, f"{name} exited {returncode}", tuple(failures(output)[-12:] or told))
 
 

@@ -12,6 +12,7 @@ from demo.steps import (
     pairs,
     pings_outcome,
     playbook_outcome,
+    recap,
     received_outcome,
     reports,
     spread,
@@ -50,6 +51,15 @@ def test_a_playbook_that_passed_shows_its_report_and_one_that_failed_what_failed
     assert not failed.ok and failed.seen == "crash_node exited 2"
     assert failed.details[0].startswith("fatal: [localhost]: FAILED!") and "failed=1" in failed.details[1]
     assert playbook_outcome("x", 0, "").seen == "x: ok"
+
+
+def test_a_playbook_without_reports_shows_its_recap():
+    output = """PLAY RECAP *****
+control                    : ok=40   changed=16   unreachable=0    failed=0    skipped=3    rescued=0    ignored=0
+node1                      : ok=30   changed=14   unreachable=0    failed=0    skipped=2    rescued=0    ignored=0
+"""
+    assert recap(output) == "2 hosts, changed=30 unreachable=0 failed=0"
+    assert playbook_outcome("deploy", 0, output).seen == "deploy: 2 hosts, changed=30 unreachable=0 failed=0"
 
 
 def test_every_ordered_pair_pings():
