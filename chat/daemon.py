@@ -43,14 +43,15 @@ class Chat:
 
     async def follow(self) -> None:
         """Poll the agent's status; publish peer changes; listen on our mesh IP once known."""
-        while True:
-            view = await asyncio.to_thread(peers.read, self.state_dir)
-            if view != self.view:
-                if view is not None and (self.view is None or view.mesh_ip != self.view.mesh_ip):
-                    await self.listen(view.mesh_ip)
-                self.view = view
-                self.publish("state", self.state())
-            await asyncio.sleep(FOLLOW_INTERVAL)
+        with peers.reader(self.state_dir) as agent:
+            while True:
+                view = await asyncio.to_thread(peers.read, agent)
+                if view != self.view:
+                    if view is not None and (self.view is None or view.mesh_ip != self.view.mesh_ip):
+                        await self.listen(view.mesh_ip)
+                    self.view = view
+                    self.publish("state", self.state())
+                await asyncio.sleep(FOLLOW_INTERVAL)
 
     async def listen(self, mesh_ip: str | None) -> None:
         if self.server is not None:

@@ -41,9 +41,14 @@ def view_of(status: AgentStatus) -> View:
     return View(status.mesh_ip, status.name, peers)
 
 
-def read(state_dir: Path) -> View | None:
+def reader(state_dir: Path) -> agent_api.StatusClient:
+    """A client of the agent's status to pass to `read` on every poll (made once: see StatusClient)."""
+    return agent_api.StatusClient(agent_api.socket_path(state_dir), timeout=3)
+
+
+def read(client: agent_api.StatusClient) -> View | None:
     """The agent's current view, or None when no agent answers."""
     try:
-        return view_of(agent_api.fetch_status(agent_api.socket_path(state_dir), timeout=3))
+        return view_of(client.fetch())
     except (httpx.HTTPError, OSError, ValueError):
         return None

@@ -157,3 +157,22 @@ async def test_the_metrics_listener_answers_prometheus_text():
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.anyio
+async def test_one_status_client_reads_again_and_again_and_across_an_agent_restart(tmp_path):
+    socket_path = str(tmp_path / "agent.sock")
+    task = await serving(socket_path)
+    with agent_api.StatusClient(socket_path, timeout=2.0) as client:
+        try:
+            for _ in range(3):
+                assert await asyncio.to_thread(client.fetch) == STATUS
+        finally:
+            await stop(task)
+        with pytest.raises((OSError, httpx.HTTPError)):  # no agent: an error, not a stale answer
+            await asyncio.to_thread(client.fetch)
+        task = await serving(socket_path)
+        try:
+            assert await asyncio.to_thread(client.fetch) == STATUS
+        finally:
+            await stop(task)

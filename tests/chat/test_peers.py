@@ -28,4 +28,5 @@ def test_a_peer_without_a_mesh_ip_cannot_be_chatted_with_and_a_nameless_one_is_s
 
 
 def test_no_agent_is_no_view(tmp_path):
-    assert peers.read(tmp_path) is None
+    with peers.reader(tmp_path) as agent:
+        assert peers.read(agent) is None
