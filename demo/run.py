@@ -11,6 +11,7 @@ Verdicts are `demo.steps`', effects `demo.effects`'.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from demo import effects, page, steps, timeline
@@ -27,6 +29,13 @@ from demo.steps import Outcome, Result, Scenario, Step
 
 FAULTS = "playbooks/fault"
 NODES = 5  # the lab's nodes; one more joins
+# Steps whose effect every agent logs: the event and the peer it is about.
+SPREAD = {"crash": ("peer_removed", "node3"), "restart": ("peer_added", "node3"), "leave": ("peer_removed", "node4")}
+
+
+def shown(path: Path) -> Path:
+    """A path as the reader typed it: relative to the repository when inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 class Demo:
@@ -39,8 +48,8 @@ class Demo:
 
     def step(self, step: Step, action: Callable[[], Outcome]) -> None:
         number = len(self.scenario.results) + 1
-        self.console.rule(f"[bold]{number}. {step.name}[/]: {step.title}", align="left")
-        self.console.print(f"  [dim]expected:[/] {step.expect}")
+        self.console.rule(f"[bold]{number}. {escape(step.name)}[/]: {escape(step.title)}", align="left")
+        self.console.print(f"  [dim]expected:[/] {escape(step.expect)}")
         started, clock = datetime.now(UTC), time.monotonic()
         try:
             with self.console.status(f"  {step.name} ..."):
@@ -50,9 +59,9 @@ class Demo:
         result = Result(step, outcome, started, time.monotonic() - clock)
         self.scenario.results.append(result)
         mark = "[green]passed[/]" if outcome.ok else "[bold red]FAILED[/]"
-        self.console.print(f"  {mark} in {result.duration:.1f} s: {outcome.seen}", highlight=False)
+        self.console.print(f"  {mark} in {result.duration:.1f} s: {escape(outcome.seen)}", highlight=False)
         for line in outcome.details:
-            self.console.print(f"    [dim]{line}[/]", highlight=False)
+            self.console.print(f"    [dim]{escape(line)}[/]", highlight=False)
         if not outcome.ok:
             raise StepFailed(result)
 
@@ -60,14 +69,14 @@ class Demo:
         log = self.out / "ansible" / f"{len(self.scenario.results) + 1:02d}-{name}.log"
         code, output = effects.playbook(self.lab, playbooks, log, *extra, inventory=inventory)
         outcome = steps.playbook_outcome(name, code, output)
-        return Outcome(outcome.ok, outcome.seen, (*outcome.details, f"ansible output: {log.relative_to(ROOT)}"))
+        return Outcome(outcome.ok, outcome.seen, (*outcome.details, f"ansible output: {shown(log)}"))
 
     def fault(self, name: str, target: str | None = None, *extra: str, everywhere: bool | None = None) -> Outcome:
         """A fault playbook, then (`everywhere`) every_peer.yml: every other node has (or lacks) the target."""
         books = [f"{FAULTS}/{name}.yml"] + ([f"{FAULTS}/every_peer.yml"] if everywhere is not None else [])
         args = [*(["-e", f"target={target}"] if target else []), *extra]
-        if everywhere is not None:
-            args += ["-e", f"fault_expect_present={str(everywhere).lower()}"]
+        if everywhere is not None:  # a boolean, not the string "false": the fault playbook reads it too
+            args += ["-e", json.dumps({"fault_expect_present": everywhere})]
         return self.play(name, books, *args)
 
     # -- what the checks look at ------------------------------------------------------------
@@ -175,17 +184,29 @@ class Demo:
         text = svg.read_text()
         missing = [node for node in expected if f">{node}<" not in text and f">{node} " not in text]
         if missing:
-            return Outcome(False, f"{svg.relative_to(ROOT)} lacks {', '.join(missing)}")
-        return Outcome(True, f"{svg.relative_to(ROOT)}: {len(expected)} nodes, the control plane and their tunnels")
+            return Outcome(False, f"{shown(svg)} lacks {', '.join(missing)}")
+        return Outcome(True, f"{shown(svg)}: {len(expected)} nodes, the control plane and their tunnels")
 
     # -- after the scenario -----------------------------------------------------------------------
 
-    def write_timeline(self) -> tuple[Path, Path, int]:
+    def write_timeline(self) -> tuple[Path, Path, list[dict]]:
         events = timeline.timeline(effects.logs(self.lab), self.scenario.markers, self.started)
         jsonl, html = self.out / "timeline.jsonl", self.out / "timeline.html"
         jsonl.write_text(timeline.to_jsonl(events))
         html.write_text(page.render(events, "meshvpn demo: timeline of every host", datetime.now(UTC)))
-        return jsonl, html, len(events)
+        return jsonl, html, events
+
+    def spreads(self, events: list[dict]) -> list[str]:
+        """How a crash, a restart and a leave reached each node, read from the agents' own logs."""
+        lines = []
+        for result in self.scenario.results:
+            if result.step.name not in SPREAD:
+                continue
+            event, subject = SPREAD[result.step.name]
+            reached = steps.spread(events, event, subject, result.started)
+            lines.append(f"{result.step.name}: {event} {subject} logged by {len(reached)} nodes, "
+                         f"seconds after the step began: " + ", ".join(f"{h} {t:.1f}" for h, t in reached))
+        return lines
 
     def destroy(self) -> None:
         with self.console.status("  destroying the demo lab ..."):
@@ -199,7 +220,7 @@ class Demo:
         for column in ("step", "outcome", "time", "seen"):
             table.add_column(column, overflow="fold")
         for row in steps.summary(self.scenario.results):
-            table.add_row(*row, style=None if row[1] == "passed" else "bold red")
+            table.add_row(*map(escape, row), style=None if row[1] == "passed" else "bold red")
         self.console.print(table)
 
 
@@ -230,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         failed = stop.result
     finally:
         if lab.lab_dir.exists():
-            jsonl, html, count = demo.write_timeline()
+            jsonl, html, events = demo.write_timeline()
             console.rule("[bold]timeline", align="left")
-            console.print(f"  {count} events from every host and the demo's steps: {jsonl.relative_to(ROOT)}, "
-                          f"{html.relative_to(ROOT)}")
+            console.print(f"  {len(events)} events from every host and the demo's steps: {shown(jsonl)}, "
+                          f"{shown(html)}")
+            for line in demo.spreads(events):
+                console.print(f"  {escape(line)}", highlight=False)
         if not args.keep:
             demo.destroy()
         else:
@@ -241,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                           f"make demo-down")
     demo.summary()
     if failed:
-        console.print(f"[bold red]demo FAILED at step {failed.step.name}[/]: expected {failed.step.expect}; "
-                      f"seen {failed.outcome.seen}", highlight=False)
+        console.print(f"[bold red]demo FAILED at step {failed.step.name}[/]: expected {escape(failed.step.expect)}; "
+                      f"seen {escape(failed.outcome.seen)}", highlight=False)
         for line in failed.outcome.details:
-            console.print(f"  {line}", highlight=False)
+            console.print(f"  {escape(line)}", highlight=False)
         return 1
     total = sum(result.duration for result in demo.scenario.results)
     console.print(f"[bold green]demo passed[/]: {len(demo.scenario.results)} steps in {total:.0f} s")

@@ -100,7 +100,12 @@ def playbook_outcome(name: str, returncode: int, output: str) -> Outcome:
     """A playbook's verdict: it asserts its own outcome, so its exit code is the verdict."""
     told = reports(output)
     if returncode == 0:
-        return Outcome(True, told[-1] if told else f"{name}: {recap(output) or 'ok'}", tuple(told))
+        own = [line for line in told if line.startswith(f"{name}:")]
+        seen = (own or told or [f"{name}: {recap(output) or 'ok'}"])[-1]
+        agreeing = [line for line in told if line.startswith("every_peer:")]
+        if agreeing and own:
+            seen += f"; every_peer: all {len(agreeing)} other nodes agree"
+        return Outcome(True, seen, tuple(told))
     return Outcome(False, f"{name} exited {returncode}", tuple(failures(output)[-12:] or told))
 
 
