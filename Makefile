@@ -64,6 +64,7 @@ bench: setup
 	$(BIN)/python bench/agent_apply.py
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/convergence.py --nodes 50
+	$(BIN)/python bench/stream_churn.py
 	$(BIN)/python bench/plot_control_scale.py bench/results/control_scale-*.json
 
 clean: down

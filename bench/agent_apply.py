@@ -34,7 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = Path(__file__).with_name("results")
+from bench import record  # noqa: E402  (after the repository is on the path)
+
 INTERFACE = "mesh0"
 CHANGES = ("add", "remove", "change")
 
@@ -152,13 +153,8 @@ def main() -> int:
         print(json.dumps(worker(args.peers, args.rounds, args.state_dir)))
         return 0
     result = run_lab(args)
-    run_id = time.strftime("%Y%m%dT%H%M%S")
-    result["run_id"] = run_id
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"agent_apply-{run_id}.json").write_text(json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
+    record.save("agent_apply", result, args.json)
+    if not args.json:
         print(f"{args.peers} peers: initial apply {result['initial_apply_s']} s")
         for change, figures in result["summary"].items():
             print(f"  {change:7} uapi {figures['uapi_ms']:8.2f} ms  syncconf {figures['syncconf_ms']:8.2f} ms  "

@@ -38,11 +38,11 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import record
 from tests import lab as labs
 from tests.meshlab import Node, all_ping, converged, on_lab, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).with_name("results")
 MB = 1024 * 1024
 # `meshagent` from another copy of the source: the work tree's editable install would win over
 # PYTHONPATH, so its finder is dropped first.
@@ -173,13 +173,8 @@ def main() -> int:
     if reason:
         raise SystemExit(f"agent_idle: {reason}")
     result = run(args)
-    run_id = time.strftime("%Y%m%dT%H%M%S")
-    result["run_id"] = run_id
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"agent_idle-{run_id}.json").write_text(json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
+    record.save("agent_idle", result, args.json)
+    if not args.json:
         for name, agent in result["agents"].items():
             print(f"{name}: cpu {agent['cpu_percent']:.2f} % (+ children {agent['children_cpu_percent']:.2f} %), "
                   f"rss {agent['rss_mb_last']} MB (max {agent['rss_mb_max']}), uss {agent['uss_mb']} MB, "

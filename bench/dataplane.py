@@ -36,10 +36,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import record
 from tests import lab as labs
 from tests.meshlab import Node, all_ping, converged, on_lab, wait_for
 
-RESULTS = Path(__file__).with_name("results")
 VARIANTS = ("mesh", "hand", "underlay")
 HAND_PORT = 51821
 AVOID_SUBNETS = {77, 78, 79, 88}  # the Ansible labs: make up, molecule default and ha, a scratch lab
@@ -242,13 +242,8 @@ def main() -> int:
     if reason:
         raise SystemExit(f"dataplane: {reason}")
     result = run(args)
-    run_id = time.strftime("%Y%m%dT%H%M%S")
-    result["run_id"] = run_id
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"dataplane-{run_id}.json").write_text(json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
+    record.save("dataplane", result, args.json)
+    if not args.json:
         for variant, figures in result["medians"].items():
             print(f"{variant:9} {figures['gbit_s']:6.2f} Gbit/s  rtt {figures['rtt_avg_ms']:.3f} ms "
                   f"(min {figures['rtt_min_ms']:.3f})")

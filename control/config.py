@@ -46,7 +46,7 @@ class Config:
     write_timeout: float = 30.0  # seconds a response may wait for a client that stopped reading
     workers: int = 1
     http_parser: str = "auto"  # h11, httptools, or auto: httptools when installed (half the CPU per request)
-    event_loop: str = "auto"  # asyncio, uvloop, or auto: uvloop when installed (uvicorn's choice)
+    event_loop: str = "auto"  # asyncio, uvloop, or auto: uvloop when installed and without TLS (see httpserver)
     db_threads: int = 4
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -213,6 +213,13 @@ def test_auto_takes_httptools_when_installed_and_h11_otherwise(monkeypatch):
         httpserver.protocol_class("httptools")
 
 
+def test_auto_takes_uvloop_only_without_tls_and_an_explicit_loop_is_kept():
+    assert httpserver.event_loop_for("auto", tls=False) == "auto"  # uvicorn's auto: uvloop when installed
+    assert httpserver.event_loop_for("auto", tls=True) == "asyncio"  # uvloop's TLS keeps dropped streams' memory
+    for chosen in ("asyncio", "uvloop"):
+        assert httpserver.event_loop_for(chosen, tls=True) == chosen == httpserver.event_loop_for(chosen, tls=False)
+
+
 def test_the_descriptor_limit_is_raised_to_fit_the_connections_as_far_as_the_hard_limit_allows():
     infinity = resource.RLIM_INFINITY
     assert soft_fd_limit(1024, 524288, 2304) == 2304
