@@ -133,11 +133,17 @@ def cmd_down(args) -> int:
     if running_status(state.root, timeout=2) is not None:
         raise SystemExit("meshagent down: the agent is running; stop it first (SIGTERM), or it re-creates the mesh")
     identity = state.identity()
+    deregistered = True
     if args.leave and identity:
         from agent.client import ControlClient
+        from agent.settings import BadSettings, read_file
+        try:  # the control plane's CA, as `up` was given it: the agent's settings file, or --ca
+            ca = args.ca or read_file(args.config).get("ca")
+        except (OSError, BadSettings) as exc:
+            raise SystemExit(f"meshagent down: {exc}") from None
 
         async def leave():
-            client = ControlClient(identity.control_urls)
+            client = ControlClient(identity.control_urls, ca=ca)
             try:
                 await client.leave(identity.node_id, identity.node_token)
             finally:
@@ -146,13 +152,15 @@ def cmd_down(args) -> int:
             asyncio.run(leave())
             print(f"left the mesh: node {identity.node_id} deregistered")
         except Exception as exc:  # the interface still goes; say why the deregistration did not
-            print(f"meshagent down: could not deregister: {exc}", file=sys.stderr)
+            deregistered = False
+            print(f"meshagent down: could not deregister: {exc}; the node stays in the registry, offline, until an "
+                  f"admin removes it (meshctl node rm {identity.node_id})", file=sys.stderr)
         state.forget_identity()
     interface = args.interface or state.interface() or DEFAULT_INTERFACE
     removed = remove_interface(interface)
     state.conf_path.unlink(missing_ok=True)
     print(f"interface {interface} {'removed' if removed else 'was not there'}")
-    return 0
+    return 0 if deregistered else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -184,7 +192,9 @@ def parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="remove the interface the agent used (and with --leave deregister)")
     down.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     down.add_argument("--interface", help="the interface to remove (default: the one the agent was started with)")
-    down.add_argument("--leave", action="store_true")
+    down.add_argument("--leave", action="store_true", help="deregister from the control plane first")
+    down.add_argument("--config", type=Path, help="the agent's settings file, for the control plane's CA (`ca`)")
+    down.add_argument("--ca", help="the control plane's CA certificate (default: the settings file's, or the system's)")
     down.set_defaults(func=cmd_down)
     return top
 

@@ -33,12 +33,42 @@ def test_down_removes_the_interface_the_agent_was_started_with(tmp_path, removed
     assert capsys.readouterr().out == f"interface {expected} removed\n"
 
 
-def test_down_leave_forgets_the_identity_even_when_deregistration_fails(tmp_path, removed, capsys):
+def test_down_leave_forgets_the_identity_even_when_deregistration_fails_and_says_so(tmp_path, removed, capsys):
     state = StateDir(tmp_path)
     state.save_identity(msgspec.structs.replace(identity(), control_urls=[]))  # nowhere to deregister
-    assert cli.main(["down", "--state-dir", str(tmp_path), "--leave"]) == 0
+    assert cli.main(["down", "--state-dir", str(tmp_path), "--leave"]) == 1
     assert state.identity() is None and removed == ["mesh0"]
     assert "could not deregister" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_down_leave_trusts_the_control_planes_ca_from_the_settings_file_or_the_flag(tmp_path, removed, monkeypatch,
+                                                                                      flag):
+    """Found by `make demo`: over TLS (every deployment) `down --leave` could not deregister, its
+    client trusting only the system's CAs."""
+    from agent import client as client_module
+    used: list[str | None] = []
+
+    class Recording(client_module.ControlClient):
+        def __init__(self, urls, ca=None, transport=None):
+            used.append(ca)
+            super().__init__(urls, ca=None, transport=transport)
+
+        async def leave(self, node_id, node_token):
+            return None
+
+    monkeypatch.setattr(client_module, "ControlClient", Recording)
+    state = StateDir(tmp_path / "state")
+    state.save_identity(identity())
+    settings = tmp_path / "agent.yml"
+    settings.write_text("ca: /etc/meshvpn/control-ca.crt\n")
+    argv = ["down", "--state-dir", str(state.root), "--leave", "--config", str(settings)]
+    assert cli.main(argv + (["--ca", "/elsewhere/ca.crt"] if flag else [])) == 0
+    assert used == ["/elsewhere/ca.crt" if flag else "/etc/meshvpn/control-ca.crt"]
+    with pytest.raises(SystemExit, match="unknown settings"):
+        settings.write_text("cert_authority: x\n")
+        state.save_identity(identity())
+        cli.main(argv)
 
 
 def test_status_without_an_agent_says_so_exits_3_and_reads_the_state_directory(tmp_path, removed, capsys):
