@@ -154,6 +154,19 @@ def both(first: Outcome, second: Outcome) -> Outcome:
     return Outcome(first.ok and second.ok, f"{first.seen}; {second.seen}", first.details + second.details)
 
 
+def diagram_outcome(name: str, svg: str, present: Iterable[str], absent: Iterable[str]) -> Outcome:
+    """The as-built drawing names every node still in the mesh and none that left (a node's name is
+    the first line of its box: `>NAME<` in Graphviz's SVG)."""
+    present, absent = list(present), list(absent)
+    missing = [node for node in present if f">{node}<" not in svg]
+    stale = [node for node in absent if f">{node}<" in svg]
+    if missing or stale:
+        told = [*([f"lacks {', '.join(missing)}"] if missing else []),
+                *([f"still shows {', '.join(stale)}, which left"] if stale else [])]
+        return Outcome(False, f"{name} {'; '.join(told)}")
+    return Outcome(True, f"{name}: the {len(present)} nodes in the mesh, the control plane and their tunnels")
+
+
 def spread(events: Iterable[Mapping], event: str, subject: str, since: datetime) -> list[tuple[str, float]]:
     """For each host that logged `event` about `subject` (its `peer` name) after `since`: the seconds
     from `since` to its first such line, in host order. How far a change spread, and how fast."""

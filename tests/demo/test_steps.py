@@ -9,6 +9,7 @@ from demo.steps import (
     Scenario,
     Step,
     chat_outcome,
+    diagram_outcome,
     pairs,
     pings_outcome,
     playbook_outcome,
@@ -125,3 +126,11 @@ def test_a_result_marks_its_begin_and_end_and_the_first_failure_ends_the_scenari
     assert scenario.failed is failed and len(scenario.markers) == 4
     assert summary(scenario.results) == [("crash", "passed", "9.2 s", "removed after 5.6 s"),
                                          ("ping", "FAILED", "1.0 s", "1 of 2")]
+
+
+def test_the_as_built_drawing_must_show_the_mesh_and_not_a_node_that_left():
+    svg = '<text>node1</text><text>100.64.0.1</text><text>node10</text><text>node4</text>'
+    assert diagram_outcome("a.svg", svg, ["node1", "node10"], ["node5"]) == Outcome(
+        True, "a.svg: the 2 nodes in the mesh, the control plane and their tunnels")
+    assert diagram_outcome("a.svg", svg, ["node1", "node2"], ["node4"]) == Outcome(
+        False, "a.svg lacks node2; still shows node4, which left")
