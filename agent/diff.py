@@ -7,27 +7,29 @@ every port it is sent). An identical state yields an empty plan. Must not do I/O
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from agent.model import DesiredState, Observed, Plan, WgPeer
 
 
-def is_literal(endpoint: str | None) -> bool:
-    if endpoint is None:
-        return False
-    host = endpoint.rpartition(":")[0].strip("[]")
+@functools.lru_cache(maxsize=8192)  # a pass compares every peer's endpoint: parse each text once, not every pass
+def _address(endpoint: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address of HOST:PORT or [IPv6]:PORT, or None when HOST is a name."""
     try:
-        ipaddress.ip_address(host)
-        return True
+        return ipaddress.ip_address(endpoint.rpartition(":")[0].strip("[]"))
     except ValueError:
-        return False
+        return None
+
+
+def is_literal(endpoint: str | None) -> bool:
+    return endpoint is not None and _address(endpoint) is not None
 
 
 def same_endpoint(desired: str | None, observed: str | None) -> bool:
-    if desired is None or not is_literal(desired):
-        return True  # nothing to enforce: WireGuard learns or resolved it
-    return observed is not None and ipaddress.ip_address(desired.rpartition(":")[0].strip("[]")) == \
-        ipaddress.ip_address(observed.rpartition(":")[0].strip("[]")) and \
+    if desired is None or desired == observed or not is_literal(desired):
+        return True  # the same text, or nothing to enforce: WireGuard learns or resolved it
+    return observed is not None and _address(desired) == _address(observed) and \
         desired.rpartition(":")[2] == observed.rpartition(":")[2]
 
 

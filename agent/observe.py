@@ -11,6 +11,7 @@ change anything.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -30,6 +31,11 @@ RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 ATTR = struct.Struct("=HH")  # rtattr: length, type
+
+
+@functools.lru_cache(maxsize=8192)  # every pass reads every route again: format each address once
+def _address_text(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
 
 
 def _attributes(data: bytes, start: int, end: int) -> dict[int, bytes]:
@@ -66,7 +72,7 @@ def our_routes(data: bytes, index: int) -> tuple[set[str], bool]:
                 oif = attributes.get(RTA_OIF)
                 if (table == MAIN_TABLE and RTA_DST in attributes and oif is not None
                         and struct.unpack("=I", oif)[0] == index):
-                    found.add(f"{ipaddress.ip_address(attributes[RTA_DST])}/{dst_len}")
+                    found.add(f"{_address_text(attributes[RTA_DST])}/{dst_len}")
         offset += (length + 3) & ~3
     return found, False
 
