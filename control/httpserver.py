@@ -201,9 +201,10 @@ def protocol_class(http_parser: str) -> type[Bounds]:
 def event_loop_for(event_loop: str, tls: bool) -> str:
     """uvicorn's `loop` for the `event_loop` setting: "auto" is uvloop (when installed) without TLS
     and asyncio with it. uvloop's TLS transport keeps memory of connections closed mid-stream
-    (MagicStack/uvloop#565): measured here, a worker grew from 82 to 270 MB over 6,000 TLS netmap
-    streams opened and dropped (agents reconnecting through a loaded network) and a 50-node lab's
-    to 593 MB in 45 minutes, where asyncio's stayed at 105 MB. An explicit choice is kept."""
+    (MagicStack/uvloop#565): with uvloop a worker reached 726 MB, still growing, after 16,000 TLS
+    netmap streams opened and dropped (agents reconnecting through a loaded network), where
+    asyncio's levelled off at 252 MB (bench/stream_churn.py), and a 50-node lab's reached 593 MB
+    in 45 minutes. An explicit choice is kept."""
     if event_loop == "auto" and tls:
         return "asyncio"
     return event_loop
