@@ -167,7 +167,7 @@ def diagram_outcome(name: str, svg: str, present: Iterable[str], absent: Iterabl
     return Outcome(True, f"{name}: the {len(present)} nodes in the mesh, the control plane and their tunnels")
 
 
-def spread(events: Iterable[Mapping], event: str, subject: str, since: datetime) -> list[tuple[str, float]]:
+def spread(events: Iterable[Mapping], event: str, subject: str | None, since: datetime) -> list[tuple[str, float]]:
     """For each host that logged `event` about `subject` (its `peer` name) after `since`: the seconds
     from `since` to its first such line, in host order. How far a change spread, and how fast."""
     from demo.timeline import parse_ts
