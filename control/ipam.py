@@ -1,7 +1,9 @@
 """Mesh IP allocation: pure functions over a prefix and the set of used addresses.
 
-Owns the rule for which addresses may be handed out. No database, no I/O: the
-registry passes in what is used and the store enforces uniqueness with a constraint.
+Owns the rule for which addresses may be handed out: the address after the last one allocated
+(`after`), so a freed address stays out of use until the prefix wraps, and the lowest free one
+(`next_free_ip`) when that one is taken or past the end. No database, no I/O: the registry passes
+in what is used and the store enforces uniqueness with a constraint.
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ def assignable_range(prefix: Network) -> tuple[int, int]:
 def next_free_ip(prefix: Network, used: Iterable[str]) -> str:
     """Lowest assignable address of `prefix` not in `used`.
 
-    Lowest-first keeps addresses dense and predictable for operators; the
-    database's unique constraint, not this function, settles concurrent picks.
+    The fallback of `after`; the database's unique constraint, not this function, settles
+    concurrent picks.
     """
     first, last = assignable_range(prefix)
     taken = set()
