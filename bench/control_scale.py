@@ -32,6 +32,8 @@ past half a core the run is marked `noisy`, reported, but not a measure of the s
 
     python bench/control_scale.py                      # 1,000 and 10,000 nodes, SQLite and PostgreSQL
     python bench/control_scale.py --nodes 10000 --duration 60 --json --store sqlite|postgresql [--workers 2]
+    python bench/control_scale.py --nodes 10000 --store sqlite --tls   # TLS, as deployed (every connection
+                                                                        # a TLS session; auto's loop: asyncio)
 
 Results: bench/results/control_scale-<run id>.json (every run of the invocation); --json prints
 one JSON object (the run, or {"run_id", "runs"} for several), otherwise a table.
@@ -50,6 +52,7 @@ import random
 import resource
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -131,8 +134,26 @@ async def read_body(reader: asyncio.StreamReader, headers: dict[bytes, bytes]) -
     return b""
 
 
+# The CA of a control plane serving TLS (--tls), in each process that connects; None: plain HTTP.
+TLS: ssl.SSLContext | None = None
+
+
+def trust(cafile: str | None) -> None:
+    global TLS
+    TLS = ssl.create_default_context(cafile=cafile) if cafile else None
+
+
+def certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 in `directory`."""
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
 async def connect(port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0), limit=1 << 22)
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0), limit=1 << 22, ssl=TLS)
 
 
 class Connection:
@@ -450,7 +471,8 @@ class Generator:
             node.conn.close()
 
 
-def generator_main(port: int, interval: float, indices: list[int], pipe, nice: int) -> None:
+def generator_main(port: int, interval: float, indices: list[int], pipe, nice: int, cafile: str | None) -> None:
+    trust(cafile)
     # At the server's niceness the generator and the server share the cores fairly; a lower one puts
     # it ahead of the server, whose fan-outs it then slows (it reads 10,000 events at that moment).
     with contextlib.suppress(PermissionError):
@@ -473,13 +495,13 @@ def loop_factory():
 class Generators:
     """The generator processes, told the same command at once."""
 
-    def __init__(self, count: int, nodes: int, port: int, interval: float, nice: int):
+    def __init__(self, count: int, nodes: int, port: int, interval: float, nice: int, cafile: str | None):
         context = mp.get_context("spawn")
         self.pipes, self.processes = [], []
         for share in range(count):
             mine, theirs = context.Pipe()
             process = context.Process(target=generator_main, daemon=True,
-                                      args=(port, interval, list(range(share, nodes, count)), theirs, nice))
+                                      args=(port, interval, list(range(share, nodes, count)), theirs, nice, cafile))
             process.start()
             self.pipes.append(mine)
             self.processes.append(process)
@@ -617,7 +639,9 @@ def summarise(args, store: str, nodes: int, reports: list[dict], window: float, 
         "store": store, "nodes": nodes, "workers": args.workers, "generators": args.generators,
         "streams": args.streams, "nice": args.nice, "generator_nice": args.generator_nice,
         "http_parser": resolved(args.http_parser, "httptools", "h11"),
-        "event_loop": resolved(args.event_loop, "uvloop", "asyncio"),
+        "event_loop": "asyncio" if args.tls and args.event_loop == "auto" else resolved(args.event_loop, "uvloop",
+                                                                                              "asyncio"),
+        "tls": args.tls,
         "interval_s": args.interval, "offline_after_s": args.interval * 3, "duration_s": window,
         "target_heartbeat_rate": round(nodes / args.interval, 1),
         "achieved_heartbeat_rate": round(len(latencies) / window, 1),
@@ -675,7 +699,8 @@ async def cold_start(control: ControlProcess, generators: Generators, args, name
 
 async def measure(control: ControlProcess, args, store: str, nodes: int, run_id: str) -> dict:
     join_token = await asyncio.to_thread(control.join_token, True)
-    generators = Generators(args.generators, nodes, control.port, args.interval, args.generator_nice)
+    generators = Generators(args.generators, nodes, control.port, args.interval, args.generator_nice,
+                            str(control.verify_file) if args.tls else None)
     changes = Changes(control, join_token, args.interval)
     keeping = asyncio.create_task(changes.keep_alive())
     try:
@@ -763,9 +788,11 @@ def run(store: str, nodes: int, args, pg_admin_url: str | None, run_id: str, fds
                                  "generators": max(args.generators, processes_for(nodes, fds))})
     db_url = pg.fresh_database(pg_admin_url) if store == "postgresql" else None
     state = Path(tempfile.mkdtemp(prefix="meshvpn-bench-"))
+    pair = certificate(state) if args.tls else None
+    trust(str(pair[0]) if pair else None)
     # The connection cap below the descriptor limit, as docs/design.md asks: over it the server answers 503.
     control = ControlProcess(state, db_url, workers=workers, heartbeat_interval=args.interval,
-                             offline_after=args.interval * 3, cidr="100.64.0.0/10",
+                             offline_after=args.interval * 3, cidr="100.64.0.0/10", tls=pair,
                              settings={"max_connections": fds - FD_SPARE, "http_parser": args.http_parser,
                                        "event_loop": args.event_loop}).start()
     try:
@@ -792,7 +819,7 @@ def processes_for(nodes: int, fds: int) -> int:
 
 # What a refused run still reports: what was run, and the generator's own figures.
 GENERATOR_FIGURES = ("run_id", "store", "nodes", "workers", "generators", "nice", "generator_nice", "streams",
-                     "http_parser", "event_loop",
+                     "http_parser", "event_loop", "tls",
                      "interval_s", "duration_s", "generator_lag_p50_ms", "generator_lag_p99_ms", "generator_cpu_cores",
                      "machine_load_1m", "machine_other_cores", "noisy", "refused")
 
@@ -844,6 +871,8 @@ def main() -> int:
                         help="the server's HTTP parser (auto: httptools when installed)")
     parser.add_argument("--event-loop", choices=config.EVENT_LOOPS, default="auto",
                         help="the server's event loop (auto: uvloop when installed)")
+    parser.add_argument("--tls", action="store_true",
+                        help="the server serves TLS, as every deployment does (auto's event loop is then asyncio)")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the restart at the end")
     parser.add_argument("--no-streams", dest="streams", action="store_false",
                         help="nodes only heartbeat (what a stream costs, by difference)")

@@ -42,7 +42,8 @@ def series(paths: list[Path]) -> dict[str, list[dict]]:
             continue
         for run in result["runs"]:
             if "refused" not in run:
-                label = f"{run['store']} ({run.get('http_parser', 'h11')}, {run.get('event_loop', 'asyncio')})"
+                label = f"{run['store']} ({run.get('http_parser', 'h11')}, {run.get('event_loop', 'asyncio')}" + \
+                    (", TLS)" if run.get("tls") else ")")
                 if run.get("machine_other_cores", 0.0) > NOISY_OTHER_CORES:
                     label += ", noisy"
                 lines[label].append(run)

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import record
-from bench.control_scale import read_head, request
+from bench.control_scale import certificate, read_head, request
 from tests.control.servers import ControlProcess
 from tests.enrol import register_sync
 
@@ -54,14 +53,6 @@ async def churn(port: int, tokens: list[str], rounds: int, context: ssl.SSLConte
     for _ in range(rounds):
         await asyncio.gather(*(one(token) for token in tokens))
     return rounds * len(tokens)
-
-
-def certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "server.crt", directory / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return cert, key
 
 
 def one_run(args, tls: bool, event_loop: str) -> dict:

@@ -26,6 +26,7 @@ class ControlProcess:
         self.port = port or free_port()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.verify = ssl.create_default_context(cafile=str(tls[0])) if tls else True
+        self.verify_file = tls[0] if tls else None
         self.args = [MESHCTL, "serve", "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(state_dir),
                      "--workers", str(workers), "--cidr", cidr, "--heartbeat-interval", str(heartbeat_interval),
                      "--offline-after", str(offline_after)]
@@ -73,7 +74,8 @@ class ControlProcess:
         return {"Authorization": f"Bearer {self.admin_token}"}
 
     def join_token(self, reusable: bool = True) -> str:
-        answer = httpx.post(self.url + "/v1/join-tokens", json={"reusable": reusable}, headers=self.admin)
+        answer = httpx.post(self.url + "/v1/join-tokens", json={"reusable": reusable}, headers=self.admin,
+                            verify=self.verify)
         answer.raise_for_status()
         return answer.json()["token"]
 
