@@ -199,6 +199,11 @@ def run(args) -> dict:
                      for name in ("a", "b")]
             wait_for(lambda: converged(nodes), 60, what="mesh convergence")
             wait_for(lambda: all_ping(nodes), 30, what="pings over the mesh")
+            if args.agents_stopped:  # the data plane stays: what the agents' periodic work costs the tunnel
+                for node in nodes:
+                    node.stop()
+                wait_for(lambda: nodes[0].host.ping(nodes[1].identity["mesh_ip"], count=1).returncode == 0, 10,
+                         what="the mesh after its agents stopped")
             a, b = nodes[0].host, nodes[1].host
             hand = hand_configure(a, b, tmp_path)
             wait_for(lambda: a.ping(hand["b"], count=1).returncode == 0, 20, what="pings over wg1")
@@ -225,6 +230,7 @@ def run(args) -> dict:
                 server.wait()
             stop_all(nodes, control)
     return {"bench": "dataplane", "rounds": args.rounds, "seconds": args.seconds, "pings": args.pings,
+            "agents_stopped": args.agents_stopped,
             "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load],
             "loadavg_after": [round(x, 2) for x in load_after],
             "wireguard_go": labs.sh("wireguard-go", "--version", check=False).stdout.strip(),
@@ -236,6 +242,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--pings", type=int, default=50)
+    parser.add_argument("--agents-stopped", action="store_true",
+                        help="stop both agents once the mesh is up (WireGuard stays): the mesh without their work")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     reason = labs.can_run()
