@@ -34,6 +34,8 @@ past half a core the run is marked `noisy`, reported, but not a measure of the s
     python bench/control_scale.py --nodes 10000 --duration 60 --json --store sqlite|postgresql [--workers 2]
     python bench/control_scale.py --nodes 10000 --store sqlite --tls   # TLS, as deployed (every connection
                                                                         # a TLS session; auto's loop: asyncio)
+    python bench/control_scale.py --nodes 10000 --store sqlite --tls-proxy   # TLS terminated by HAProxy in
+                                                                        # front (bench/tls_proxy.py), plain behind
 
 Results: bench/results/control_scale-<run id>.json (every run of the invocation); --json prints
 one JSON object (the run, or {"run_id", "runs"} for several), otherwise a table.
@@ -66,6 +68,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import tls_proxy
 from control import config
 from meshcommon import keys
 from tests import pg
@@ -523,9 +526,21 @@ class Generators:
             process.join()
 
 
-def server_processes(control: ControlProcess) -> list[psutil.Process]:
-    root = psutil.Process(control.proc.pid)
-    return [root, *root.children(recursive=True)]
+@dataclass
+class Server:
+    """The control plane under test and where nodes reach it: its own port, or a TLS proxy's in front."""
+    control: ControlProcess
+    proxies: list[tls_proxy.HAProxy] = field(default_factory=list)  # instances sharing one port
+
+    @property
+    def port(self) -> int:
+        return self.proxies[0].port if self.proxies else self.control.port
+
+
+def server_processes(server: Server) -> list[psutil.Process]:
+    """Every process serving the nodes: gunicorn's master and workers, and the proxy when there is one."""
+    root = psutil.Process(server.control.proc.pid)
+    return [root, *root.children(recursive=True), *tls_proxy.processes(server.proxies)]
 
 
 def server_cpu(processes: list[psutil.Process]) -> float:
@@ -551,10 +566,10 @@ def server_rss(processes: list[psutil.Process]) -> int:
     return total
 
 
-async def server_wakes(control: ControlProcess) -> dict[float, float]:
+async def server_wakes(server: Server) -> dict[float, float]:
     """The server's own wake histogram (cumulative counts by upper bound, all workers): from a
     worker loading a revision to a waiting stream's event being ready."""
-    body = (await Connection(control.port, "127.0.0.1").call(request("GET", "/metrics", "-")))[1]
+    body = (await Connection(server.port, "127.0.0.1").call(request("GET", "/metrics", "-")))[1]
     counts: dict[float, float] = {}
     for family in text_string_to_metric_families(body.decode()):
         if family.name == "meshvpn_control_longpoll_wake_seconds":
@@ -583,9 +598,9 @@ def log_events(path: Path, offset: int, name: str) -> list[dict]:
 class Changes:
     """Membership changes made during the window, and heartbeats for the nodes they enrol."""
 
-    def __init__(self, control: ControlProcess, join_token: str, interval: float):
-        self.control, self.join_token, self.interval = control, join_token, interval
-        self.conn = Connection(control.port, "127.0.0.1")
+    def __init__(self, server: Server, join_token: str, interval: float):
+        self.server, self.join_token, self.interval = server, join_token, interval
+        self.conn = Connection(server.port, "127.0.0.1")
         self.made: list[tuple[int, float, float]] = []  # (revision, sent, registration took)
         self.nodes: list[tuple[str, str]] = []
 
@@ -598,7 +613,7 @@ class Changes:
             self.nodes.append((answer["node_id"], answer["node_token"]))
 
     async def keep_alive(self) -> None:
-        conn = Connection(self.control.port, "127.0.0.1")
+        conn = Connection(self.server.port, "127.0.0.1")
         while True:
             for node_id, token in list(self.nodes):
                 with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
@@ -606,10 +621,10 @@ class Changes:
             await asyncio.sleep(self.interval)
 
 
-async def profile(control: ControlProcess, seconds: float, name: str) -> None:
+async def profile(server: Server, seconds: float, name: str) -> None:
     """Sample every worker with py-spy for `seconds`: collapsed stacks (flamegraph input), one file each,
     `bench/results/<name>-<worker>.pyspy.txt`."""
-    workers = [p.pid for p in server_processes(control) if p.pid != control.proc.pid]
+    workers = [p.pid for p in psutil.Process(server.control.proc.pid).children(recursive=True)]
     spies = [await asyncio.create_subprocess_exec(
         str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(int(seconds)),
         "--rate", "50", "--format", "raw", "--output", str(RESULTS / f"{name}-{i}.pyspy.txt"), "--nonblocking",
@@ -641,7 +656,7 @@ def summarise(args, store: str, nodes: int, reports: list[dict], window: float, 
         "http_parser": resolved(args.http_parser, "httptools", "h11"),
         "event_loop": "asyncio" if args.tls and args.event_loop == "auto" else resolved(args.event_loop, "uvloop",
                                                                                               "asyncio"),
-        "tls": args.tls,
+        "tls": args.tls or args.tls_proxy, "tls_proxy": "haproxy" if args.tls_proxy else None,
         "interval_s": args.interval, "offline_after_s": args.interval * 3, "duration_s": window,
         "target_heartbeat_rate": round(nodes / args.interval, 1),
         "achieved_heartbeat_rate": round(len(latencies) / window, 1),
@@ -671,8 +686,9 @@ def summarise(args, store: str, nodes: int, reports: list[dict], window: float, 
     return row
 
 
-async def cold_start(control: ControlProcess, generators: Generators, args, name: str) -> dict:
-    """Stop and start the control plane; every node reconnects at once when it is up."""
+async def cold_start(server: Server, generators: Generators, args, name: str) -> dict:
+    """Stop and start the control plane (not the proxy); every node reconnects at once when it is up."""
+    control = server.control
     await generators.tell("pause")
     stopped = time.monotonic()
     await asyncio.to_thread(control.stop)
@@ -680,7 +696,7 @@ async def cold_start(control: ControlProcess, generators: Generators, args, name
     await asyncio.to_thread(control.start, 60.0)
     ready = time.monotonic()
     offline_after = args.interval * 3
-    spying = asyncio.create_task(profile(control, 20, name)) if args.profile else None
+    spying = asyncio.create_task(profile(server, 20, name)) if args.profile else None
     replies = await generators.tell("resume", {"limit": max(60.0, 4 * offline_after)})
     back = [b for reply in replies for b in reply["back"]]
     # The grace after the restart lasts offline_after from the first sweep: watch past its end.
@@ -697,11 +713,11 @@ async def cold_start(control: ControlProcess, generators: Generators, args, name
             "cold_start_errors": dict(sum((Counter(r["errors"]) for r in replies), Counter()))}
 
 
-async def measure(control: ControlProcess, args, store: str, nodes: int, run_id: str) -> dict:
+async def measure(server: Server, args, store: str, nodes: int, run_id: str, cafile: str | None) -> dict:
+    control = server.control
     join_token = await asyncio.to_thread(control.join_token, True)
-    generators = Generators(args.generators, nodes, control.port, args.interval, args.generator_nice,
-                            str(control.verify_file) if args.tls else None)
-    changes = Changes(control, join_token, args.interval)
+    generators = Generators(args.generators, nodes, server.port, args.interval, args.generator_nice, cafile)
+    changes = Changes(server, join_token, args.interval)
     keeping = asyncio.create_task(changes.keep_alive())
     try:
         started = time.monotonic()
@@ -712,10 +728,10 @@ async def measure(control: ControlProcess, args, store: str, nodes: int, run_id:
             errors = sum((Counter(reply["errors"]) for reply in replies), Counter())
             raise RuntimeError(f"{sum(reply['failed'] for reply in replies)} nodes could not enrol: {dict(errors)}")
         enrol_errors = dict(sum((Counter(reply["errors"]) for reply in replies), Counter()))
-        revision = json.loads((await Connection(control.port, "127.0.0.1").call(
+        revision = json.loads((await Connection(server.port, "127.0.0.1").call(
             request("GET", "/healthz", "-")))[1])["revision"]
         started = time.monotonic()
-        spying = (asyncio.create_task(profile(control, 20, f"control_scale-{run_id}-{store}-{nodes}-open"))
+        spying = (asyncio.create_task(profile(server, 20, f"control_scale-{run_id}-{store}-{nodes}-open"))
                   if args.profile and args.streams else None)
         replies = await generators.tell("watch", {"revision": revision, "limit": STREAMS_OPEN_LIMIT,
                                                   "streams": args.streams})
@@ -725,15 +741,15 @@ async def measure(control: ControlProcess, args, store: str, nodes: int, run_id:
         if spying is not None:
             await spying
 
-        processes = server_processes(control)
-        wakes_before = await server_wakes(control)
+        processes = server_processes(server)
+        wakes_before = await server_wakes(server)
         rss = [server_rss(processes)]
         start = time.monotonic()
         cpu_before, generators_before = server_cpu(processes), generators.cpu()
         machine_before, me_before = machine_busy(), sum(psutil.Process().cpu_times()[:2])
         profiling = None
         if args.profile:
-            profiling = asyncio.create_task(profile(control, args.duration * 0.9,
+            profiling = asyncio.create_task(profile(server, args.duration * 0.9,
                                                     f"control_scale-{run_id}-{store}-{nodes}-window"))
         step = args.duration / args.changes
         changing = asyncio.create_task(changes.make([f"change{nodes}-{i}" for i in range(args.changes)],
@@ -753,12 +769,13 @@ async def measure(control: ControlProcess, args, store: str, nodes: int, run_id:
             await profiling
         await changing  # each within CHANGE_TIMEOUT; a change that came late is still timed to its last watcher
         await asyncio.sleep(2.0)
-        wakes_after = await server_wakes(control)
+        wakes_after = await server_wakes(server)
         woken = {le: count - wakes_before.get(le, 0.0) for le, count in wakes_after.items()}
         reports = await generators.tell("report", {"window": (start, start + args.duration),
                                                    "changes": [(rev, sent) for rev, sent, _ in changes.made]})
         row = {"run_id": run_id, **summarise(args, store, nodes, reports, window, server_cpu_s, rss,
                                              generator_cpu, changes),
+               "proxy_processes": len(server.proxies),
                "registration_s": round(registration_s, 1), "registration_errors": enrol_errors,
                "streams_open_s": round(streams_open_s, 1),
                "streams_opened": opened, "machine_load_1m": round(load, 2),
@@ -771,7 +788,7 @@ async def measure(control: ControlProcess, args, store: str, nodes: int, run_id:
             change["at_s"] = round(sent - start, 1)  # into the window, beside heartbeat_max_ms_by_second
         row["offline_steady"] = len(log_events(control.log_path, 0, "node_offline"))
         if not args.no_cold_start:
-            row.update(await cold_start(control, generators, args, f"control_scale-{run_id}-{store}-{nodes}-cold"))
+            row.update(await cold_start(server, generators, args, f"control_scale-{run_id}-{store}-{nodes}-cold"))
         await generators.tell("stop")
         return row
     finally:
@@ -788,16 +805,23 @@ def run(store: str, nodes: int, args, pg_admin_url: str | None, run_id: str, fds
                                  "generators": max(args.generators, processes_for(nodes, fds))})
     db_url = pg.fresh_database(pg_admin_url) if store == "postgresql" else None
     state = Path(tempfile.mkdtemp(prefix="meshvpn-bench-"))
-    pair = certificate(state) if args.tls else None
+    pair = certificate(state) if args.tls or args.tls_proxy else None
     trust(str(pair[0]) if pair else None)
     # The connection cap below the descriptor limit, as docs/design.md asks: over it the server answers 503.
+    settings = {"max_connections": fds - FD_SPARE, "http_parser": args.http_parser, "event_loop": args.event_loop}
+    if args.tls_proxy:  # plain HTTP behind the proxy, which it trusts for the nodes' addresses
+        settings["trusted_proxies"] = f"{tls_proxy.ADDRESS}/32"
     control = ControlProcess(state, db_url, workers=workers, heartbeat_interval=args.interval,
-                             offline_after=args.interval * 3, cidr="100.64.0.0/10", tls=pair,
-                             settings={"max_connections": fds - FD_SPARE, "http_parser": args.http_parser,
-                                       "event_loop": args.event_loop}).start()
+                             offline_after=args.interval * 3, cidr="100.64.0.0/10",
+                             tls=None if args.tls_proxy else pair, settings=settings).start()
+    server = Server(control)
     try:
-        return asyncio.run(measure(control, args, store, nodes, run_id))
+        if args.tls_proxy:
+            server.proxies = tls_proxy.proxies(state, *pair, control.port, connections=2 * nodes + FD_SPARE)
+        return asyncio.run(measure(server, args, store, nodes, run_id, str(pair[0]) if pair else None))
     finally:
+        for proxy in server.proxies:
+            proxy.stop()
         control.stop()
         shutil.rmtree(state, ignore_errors=True)
 
@@ -819,7 +843,7 @@ def processes_for(nodes: int, fds: int) -> int:
 
 # What a refused run still reports: what was run, and the generator's own figures.
 GENERATOR_FIGURES = ("run_id", "store", "nodes", "workers", "generators", "nice", "generator_nice", "streams",
-                     "http_parser", "event_loop", "tls",
+                     "http_parser", "event_loop", "tls", "tls_proxy",
                      "interval_s", "duration_s", "generator_lag_p50_ms", "generator_lag_p99_ms", "generator_cpu_cores",
                      "machine_load_1m", "machine_other_cores", "noisy", "refused")
 
@@ -873,12 +897,19 @@ def main() -> int:
                         help="the server's event loop (auto: uvloop when installed)")
     parser.add_argument("--tls", action="store_true",
                         help="the server serves TLS, as every deployment does (auto's event loop is then asyncio)")
+    parser.add_argument("--tls-proxy", action="store_true",
+                        help="TLS terminated by HAProxy in front (bench/haproxy.cfg.j2); the server behind it plain "
+                             "(auto's event loop: uvloop), trusting the proxy's X-Forwarded-For")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the restart at the end")
     parser.add_argument("--no-streams", dest="streams", action="store_false",
                         help="nodes only heartbeat (what a stream costs, by difference)")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the window")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
+    if args.tls and args.tls_proxy:
+        parser.error("--tls serves TLS from the control plane, --tls-proxy from a proxy in front: one or the other")
+    if args.tls_proxy and not tls_proxy.available():
+        parser.error("--tls-proxy needs haproxy (apt install haproxy)")
     if args.generator_nice is None:
         args.generator_nice = args.nice
     os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the server, PostgreSQL and the generators

@@ -8,7 +8,8 @@ cheap per request: `http_parser`, by default httptools when it is installed):
   the connection is answered 408 (if part of a request came) and closed;
 - connection cap: at `max_connections` open connections requests are answered 503 (uvicorn's
   `limit_concurrency`) and further connections are closed as soon as they are accepted; a client
-  address may hold at most `max_connections_per_address` of them, so one client cannot take all;
+  address may hold at most `max_connections_per_address` of them, so one client cannot take all
+  (a trusted proxy's address is exempt: every node behind it shares it, and the proxy bounds them);
 - write timeout: a connection whose client stopped reading (writes paused for `write_timeout`)
   is aborted, so a slow reader holds neither a connection nor its buffered responses for long;
 - a response sent before its request body was read closes the connection;
@@ -30,6 +31,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
 
+from control import tunnels
 from meshcommon.events import emit
 
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -47,16 +49,18 @@ else:  # at run time `Bounds` is mixed in before the protocol class it bounds
 class Bounds(_Protocol):
     """What every connection of a worker is held to, whatever parses its requests: a header timeout,
     a write timeout and hard connection caps (`limit_concurrency` in all, `per_address` from one
-    client address). Mixed into a uvicorn protocol, which tells through `_partial_request()` and
-    `_body_pending()` where its parser is."""
+    client address, but for `exempt` ones: trusted proxies). Mixed into a uvicorn protocol, which
+    tells through `_partial_request()` and `_body_pending()` where its parser is."""
 
     per_address_open: ClassVar[Counter[str]] = Counter()  # this worker's open connections by client address
 
-    def __init__(self, *args, header_timeout: float, write_timeout: float, per_address: int, **kwargs):
+    def __init__(self, *args, header_timeout: float, write_timeout: float, per_address: int,
+                 exempt: tuple[tunnels.Network, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self.write_timeout = write_timeout
         self.per_address = per_address
+        self.exempt = exempt
         self.header_timer: asyncio.TimerHandle | None = None
         self.write_timer: asyncio.TimerHandle | None = None
         self.address: str | None = None
@@ -76,7 +80,8 @@ class Bounds(_Protocol):
             transport.close()
             return
         peer = transport.get_extra_info("peername")
-        self.address = peer[0] if isinstance(peer, tuple) else None
+        address = peer[0] if isinstance(peer, tuple) else None
+        self.address = None if tunnels.among(address, self.exempt) else address  # counted by address, or not
         if self.address is not None:
             self.per_address_open[self.address] += 1
             if self.per_address_open[self.address] > self.per_address:
@@ -223,7 +228,8 @@ class ControlWorker(UvicornWorker):
             **UvicornWorker.CONFIG_KWARGS,
             "http": functools.partial(protocol_class(settings.http_parser), header_timeout=settings.header_timeout,
                                       write_timeout=settings.write_timeout,
-                                      per_address=settings.max_connections_per_address),
+                                      per_address=settings.max_connections_per_address,
+                                      exempt=tunnels.parse_networks(settings.trusted_proxies)),
             "loop": event_loop_for(settings.event_loop, settings.tls_cert is not None),
             "limit_concurrency": settings.max_connections,
             # Never let uvicorn take a client address from headers: `trusted_proxies` decides that.

@@ -48,6 +48,13 @@ def _address(text: str | None) -> Address | None:
 # Both below are asked at every heartbeat, with the few addresses a node's requests come from:
 # remembered, they cost a dict lookup instead of parsing addresses (a bounded cache: any address).
 @functools.lru_cache(maxsize=16384)
+def among(address: str | None, networks: tuple[Network, ...]) -> bool:
+    """Whether `address` lies in one of `networks` (is a trusted proxy, say)."""
+    found = _address(address)
+    return found is not None and any(found in net for net in networks)
+
+
+@functools.lru_cache(maxsize=16384)
 def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str | None:
     """The address a request came from: the connection's peer, unless that peer is a trusted
     proxy; then the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries

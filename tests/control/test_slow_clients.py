@@ -334,7 +334,7 @@ def test_setup_logging_limits_asyncio_accept_errors(monkeypatch):
 def capped(tmp_path_factory, http_parser):
     proc = ControlProcess(tmp_path_factory.mktemp("capped"),
                           settings={"max_connections_per_address": 5, "write_timeout": 1.0,
-                                    "http_parser": http_parser})
+                                    "http_parser": http_parser, "trusted_proxies": "127.0.0.3/32"})
     yield proc.start()
     proc.stop()
 
@@ -358,6 +358,21 @@ def test_one_address_cannot_hold_more_than_its_share_of_connections(capped):
     again.sendall(b"GET /healthz HTTP/1.1\r\nHost: control\r\n\r\n")
     assert response(again).startswith(b"HTTP/1.1 200")  # closing them gave the share back
     again.close()
+
+
+@pytest.mark.slow
+def test_a_trusted_proxy_is_not_held_to_the_share_of_one_address(capped):
+    # Every node behind a TLS-terminating proxy reaches the control plane from the proxy's address.
+    proxied = [socket.create_connection(("127.0.0.1", capped.port), timeout=5, source_address=("127.0.0.3", 0))
+               for _ in range(8)]
+    try:
+        for sock in proxied:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: control\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n")
+        for sock in proxied:
+            assert response(sock).startswith(b"HTTP/1.1 200")  # all eight are served, over the five
+    finally:
+        for sock in proxied:
+            sock.close()
 
 
 @pytest.mark.slow

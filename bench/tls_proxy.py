@@ -1,0 +1,101 @@
+"""HAProxy terminating TLS in front of a control plane, for benchmarks (`control_scale.py --tls-proxy`).
+
+Renders bench/haproxy.cfg.j2 into a directory, starts `haproxy -db` (foreground, no logging) on a
+free loopback port, and waits until it accepts connections. The control plane behind it listens on
+plain HTTP and trusts it for X-Forwarded-For (`trusted_proxies`).
+
+HAProxy wants two descriptors per connection it may hold (`maxconn`): where a process may not hold
+that many (a container's hard RLIMIT_NOFILE), `proxies` starts several instances on one port, the
+kernel spreading connections between them (HAProxy binds with SO_REUSEPORT).
+"""
+from __future__ import annotations
+
+import math
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import jinja2
+import psutil
+
+from tests.pg import free_port
+
+TEMPLATE = Path(__file__).with_name("haproxy.cfg.j2")
+FD_MARGIN = 512  # descriptors of an instance besides its connections (listeners, pollers, logs)
+ADDRESS = "127.0.0.1"  # the proxy's source address towards the control plane: its `trusted_proxies`
+
+
+def available() -> bool:
+    return shutil.which("haproxy") is not None
+
+
+class HAProxy:
+    def __init__(self, directory: Path, cert: Path, key: Path, backend_port: int, maxconn: int,
+                 keepalive_timeout: float = 75.0, threads: int | None = None, port: int | None = None,
+                 name: str = "haproxy"):
+        self.port = port or free_port()
+        self.pem = directory / "haproxy.pem"
+        self.pem.write_text(cert.read_text() + key.read_text())
+        self.pem.chmod(0o600)
+        self.config = directory / f"{name}.cfg"
+        self.config.write_text(jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined,
+                                                           keep_trailing_newline=True).render(
+            maxconn=maxconn, threads=threads or os.cpu_count() or 1, keepalive_timeout=int(keepalive_timeout),
+            listen=f"{ADDRESS}:{self.port}", pem=self.pem, backend=f"{ADDRESS}:{backend_port}"))
+        self.log_path = directory / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> HAProxy:
+        subprocess.run(["haproxy", "-c", "-q", "-f", str(self.config)], check=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.config)], stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"haproxy exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                socket.create_connection((ADDRESS, self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"haproxy did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+def proxies(directory: Path, cert: Path, key: Path, backend_port: int, connections: int) -> list[HAProxy]:
+    """Enough HAProxy instances on one port to hold `connections` client connections within this
+    process's descriptor limit (each instance: two per connection, and a margin), started."""
+    fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    per_instance = (fds - FD_MARGIN) // 2
+    count = max(1, math.ceil(connections / per_instance))
+    threads = max(1, (os.cpu_count() or 1) // count)
+    port = free_port()
+    started: list[HAProxy] = []
+    try:
+        for i in range(count):
+            started.append(HAProxy(directory, cert, key, backend_port, per_instance, threads=threads, port=port,
+                                   name=f"haproxy-{i}").start())
+    except BaseException:
+        for proxy in started:
+            proxy.stop()
+        raise
+    return started
+
+
+def processes(started: list[HAProxy]) -> list[psutil.Process]:
+    return [psutil.Process(proxy.proc.pid) for proxy in started if proxy.proc]
