@@ -3,7 +3,8 @@
 Pure. Owns the key syntax (base64 of 32 bytes, canonical), the refusal of keys WireGuard refuses
 anyway (all-zero and other low-order points, found by the X25519 exchange failing), and the proof:
 base64(HMAC-SHA256(key = X25519(node private key, control key), msg = nonce + node public key)).
-X25519 and HMAC come from `cryptography`; nothing here is hand-rolled crypto.
+X25519 and HMAC come from `cryptography`; nothing here is hand-rolled crypto. Keys are taken as raw
+bytes (`private_bytes_raw`), not through `serialization`, which every agent would load for nothing.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import hmac
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 KEY_LENGTH = 32
 NONCE_LENGTH = 32
@@ -72,13 +72,13 @@ def is_valid_public_key(text: object) -> bool:
 
 
 def new_private_key() -> str:
-    raw = X25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    raw = X25519PrivateKey.generate().private_bytes_raw()
     return encode(raw)
 
 
 def public_key_of(private_key: str) -> str:
     key = X25519PrivateKey.from_private_bytes(decode32(private_key, "private key"))
-    return encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    return encode(key.public_key().public_bytes_raw())
 
 
 def proof(shared_secret: bytes, nonce: bytes, public_key: bytes) -> str:
@@ -91,7 +91,7 @@ def prove(private_key: str, control_key: str, nonce: str) -> str:
     """The node's side: the proof for `nonce` from its private key and the control plane's public key."""
     mine = X25519PrivateKey.from_private_bytes(decode32(private_key, "private key"))
     shared = mine.exchange(X25519PublicKey.from_public_bytes(decode32(control_key, "control key")))
-    public = mine.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    public = mine.public_key().public_bytes_raw()
     return proof(shared, decode32(nonce, "nonce"), public)
 
 

@@ -64,6 +64,13 @@ def test_non_canonical_base64_and_wrong_lengths_are_refused():
     assert keys.is_valid_public_key(good)
 
 
+def test_the_public_key_of_a_private_key_is_rfc_7748s():
+    alice = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")  # RFC 7748, 6.1
+    expected = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+    assert keys.public_key_of(keys.encode(alice)) == keys.encode(expected)
+    assert len(keys.decode32(keys.new_private_key(), "private key")) == keys.KEY_LENGTH
+
+
 def test_a_proof_made_with_the_private_key_verifies_and_nothing_else_does():
     control = X25519PrivateKey.generate()
     control_pub = keys.public_key_of(keys.encode(control.private_bytes_raw()))

@@ -1,0 +1,56 @@
+"""What a started agent has loaded: every module it imports stays in its memory for good (issue 13)."""
+import subprocess
+import sys
+from pathlib import Path
+
+from agent import intake
+from agent.state import StateDir
+from meshcommon import keys
+from tests.agent.data import entry, identity, received
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# What an agent restarted on an enrolled node with a cached netmap does before it idles: the
+# entry point's imports, `Agent.start` (key on disk, the cache restored and checked), a config
+# rendered, a registration proven.
+START = """
+import asyncio, sys
+from pathlib import Path
+
+from agent.cli import main  # the `meshagent` entry point
+from agent import render
+from agent.agent import Agent
+from agent.desired import desired_state
+from agent.settings import AgentSettings
+from meshcommon import keys
+
+async def start():
+    settings = AgentSettings(("http://control.test",), None, "me", state_dir=Path(sys.argv[1]), backend="userspace")
+    agent = await Agent.start(settings, asyncio.Event())
+    netmap = agent.session.netmap
+    render.render(desired_state(netmap, settings.interface, settings.listen_port), agent.reconciler.private_key,
+                  netmap.revision)
+    keys.prove(agent.reconciler.private_key, keys.public_key_of(keys.new_private_key()), keys.encode(bytes(32)))
+    await agent.client.close()
+
+asyncio.run(start())
+print("\\n".join(sorted(sys.modules)))
+"""
+
+# Each was loaded by every agent and used by none: httpx's command line (click, rich, pygments:
+# 4.7 MB), cryptography's key serialization.
+NEVER = ("click", "rich", "pygments", "cryptography.hazmat.primitives.serialization")
+
+
+def test_a_restarted_agent_loads_neither_httpx_command_line_nor_key_serialization(tmp_path):
+    state = StateDir(tmp_path)
+    state.key_path.write_text(keys.new_private_key() + "\n")
+    state.save_identity(identity())
+    state.save_netmap(intake.cache_bytes(received({"a": entry("a", "100.64.0.2")})))
+    done = subprocess.run([sys.executable, "-c", START, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=True)
+    loaded = set(done.stdout.split())
+    assert {"httpx", "jinja2", "pyroute2", "cryptography.hazmat.primitives.asymmetric.x25519"} <= loaded, \
+        "the start-up path ran"
+    assert not {name for name in loaded if name.split(".")[0] in NEVER or name.startswith(NEVER)}
+
