@@ -13,7 +13,8 @@ cheap per request: `http_parser`, by default httptools when it is installed):
 - write timeout: a connection whose client stopped reading (writes paused for `write_timeout`)
   is aborted, so a slow reader holds neither a connection nor its buffered responses for long;
 - a response sent before its request body was read closes the connection;
-- idle keep-alive: uvicorn's own timer, set to `keepalive_timeout`;
+- idle keep-alive: uvicorn's own timer, set to `keepalive_timeout`, cancelled however the
+  connection ends (uvicorn leaves it armed after a reset, holding the connection's objects);
 - the descriptor limit is raised to fit the cap, so accept() does not fail with EMFILE;
 - garbage collection is tuned for a process holding thousands of connections (`tune_gc`).
 Body timeouts belong to the body reader (control/resources.py). Knows nothing of routes or the store.
@@ -131,6 +132,10 @@ class Bounds(_Protocol):
                 del self.per_address_open[self.address]
             self.address = None
         super().connection_lost(exc)
+        # uvicorn cancels its keep-alive timer only when the connection closed cleanly: after a
+        # reset (HAProxy closes idle server connections so) the timer held this protocol, its
+        # transport and its last request for `keepalive_timeout`; behind a proxy, every request.
+        self._unset_keepalive_if_required()
 
     def _arm_header_timer(self) -> None:
         if self.header_timer is None:  # trickled bytes do not extend the deadline
