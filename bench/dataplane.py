@@ -6,7 +6,12 @@ real control plane (`tests.meshlab.on_lab`). On the same pair of hosts, three pa
 - `mesh`: `mesh0`, made by real agents (`meshagent up`, its own wireguard-go, its own peers);
 - `hand`: `wg1`, made the way an administrator does by hand: `wireguard-go wg1` started from a
   shell's environment, `wg setconf wg1 FILE`, an address in a /24, `ip link set up`: nothing else;
-- `underlay`: b's address on the lab bridge (veth pairs through a bridge namespace).
+- `underlay`: b's address on the lab bridge (veth pairs through a bridge namespace);
+- with --controls, two more hand-made pairs on the same hosts: `twin`, a second `hand` exactly
+  alike (wg2): how far two identical tunnels differ in this method, the floor below which a
+  mesh/hand gap is noise; and `meshlike` (wg3): by hand, but with what the agent configures beyond
+  a bare tunnel (PersistentKeepalive 25, the address as a /32 and the peer as a /32 route of
+  protocol 77, as agent/apply.py does): whether those settings cost anything.
 
 For --rounds rounds, each path is measured in turn (the order rotates each round, so noise from
 the shared machine hits every path alike): iperf3 TCP a -> b for --seconds s (the first second
@@ -15,7 +20,7 @@ figures the run records what could make the two WireGuard paths differ: each wir
 offload features, GOMAXPROCS-like environment and the CPU time it used, and the machine's load.
 Root only (namespaces).
 
-    python bench/dataplane.py [--rounds 5] [--seconds 4] [--pings 50] [--json]
+    python bench/dataplane.py [--rounds 5] [--seconds 4] [--pings 50] [--agents-stopped] [--controls] [--json]
 
 Results: bench/results/dataplane-<run id>.json; --json prints the same object.
 """
@@ -41,7 +46,10 @@ from tests import lab as labs
 from tests.meshlab import Node, all_ping, converged, on_lab, wait_for
 
 VARIANTS = ("mesh", "hand", "underlay")
-HAND_PORT = 51821
+CONTROLS = ("twin", "meshlike")  # --controls: (interface, listen port, subnet) of each below
+HAND_PAIRS = {"hand": ("wg1", 51821, "172.31.0"), "twin": ("wg2", 51822, "172.31.1"),
+              "meshlike": ("wg3", 51823, "172.31.2")}
+ROUTE_PROTO = 77  # agent/observe.py's, written here as the agent writes it (bench does not import the agent)
 AVOID_SUBNETS = {77, 78, 79, 88}  # the Ansible labs: make up, molecule default and ha, a scratch lab
 RTT = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
 LOSS = re.compile(r"([\d.]+)% packet loss")
@@ -115,22 +123,29 @@ def describe(host: labs.Host, interface: str, pid: int) -> dict:
             "threads": len(os.listdir(f"/proc/{pid}/task"))}
 
 
-def hand_configure(a: labs.Host, b: labs.Host, tmp: Path) -> dict[str, str]:
-    """wg1 on a and b, configured by hand; each host's wg1 address."""
+def hand_configure(a: labs.Host, b: labs.Host, tmp: Path, variant: str = "hand") -> dict[str, str]:
+    """A pair of interfaces on a and b configured by hand (`HAND_PAIRS[variant]`); each host's address.
+    `meshlike` adds what the agent sets beyond a bare tunnel: a keepalive, a /32 address, a /32 route."""
+    interface, port, subnet = HAND_PAIRS[variant]
+    mesh_like = variant == "meshlike"
     keys = {h.name: labs.sh("wg", "genkey").stdout.strip() for h in (a, b)}
     public = {name: labs.sh("wg", "pubkey", stdin=key + "\n").stdout.strip() for name, key in keys.items()}
-    addresses = {a.name: "172.31.0.1", b.name: "172.31.0.2"}
+    addresses = {a.name: f"{subnet}.1", b.name: f"{subnet}.2"}
     for me, other in ((a, b), (b, a)):
-        conf = tmp / f"wg1-{me.name}.conf"
-        conf.write_text(f"[Interface]\nPrivateKey = {keys[me.name]}\nListenPort = {HAND_PORT}\n\n"
+        conf = tmp / f"{interface}-{me.name}.conf"
+        keepalive = "PersistentKeepalive = 25\n" if mesh_like else ""
+        conf.write_text(f"[Interface]\nPrivateKey = {keys[me.name]}\nListenPort = {port}\n\n"
                         f"[Peer]\nPublicKey = {public[other.name]}\nAllowedIPs = {addresses[other.name]}/32\n"
-                        f"Endpoint = {other.address}:{HAND_PORT}\n")
-        with open(tmp / f"wireguard-go-{me.name}.log", "ab") as log:
-            subprocess.run([*me.prefix(), "wireguard-go", "wg1"], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                           env=HAND_ENV, start_new_session=True, check=True, timeout=30)
-        me.run("wg", "setconf", "wg1", str(conf))
-        me.run("ip", "addr", "add", f"{addresses[me.name]}/24", "dev", "wg1")
-        me.run("ip", "link", "set", "wg1", "up")
+                        f"Endpoint = {other.address}:{port}\n{keepalive}")
+        with open(tmp / f"wireguard-go-{interface}-{me.name}.log", "ab") as log:
+            subprocess.run([*me.prefix(), "wireguard-go", interface], stdin=subprocess.DEVNULL, stdout=log,
+                           stderr=log, env=HAND_ENV, start_new_session=True, check=True, timeout=30)
+        me.run("wg", "setconf", interface, str(conf))
+        me.run("ip", "addr", "add", f"{addresses[me.name]}/{32 if mesh_like else 24}", "dev", interface)
+        me.run("ip", "link", "set", interface, "up")
+        if mesh_like:
+            me.run("ip", "route", "replace", f"{addresses[other.name]}/32", "dev", interface, "proto",
+                   str(ROUTE_PROTO))
     return addresses
 
 
@@ -165,19 +180,25 @@ def measure(lab_hosts: tuple[labs.Host, labs.Host], targets: dict[str, str], pid
             **ping(a, targets[variant], args.pings), "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
-def summarize(rounds: list[dict]) -> dict:
-    by = {v: [r for r in rounds if r["variant"] == v] for v in VARIANTS}
+def summarize(rounds: list[dict], variants: tuple[str, ...] = VARIANTS) -> dict:
+    by = {v: [r for r in rounds if r["variant"] == v] for v in variants}
     medians = {v: {"gbit_s": round(statistics.median(r["gbit_s"] for r in rs), 3),
                    "rtt_avg_ms": round(statistics.median(r["rtt_avg_ms"] for r in rs if r["rtt_avg_ms"]), 3),
                    "rtt_min_ms": round(statistics.median(r["rtt_min_ms"] for r in rs if r["rtt_min_ms"]), 3),
                    "machine_cpu_busy": round(statistics.median(r["machine_cpu_busy"] for r in rs), 3)}
                for v, rs in by.items()}
-    for v in ("mesh", "hand"):  # throughput per core of wireguard-go: its efficiency, less hit by others' load
+    for v in (v for v in variants if v != "underlay"):  # throughput per core of wireguard-go: its efficiency
         medians[v]["gbit_per_wireguard_go_core"] = round(statistics.median(
             r["gbit_s"] / r["wireguard_go_cores"] for r in by[v]), 3)
     # Per round: mesh over hand of the same round (the two measured within seconds of each other).
     per_round = [round(m["gbit_s"] / h["gbit_s"], 3) for m, h in zip(by["mesh"], by["hand"], strict=True)]
-    return {"medians": medians,
+    controls = {}
+    for v in (v for v in CONTROLS if v in by):  # each control over hand, as mesh over hand
+        ratios = [round(c["gbit_s"] / h["gbit_s"], 3) for c, h in zip(by[v], by["hand"], strict=True)]
+        controls[f"{v}_vs_hand_ratio"] = round(medians[v]["gbit_s"] / medians["hand"]["gbit_s"], 3)
+        controls[f"{v}_vs_hand_per_round"] = ratios
+        controls[f"{v}_vs_hand_per_round_median"] = round(statistics.median(ratios), 3)
+    return {"medians": medians, **controls,
             "mesh_vs_hand_ratio": round(medians["mesh"]["gbit_s"] / medians["hand"]["gbit_s"], 3),
             "mesh_vs_hand_per_round": per_round,
             "mesh_vs_hand_per_round_median": round(statistics.median(per_round), 3),
@@ -187,6 +208,7 @@ def summarize(rounds: list[dict]) -> dict:
 
 
 def run(args) -> dict:
+    variants = VARIANTS + (CONTROLS if args.controls else ())
     with tempfile.TemporaryDirectory(prefix="dataplane-") as tmp, labs.Lab(subnet=free_subnet()) as lab:
         tmp_path = Path(tmp)
         control = on_lab(lab, tmp_path / "control").start()
@@ -205,22 +227,26 @@ def run(args) -> dict:
                 wait_for(lambda: nodes[0].host.ping(nodes[1].identity["mesh_ip"], count=1).returncode == 0, 10,
                          what="the mesh after its agents stopped")
             a, b = nodes[0].host, nodes[1].host
-            hand = hand_configure(a, b, tmp_path)
-            wait_for(lambda: a.ping(hand["b"], count=1).returncode == 0, 20, what="pings over wg1")
-            targets = {"mesh": nodes[1].identity["mesh_ip"], "hand": hand["b"], "underlay": b.address}
-            pids = {"mesh": [wireguard_go_pid(h, "mesh0") for h in (a, b)],
-                    "hand": [wireguard_go_pid(h, "wg1") for h in (a, b)]}
+            targets = {"mesh": nodes[1].identity["mesh_ip"], "underlay": b.address}
+            pids = {"mesh": [wireguard_go_pid(h, "mesh0") for h in (a, b)]}
             interfaces = {"mesh": {h.name: describe(h, "mesh0", pid) for h, pid in zip((a, b), pids["mesh"],
-                                                                                         strict=True)},
-                          "hand": {h.name: describe(h, "wg1", pid) for h, pid in zip((a, b), pids["hand"],
-                                                                                       strict=True)}}
+                                                                                         strict=True)}}
+            for variant in ("hand", *(CONTROLS if args.controls else ())):
+                interface = HAND_PAIRS[variant][0]
+                addresses = hand_configure(a, b, tmp_path, variant)
+                wait_for(lambda: a.ping(addresses["b"], count=1).returncode == 0, 20,  # noqa: B023 (called at once)
+                         what=f"pings over {interface}")
+                targets[variant] = addresses["b"]
+                pids[variant] = [wireguard_go_pid(h, interface) for h in (a, b)]
+                interfaces[variant] = {h.name: describe(h, interface, pid)
+                                       for h, pid in zip((a, b), pids[variant], strict=True)}
             server = b.popen(["iperf3", "-s"], tmp_path / "iperf3.log")
             wait_for(lambda: a.run("iperf3", "-c", b.address, "-t", "1", check=False).returncode == 0, 10,
                      what="the iperf3 server")
             load = os.getloadavg()
             rounds = []
             for index in range(args.rounds):
-                order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
+                order = variants[index % len(variants):] + variants[:index % len(variants)]
                 for variant in order:
                     rounds.append({"round": index, **measure((a, b), targets, pids, variant, args)})
             load_after = os.getloadavg()
@@ -234,7 +260,7 @@ def run(args) -> dict:
             "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load],
             "loadavg_after": [round(x, 2) for x in load_after],
             "wireguard_go": labs.sh("wireguard-go", "--version", check=False).stdout.strip(),
-            "interfaces": interfaces, **summarize(rounds), "per_round": rounds}
+            "controls": args.controls, "interfaces": interfaces, **summarize(rounds, variants), "per_round": rounds}
 
 
 def main() -> int:
@@ -244,6 +270,9 @@ def main() -> int:
     parser.add_argument("--pings", type=int, default=50)
     parser.add_argument("--agents-stopped", action="store_true",
                         help="stop both agents once the mesh is up (WireGuard stays): the mesh without their work")
+    parser.add_argument("--controls", action="store_true",
+                        help="two more hand-made pairs: `twin` (identical to hand: the method's noise floor) and "
+                             "`meshlike` (keepalive, /32 address and route as the agent sets them)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     reason = labs.can_run()
@@ -258,6 +287,9 @@ def main() -> int:
         print(f"mesh/hand {result['mesh_vs_hand_ratio']} (per wireguard-go core "
               f"{result['mesh_vs_hand_efficiency_ratio']}; per round {result['mesh_vs_hand_per_round']}), "
               f"load {result['loadavg_before']} -> {result['loadavg_after']}")
+        for control in (c for c in CONTROLS if f"{c}_vs_hand_ratio" in result):
+            print(f"{control}/hand {result[f'{control}_vs_hand_ratio']} "
+                  f"(per round {result[f'{control}_vs_hand_per_round']})")
     return 0
 
 

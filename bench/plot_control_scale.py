@@ -42,8 +42,8 @@ def series(paths: list[Path]) -> dict[str, list[dict]]:
             continue
         for run in result["runs"]:
             if "refused" not in run:
-                label = f"{run['store']} ({run.get('http_parser', 'h11')}, {run.get('event_loop', 'asyncio')}" + \
-                    (", TLS)" if run.get("tls") else ")")
+                tls = ", TLS in HAProxy" if run.get("tls_proxy") else ", TLS" if run.get("tls") else ""
+                label = f"{run['store']} ({run.get('http_parser', 'h11')}, {run.get('event_loop', 'asyncio')}{tls})"
                 if run.get("machine_other_cores", 0.0) > NOISY_OTHER_CORES:
                     label += ", noisy"
                 lines[label].append(run)
