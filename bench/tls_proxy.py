@@ -43,8 +43,8 @@ class HAProxy:
         self.pem.write_text(cert.read_text() + key.read_text())
         self.pem.chmod(0o600)
         self.config = directory / f"{name}.cfg"
-        self.config.write_text(jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined,
-                                                           keep_trailing_newline=True).render(
+        template = jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        self.config.write_text(template.render(
             maxconn=maxconn, threads=threads or os.cpu_count() or 1, keepalive_timeout=int(keepalive_timeout),
             listen=f"{ADDRESS}:{self.port}", pem=self.pem, backend=f"{ADDRESS}:{backend_port}"))
         self.log_path = directory / f"{name}.log"

@@ -45,8 +45,8 @@ def _address(text: str | None) -> Address | None:
         return None
 
 
-# Both below are asked at every heartbeat, with the few addresses a node's requests come from:
-# remembered, they cost a dict lookup instead of parsing addresses (a bounded cache: any address).
+# Those below are asked at every connection or heartbeat, with the few addresses a node's requests
+# come from: remembered, they cost a dict lookup instead of parsing addresses (a bounded cache).
 @functools.lru_cache(maxsize=16384)
 def among(address: str | None, networks: tuple[Network, ...]) -> bool:
     """Whether `address` lies in one of `networks` (is a trusted proxy, say)."""
