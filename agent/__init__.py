@@ -7,10 +7,6 @@ kept apart from effects
 wires them and `cli` is the command line. `.importlinter` checks that the pure ones import no effect.
 The one thing done here, before any of them loads: httpx's command line is kept out of the process.
 """
-import sys
+from meshcommon.lean import without_httpx_command_line
 
-# httpx imports its command line (`httpx._main`: click, rich and pygments, 4.7 MB that every agent
-# kept) whenever those are installed, and on a meshvpn host they are (uvicorn needs click, meshctl
-# rich). The agent never runs it; a module marked absent is an ImportError, on which httpx defines
-# a stub `main` instead (its own fallback for installs without the `cli` extra).
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+without_httpx_command_line()  # click, rich and pygments: 4.7 MB every agent kept (meshcommon/lean.py)
