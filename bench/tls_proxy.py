@@ -14,7 +14,6 @@ import math
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import jinja2
 import psutil
 
+from tests.control.servers import stop_group
 from tests.pg import free_port
 
 TEMPLATE = Path(__file__).with_name("haproxy.cfg.j2")
@@ -67,13 +67,7 @@ class HAProxy:
         raise RuntimeError(f"haproxy did not listen on {self.port}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, timeout=10)
         self.proc = None
 
 

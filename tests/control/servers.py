@@ -56,13 +56,7 @@ class ControlProcess:
         raise RuntimeError(f"control plane did not come up: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, timeout=15)
         self.proc = None
 
     @property
@@ -87,3 +81,14 @@ class ControlProcess:
                 if record.get("event") == name:
                     found.append(record)
         return found
+
+
+def stop_group(proc: subprocess.Popen | None, timeout: float) -> None:
+    """Stop a server started in a session of its own: SIGTERM to its group, SIGKILL after `timeout` s."""
+    if proc and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
