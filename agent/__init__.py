@@ -5,8 +5,10 @@ Owns nothing itself; its modules own one thing each. Compute is pure (`intake`, 
 kept apart from effects
 (`client`, `session`, `observe`, `apply`, `wg`, `state`, `reconcile`, `status`); `agent.Agent`
 wires them and `cli` is the command line. `.importlinter` checks that the pure ones import no effect.
-The one thing done here, before any of them loads: httpx's command line is kept out of the process.
+Done here, before any of them loads: what the agent never uses is kept out of its memory
+(`meshcommon/lean.py`).
 """
-from meshcommon.lean import without_httpx_command_line
+from meshcommon.lean import pyroute2_on_demand, without_httpx_command_line
 
-without_httpx_command_line()  # click, rich and pygments: 4.7 MB every agent kept (meshcommon/lean.py)
+without_httpx_command_line()  # click, rich and pygments: 4.7 MB every agent kept
+pyroute2_on_demand()  # the rest of pyroute2 (conntrack, ipset, ndb, plan9...): 6.8 MB

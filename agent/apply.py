@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute, NetlinkError
+from pyroute2.iproute.linux import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from agent import uapi, wg
 from agent.model import Applied, DesiredState, Failure, Plan, Step, StepKind

@@ -18,7 +18,7 @@ import socket
 import struct
 from urllib.parse import urlsplit
 
-from pyroute2 import IPRoute
+from pyroute2.iproute.linux import IPRoute
 
 from agent import wg
 from agent.model import Observed

@@ -136,7 +136,8 @@ def device_of_netlink(messages) -> WgDevice:
 
 def kernel_device(interface: str) -> WgDevice | None:
     """A kernel WireGuard interface over generic netlink (None: there is none by that name)."""
-    from pyroute2 import NetlinkError, WireGuard
+    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.generic.wireguard import WireGuard
     try:
         with WireGuard() as wg:
             return device_of_netlink(wg.info(interface))
