@@ -1,6 +1,7 @@
 """HAProxy terminating TLS in front of a control plane, for benchmarks (`control_scale.py --tls-proxy`).
 
-Renders bench/haproxy.cfg.j2 into a directory, starts `haproxy -db` (foreground, no logging) on a
+Renders the meshvpn_control role's HAProxy configuration (the one a deployment with
+`meshvpn_control_tls_proxy` runs) into a directory, starts `haproxy -db` (foreground, no logging) on a
 free loopback port, and waits until it accepts connections. The control plane behind it listens on
 plain HTTP and trusts it for X-Forwarded-For (`trusted_proxies`).
 
@@ -25,7 +26,7 @@ import psutil
 from tests.control.servers import stop_group
 from tests.pg import free_port
 
-TEMPLATE = Path(__file__).with_name("haproxy.cfg.j2")
+TEMPLATE = Path(__file__).resolve().parents[1] / "roles/meshvpn_control/templates/haproxy.cfg.j2"
 FD_MARGIN = 512  # descriptors of an instance besides its connections (listeners, pollers, logs)
 ADDRESS = "127.0.0.1"  # the proxy's source address towards the control plane: its `trusted_proxies`
 
@@ -39,14 +40,17 @@ class HAProxy:
                  keepalive_timeout: float = 75.0, threads: int | None = None, port: int | None = None,
                  name: str = "haproxy"):
         self.port = port or free_port()
-        self.pem = directory / "haproxy.pem"
+        self.pem = directory / "proxy.pem"
         self.pem.write_text(cert.read_text() + key.read_text())
         self.pem.chmod(0o600)
         self.config = directory / f"{name}.cfg"
-        template = jinja2.Template(TEMPLATE.read_text(), undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        # As Ansible renders it for the role (trim_blocks), with the role's variables.
+        template = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                      keep_trailing_newline=True).from_string(TEMPLATE.read_text())
         self.config.write_text(template.render(
-            maxconn=maxconn, threads=threads or os.cpu_count() or 1, keepalive_timeout=int(keepalive_timeout),
-            listen=f"{ADDRESS}:{self.port}", pem=self.pem, backend=f"{ADDRESS}:{backend_port}"))
+            meshvpn_control_tls_proxy_maxconn=maxconn, meshvpn_control__proxy_threads=threads or os.cpu_count() or 1,
+            meshvpn_control__proxy_timeout=int(keepalive_timeout), meshvpn_control_listen=f"{ADDRESS}:{self.port}",
+            meshvpn_control__proxy_pem=self.pem, meshvpn_control_backend_port=backend_port))
         self.log_path = directory / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 

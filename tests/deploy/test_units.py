@@ -2,8 +2,8 @@
 
 Rendered from roles/meshvpn_common's one description of each program, as the role renders them;
 `systemd-analyze verify` must accept each without a warning, and `systemd-analyze security` must
-rate each one's exposure low (the agent keeps only CAP_NET_ADMIN/CAP_NET_RAW, the control plane
-and chat no capability at all, everything but their own state read-only).
+rate each one's exposure low (the agent keeps only CAP_NET_ADMIN/CAP_NET_RAW, the control plane,
+the HAProxy in front of it and chat no capability at all, everything but their own state read-only).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PROGRAMS = ("meshvpn-control", "meshagent", "meshchat")
+PROGRAMS = ("meshvpn-control", "meshvpn-tls-proxy", "meshagent", "meshchat")
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="systemd-analyze is not installed (scripts/install-system-packages)")
 
@@ -57,6 +57,9 @@ def test_the_hardening_fits_each_program(units):
     assert "LimitNOFILE=65536" in text["meshvpn-control"]
     assert "User=meshvpn\nGroup=meshvpn\n" in text["meshvpn-control"], "the control plane runs as its own user"
     assert "ReadWritePaths=/var/lib/meshvpn-control\n" in text["meshvpn-control"]
+    proxy = text["meshvpn-tls-proxy"]  # HAProxy in front: the control plane's user, nothing writable
+    assert "User=meshvpn\nGroup=meshvpn\n" in proxy and "CapabilityBoundingSet=\n" in proxy
+    assert "ReadWritePaths=\n" in proxy and "LimitNOFILE=65536" in proxy
     for unit in text.values():
         assert "NoNewPrivileges=yes" in unit and "ProtectSystem=strict" in unit
 

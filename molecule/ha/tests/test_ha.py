@@ -1,6 +1,7 @@
 """The HA lab after its faults, checked with testinfra (the `host` fixture): every node connected
-with every peer online, every control host serving all of them with the one CA, and PostgreSQL
-letting in only the control hosts."""
+with every peer online, every control host serving all of them with the one CA, control2 behind
+HAProxy (meshvpn_control_tls_proxy) seeing each node's own address, and PostgreSQL letting in only
+the control hosts."""
 import hashlib
 import json
 import os
@@ -54,6 +55,56 @@ def test_every_control_host_serves_every_node_online_with_the_one_ca(host):
     assert "postgresql://" in host.file("/etc/meshvpn/control.yml").content_string
     config = host.file("/etc/meshvpn/control.yml")  # it holds the database password: its group reads it
     assert (config.user, config.group, config.mode) == ("root", "meshvpn", 0o640)
+
+
+def proxied(host) -> bool:
+    return bool(host.ansible.get_variables().get("meshvpn_control_tls_proxy"))
+
+
+def test_the_lab_puts_haproxy_in_front_of_one_control_host():
+    assert [bool(INVENTORY.get_variables(c).get("meshvpn_control_tls_proxy")) for c in CONTROLS] == [False, True]
+
+
+def test_haproxy_terminates_tls_in_front_of_the_control_plane_where_asked(host):
+    only(host, "meshvpn_control")
+    address = host.ansible.get_variables()["ansible_host"]
+    config = host.file("/etc/meshvpn/control.yml").content_string
+    listening = host.check_output("ss -Htlnp")
+    programs = host.check_output(f"{VENV}/bin/supervisorctl -c /etc/meshvpn/supervisord.conf status")
+    if not proxied(host):
+        assert "meshvpn-tls-proxy" not in programs and "haproxy" not in listening
+        assert f'listen: "{address}:8700"' in config and "tls_key:" in config
+        return
+    assert "meshvpn-tls-proxy" in programs and "RUNNING" in programs.split("meshvpn-tls-proxy")[1].splitlines()[0]
+    # HAProxy has the public port; the control plane only loopback, plain, trusting HAProxy alone.
+    assert 'listen: "127.0.0.1:8701"' in config and "trusted_proxies: 127.0.0.1/32" in config
+    assert "tls_key:" not in config and "tls_cert:" not in config
+    assert any(f"{address}:8700" in line and "haproxy" in line for line in listening.splitlines())
+    assert any("127.0.0.1:8701" in line and "haproxy" not in line for line in listening.splitlines())
+    assert not any(f"{address}:8701" in line or "0.0.0.0:8701" in line for line in listening.splitlines())
+    pem = host.file("/etc/meshvpn/tls/proxy.pem")  # the server key: root's, read by the control plane's group
+    assert (pem.user, pem.group, pem.mode) == ("root", "meshvpn", 0o640)
+    pid = host.check_output(f"{VENV}/bin/supervisorctl -c /etc/meshvpn/supervisord.conf pid meshvpn-tls-proxy")
+    assert host.check_output(f"ps -o user= -p {pid}").strip() == "meshvpn", "HAProxy runs as the control plane's user"
+    # The certificate HAProxy presents is the control host's own, from the mesh's CA.
+    served = host.run(f"openssl s_client -connect {address}:8700 -CAfile /etc/meshvpn/tls/ca.crt -verify_return_error "
+                      "</dev/null")
+    assert served.rc == 0 and "Verify return code: 0 (ok)" in served.stdout
+
+
+def test_each_node_is_seen_at_its_own_address_through_either_control_host(host):
+    """Behind HAProxy the control plane takes a node's address from the X-Forwarded-For HAProxy
+    writes: every node's reflexive endpoint is its own address (the nodes heartbeat through control2
+    while control1 is lost), never missing for looking like a loopback client."""
+    only(host, "meshvpn_control")
+    nodes = json.loads(host.check_output(
+        f"runuser -u meshvpn -- {VENV}/bin/meshctl nodes --json "
+        f"--control https://{host.ansible.get_variables()['ansible_host']}:8700 --ca /etc/meshvpn/tls/ca.crt "
+        "--admin-token-file /var/lib/meshvpn-control/admin.token"))["nodes"]
+    seen = {n["name"]: n["reflexive_endpoint"] for n in nodes}
+    expected = {n: f"{INVENTORY.get_variables(n)['meshvpn_lab_seen_as']}:{port}"
+                for n, port in ((n["name"], n["listen_port"]) for n in nodes)}
+    assert seen == expected
 
 
 def test_postgresql_lets_in_only_the_control_hosts(host):
