@@ -21,7 +21,10 @@ One run, per store and size:
 4. cold start: the control plane is stopped and started again, then every node reconnects at
    once (its stream with `since` = the last revision it saw, and a heartbeat); the time until
    every stream is back and every node's heartbeat answered, and the `node_offline` lines the
-   server logged after the restart (there must be none: the grace period).
+   server logged after the restart (there must be none: the grace period). --cold-starts N does
+   it N times; after each, once every node is back, the memory of the server's processes (and of
+   the proxy's, apart): whether a burst of reconnections leaves memory held, and whether the next
+   one adds to it.
 
 The generator measures itself: how late each heartbeat left against its schedule (only when it
 was not waiting for the server's previous answer: that wait is the server's) and the CPU of each
@@ -713,6 +716,19 @@ async def cold_start(server: Server, generators: Generators, args, name: str) ->
             "cold_start_errors": dict(sum((Counter(r["errors"]) for r in replies), Counter()))}
 
 
+def proxy_rss_mb(server: Server) -> list[float]:
+    """RSS of each proxy instance (none without --tls-proxy)."""
+    return [round(server_rss([process]) / 2**20, 1) for process in tls_proxy.processes(server.proxies)]
+
+
+def memory_after_cold_start(server: Server, restart: dict) -> dict:
+    """Once every node is back: how long that took, and what the server's processes hold now."""
+    return {"cold_start_s": restart["cold_start_s"], "cold_start_not_back": restart["cold_start_not_back"],
+            "cold_start_offline": restart["cold_start_offline"],
+            "server_rss_mb": round(server_rss(server_processes(server)) / 2**20, 1),
+            "proxy_rss_mb": proxy_rss_mb(server)}
+
+
 async def measure(server: Server, args, store: str, nodes: int, run_id: str, cafile: str | None) -> dict:
     control = server.control
     join_token = await asyncio.to_thread(control.join_token, True)
@@ -787,8 +803,14 @@ async def measure(server: Server, args, store: str, nodes: int, run_id: str, caf
         for change, (_, sent, _) in zip(row.get("changes", []), changes.made, strict=False):
             change["at_s"] = round(sent - start, 1)  # into the window, beside heartbeat_max_ms_by_second
         row["offline_steady"] = len(log_events(control.log_path, 0, "node_offline"))
+        row["proxy_rss_mb_window_end"] = proxy_rss_mb(server)
         if not args.no_cold_start:
             row.update(await cold_start(server, generators, args, f"control_scale-{run_id}-{store}-{nodes}-cold"))
+            row["after_cold_starts"] = [memory_after_cold_start(server, row)]
+            for again in range(2, args.cold_starts + 1):
+                restart = await cold_start(server, generators, args,
+                                           f"control_scale-{run_id}-{store}-{nodes}-cold{again}")
+                row["after_cold_starts"].append(memory_after_cold_start(server, restart))
         await generators.tell("stop")
         return row
     finally:
@@ -901,6 +923,8 @@ def main() -> int:
                         help="TLS terminated by HAProxy in front (bench/haproxy.cfg.j2); the server behind it plain "
                              "(auto's event loop: uvloop), trusting the proxy's X-Forwarded-For")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the restart at the end")
+    parser.add_argument("--cold-starts", type=int, default=1,
+                        help="restarts at the end, each followed by the server's memory once every node is back")
     parser.add_argument("--no-streams", dest="streams", action="store_false",
                         help="nodes only heartbeat (what a stream costs, by difference)")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker during the window")

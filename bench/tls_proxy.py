@@ -5,12 +5,16 @@ Renders the meshvpn_control role's HAProxy configuration (the one a deployment w
 free loopback port, and waits until it accepts connections. The control plane behind it listens on
 plain HTTP and trusts it for X-Forwarded-For (`trusted_proxies`).
 
+HAProxy runs with jemalloc preloaded where it is installed, as the role runs it (`JEMALLOC`):
+glibc's allocator keeps for good what a burst of handshakes took.
+
 HAProxy wants two descriptors per connection it may hold (`maxconn`): where a process may not hold
 that many (a container's hard RLIMIT_NOFILE), `proxies` starts several instances on one port, the
 kernel spreading connections between them (HAProxy binds with SO_REUSEPORT).
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
 import resource
@@ -29,10 +33,17 @@ from tests.pg import free_port
 TEMPLATE = Path(__file__).resolve().parents[1] / "roles/meshvpn_control/templates/haproxy.cfg.j2"
 FD_MARGIN = 512  # descriptors of an instance besides its connections (listeners, pollers, logs)
 ADDRESS = "127.0.0.1"  # the proxy's source address towards the control plane: its `trusted_proxies`
+# Debian's libjemalloc2, as roles/meshvpn_control/tasks/tls_proxy.yml preloads it (None: not installed).
+JEMALLOC = next(iter(sorted(glob.glob("/usr/lib/*/libjemalloc.so.2"))), None)
 
 
 def available() -> bool:
     return shutil.which("haproxy") is not None
+
+
+def version() -> str:
+    """HAProxy's version line (`haproxy -v`), for a benchmark's record."""
+    return subprocess.run(["haproxy", "-v"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
 
 
 class HAProxy:
@@ -54,11 +65,13 @@ class HAProxy:
         self.log_path = directory / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 10.0) -> HAProxy:
+    def start(self, timeout: float = 10.0, allocator: str | None = JEMALLOC) -> HAProxy:
+        """`allocator`: a malloc library to preload (None: glibc's)."""
         subprocess.run(["haproxy", "-c", "-q", "-f", str(self.config)], check=True)
+        env = {**os.environ, "LD_PRELOAD": allocator} if allocator else None
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.config)], stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -60,6 +60,8 @@ def test_the_hardening_fits_each_program(units):
     proxy = text["meshvpn-tls-proxy"]  # HAProxy in front: the control plane's user, nothing writable
     assert "User=meshvpn\nGroup=meshvpn\n" in proxy and "CapabilityBoundingSet=\n" in proxy
     assert "ReadWritePaths=\n" in proxy and "LimitNOFILE=65536" in proxy
+    assert 'Environment="LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"\n' in proxy
+    assert "Environment=" not in text["meshvpn-control"]
     for unit in text.values():
         assert "NoNewPrivileges=yes" in unit and "ProtectSystem=strict" in unit
 

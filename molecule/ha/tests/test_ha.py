@@ -86,6 +86,7 @@ def test_haproxy_terminates_tls_in_front_of_the_control_plane_where_asked(host):
     assert (pem.user, pem.group, pem.mode) == ("root", "meshvpn", 0o640)
     pid = host.check_output(f"{VENV}/bin/supervisorctl -c /etc/meshvpn/supervisord.conf pid meshvpn-tls-proxy")
     assert host.check_output(f"ps -o user= -p {pid}").strip() == "meshvpn", "HAProxy runs as the control plane's user"
+    assert "libjemalloc.so.2" in host.check_output(f"cat /proc/{pid}/maps"), "HAProxy allocates with jemalloc"
     # The certificate HAProxy presents is the control host's own, from the mesh's CA.
     served = host.run(f"openssl s_client -connect {address}:8700 -CAfile /etc/meshvpn/tls/ca.crt -verify_return_error "
                       "</dev/null")
