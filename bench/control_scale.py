@@ -918,10 +918,11 @@ def main() -> int:
     parser.add_argument("--event-loop", choices=config.EVENT_LOOPS, default="auto",
                         help="the server's event loop (auto: uvloop when installed)")
     parser.add_argument("--tls", action="store_true",
-                        help="the server serves TLS, as every deployment does (auto's event loop is then asyncio)")
+                        help="the server serves TLS itself, as a deployment without HAProxy in front does "
+                             "(auto's event loop is then asyncio)")
     parser.add_argument("--tls-proxy", action="store_true",
-                        help="TLS terminated by HAProxy in front (bench/haproxy.cfg.j2); the server behind it plain "
-                             "(auto's event loop: uvloop), trusting the proxy's X-Forwarded-For")
+                        help="TLS terminated by HAProxy in front (the meshvpn_control role's haproxy.cfg.j2); the "
+                             "server behind it plain (auto's event loop: uvloop), trusting the proxy's X-Forwarded-For")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the restart at the end")
     parser.add_argument("--cold-starts", type=int, default=1,
                         help="restarts at the end, each followed by the server's memory once every node is back")

@@ -49,7 +49,9 @@ def version() -> str:
 class HAProxy:
     def __init__(self, directory: Path, cert: Path, key: Path, backend_port: int, maxconn: int,
                  keepalive_timeout: float = 75.0, threads: int | None = None, port: int | None = None,
-                 name: str = "haproxy"):
+                 name: str = "haproxy", per_address: int | None = None):
+        """`per_address`: connections one client address may hold (default: maxconn, as every
+        simulated node of a benchmark connects from loopback)."""
         self.port = port or free_port()
         self.pem = directory / "proxy.pem"
         self.pem.write_text(cert.read_text() + key.read_text())
@@ -61,7 +63,8 @@ class HAProxy:
         self.config.write_text(template.render(
             meshvpn_control_tls_proxy_maxconn=maxconn, meshvpn_control__proxy_threads=threads or os.cpu_count() or 1,
             meshvpn_control__proxy_timeout=int(keepalive_timeout), meshvpn_control_listen=f"{ADDRESS}:{self.port}",
-            meshvpn_control__proxy_pem=self.pem, meshvpn_control_backend_port=backend_port))
+            meshvpn_control__proxy_cert=self.pem, meshvpn_control_backend_port=backend_port,
+            meshvpn_control_tls_proxy_per_address=per_address or maxconn))
         self.log_path = directory / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 

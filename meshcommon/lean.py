@@ -14,6 +14,7 @@
 import importlib
 import importlib.util
 import sys
+import threading
 
 
 def without_httpx_command_line() -> None:
@@ -28,15 +29,25 @@ def pyroute2_on_demand() -> None:
         return  # not installed: the import that needs it says so
     package = importlib.util.module_from_spec(spec)
     loader = spec.loader
+    whole = threading.RLock()  # one thread runs the __init__, the others wait for it
+    ran: list[bool] = []
 
     def __getattr__(name: str) -> object:
         # A submodule (`from pyroute2 import config`, as pyroute2's own modules do) imports alone.
         if not name.startswith("__") and importlib.util.find_spec(f"pyroute2.{name}") is not None:
             return importlib.import_module(f"pyroute2.{name}")
-        del vars(package)["__getattr__"]
-        loader.exec_module(package)  # the whole package, as `import pyroute2` would have run it
-        return getattr(package, name)
+        with whole:
+            if not ran:
+                ran.append(True)  # a name asked while the __init__ runs is looked up as it stands
+                try:
+                    loader.exec_module(package)  # the whole package, as `import pyroute2` would have run it
+                except BaseException:
+                    ran.clear()  # the next asker runs it again, as a failed import would be retried
+                    raise
+        try:
+            return vars(package)[name]
+        except KeyError:
+            raise AttributeError(f"module 'pyroute2' has no attribute {name!r}") from None
 
     vars(package)["__getattr__"] = __getattr__  # PEP 562: asked for the names not (yet) set
     sys.modules["pyroute2"] = package
-

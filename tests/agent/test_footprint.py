@@ -80,3 +80,32 @@ def test_pyroute2_without_its_package_init_still_imports_the_documented_way():
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert "absent:" in done.stdout and "NoSuchName" in done.stdout
+
+
+PYROUTE2_FROM_THREADS = """
+import sys, threading
+import agent  # registers pyroute2 without its package __init__
+from pyroute2.iproute.linux import IPRoute
+errors, start = [], threading.Barrier(8)
+
+def ask():
+    start.wait()
+    try:
+        from pyroute2 import NDB, IPRoute as WholeIPRoute
+        assert WholeIPRoute is IPRoute and NDB
+    except Exception as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=ask) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(errors)
+"""
+
+
+def test_threads_asking_pyroute2_at_once_all_get_the_whole_package():
+    done = subprocess.run([sys.executable, "-c", PYROUTE2_FROM_THREADS], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

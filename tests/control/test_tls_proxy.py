@@ -9,6 +9,7 @@ plane records as its reflexive endpoint.
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -125,3 +126,43 @@ def test_health_and_a_netmap_stream_pass_the_proxy_over_tls(site):
             change = next(received)
     assert change.event == "netmap" and int(change.id) > int(first.id)
     assert joiner["node_id"] in change.data
+
+
+def handshake(port: int, verify: ssl.SSLContext) -> ssl.SSLSocket:
+    """A TLS connection through HAProxy with one request answered; OSError when HAProxy refuses it."""
+    raw = socket.create_connection((tls_proxy.ADDRESS, port), timeout=5)
+    try:
+        conn = verify.wrap_socket(raw, server_hostname=tls_proxy.ADDRESS)
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: control\r\n\r\n")
+        if not conn.recv(4096).startswith(b"HTTP/1.1 200"):
+            raise OSError("no answer")
+        return conn
+    except BaseException:
+        raw.close()
+        raise
+
+
+def test_haproxy_holds_one_address_to_its_share_of_connections(site, tmp_path):
+    """Behind HAProxy every connection reaches the control plane from loopback, exempt from its
+    per-address cap: HAProxy applies the cap (`meshvpn_control_tls_proxy_per_address`) instead."""
+    cert, key = certificate(tmp_path)
+    proxy = tls_proxy.HAProxy(tmp_path, cert, key, site.control.port, maxconn=64, name="capped", per_address=2)
+    verify = ssl.create_default_context(cafile=str(cert))
+    proxy.start()
+    try:
+        held = [handshake(proxy.port, verify) for _ in range(2)]
+        with pytest.raises(OSError):
+            handshake(proxy.port, verify)  # a third from the same address: refused on accept
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:  # the closed one leaves the count once HAProxy has seen it close
+            try:
+                held.append(handshake(proxy.port, verify))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "a connection closed did not give its place back"
+                time.sleep(0.1)
+        for conn in held:
+            conn.close()
+    finally:
+        proxy.stop()

@@ -57,8 +57,8 @@ def test_the_hardening_fits_each_program(units):
     assert "LimitNOFILE=65536" in text["meshvpn-control"]
     assert "User=meshvpn\nGroup=meshvpn\n" in text["meshvpn-control"], "the control plane runs as its own user"
     assert "ReadWritePaths=/var/lib/meshvpn-control\n" in text["meshvpn-control"]
-    proxy = text["meshvpn-tls-proxy"]  # HAProxy in front: the control plane's user, nothing writable
-    assert "User=meshvpn\nGroup=meshvpn\n" in proxy and "CapabilityBoundingSet=\n" in proxy
+    proxy = text["meshvpn-tls-proxy"]  # HAProxy in front: its own user, nothing writable
+    assert "User=haproxy\nGroup=haproxy\n" in proxy and "CapabilityBoundingSet=\n" in proxy
     assert "ReadWritePaths=\n" in proxy and "LimitNOFILE=65536" in proxy
     assert 'Environment="LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"\n' in proxy
     assert "Environment=" not in text["meshvpn-control"]

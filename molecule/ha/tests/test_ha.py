@@ -82,10 +82,14 @@ def test_haproxy_terminates_tls_in_front_of_the_control_plane_where_asked(host):
     assert any(f"{address}:8700" in line and "haproxy" in line for line in listening.splitlines())
     assert any("127.0.0.1:8701" in line and "haproxy" not in line for line in listening.splitlines())
     assert not any(f"{address}:8701" in line or "0.0.0.0:8701" in line for line in listening.splitlines())
-    pem = host.file("/etc/meshvpn/tls/proxy.pem")  # the server key: root's, read by the control plane's group
-    assert (pem.user, pem.group, pem.mode) == ("root", "meshvpn", 0o640)
+    key = host.file("/etc/meshvpn/haproxy/server.crt.key")  # the server key: root's, read by HAProxy's group
+    assert (key.user, key.group, key.mode) == ("root", "haproxy", 0o640)
+    assert key.content == host.file("/etc/meshvpn/tls/server.key").content
+    # HAProxy's own user may enter neither the control plane's TLS directory nor its state.
+    assert host.run("runuser -u haproxy -- cat /etc/meshvpn/tls/server.key").rc != 0
+    assert host.run("runuser -u haproxy -- ls /var/lib/meshvpn-control").rc != 0
     pid = host.check_output(f"{VENV}/bin/supervisorctl -c /etc/meshvpn/supervisord.conf pid meshvpn-tls-proxy")
-    assert host.check_output(f"ps -o user= -p {pid}").strip() == "meshvpn", "HAProxy runs as the control plane's user"
+    assert host.check_output(f"ps -o user= -p {pid}").strip() == "haproxy", "HAProxy runs as its own user"
     assert "libjemalloc.so.2" in host.check_output(f"cat /proc/{pid}/maps"), "HAProxy allocates with jemalloc"
     # The certificate HAProxy presents is the control host's own, from the mesh's CA.
     served = host.run(f"openssl s_client -connect {address}:8700 -CAfile /etc/meshvpn/tls/ca.crt -verify_return_error "
