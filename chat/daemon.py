@@ -27,6 +27,8 @@ class Chat:
         self.port = port
         self.view: peers.View | None = None
         self.server: asyncio.base_events.Server | None = None
+        self.listening_on: str | None = None  # the mesh IP `server` is bound to
+        self.listen_failure: tuple[str, str] | None = None  # the last failed bind: address, reason
         self.subscribers: set[asyncio.Queue] = set()
         self.receiver = transport.Receiver(self.is_peer, self.on_message)
 
@@ -42,29 +44,38 @@ class Chat:
         return {**self.view.as_dict(), "agent": "connected"}
 
     async def follow(self) -> None:
-        """Poll the agent's status; publish peer changes; listen on our mesh IP once known."""
+        """Poll the agent's status and take each answer (`update`)."""
         with peers.reader(self.state_dir) as agent:
             while True:
-                view = await asyncio.to_thread(peers.read, agent)
-                if view != self.view:
-                    if view is not None and (self.view is None or view.mesh_ip != self.view.mesh_ip):
-                        await self.listen(view.mesh_ip)
-                    self.view = view
-                    self.publish("state", self.state())
+                await self.update(await asyncio.to_thread(peers.read, agent))
                 await asyncio.sleep(FOLLOW_INTERVAL)
+
+    async def update(self, view: peers.View | None) -> None:
+        """Take one poll's view: listen on its mesh IP, tried again on every poll until it works (the
+        agent knows its mesh IP before the address is on the interface), and publish a changed view.
+        With no agent answering, the chat keeps listening where it was."""
+        if view is not None and view.mesh_ip != self.listening_on:
+            await self.listen(view.mesh_ip)
+        if view != self.view:
+            self.view = view
+            self.publish("state", self.state())
 
     async def listen(self, mesh_ip: str | None) -> None:
         if self.server is not None:
             self.server.close()
-            self.server = None
+            self.server, self.listening_on = None, None
         if mesh_ip is None:
             return
         try:
             self.server = await asyncio.start_server(self.receiver.handle, mesh_ip, self.port)
-            emit("chat_listening", address=f"{mesh_ip}:{self.port}", reason="mesh_ip")
         except OSError as exc:  # the agent has not put the address on the interface yet
-            emit("chat_listen_failed", address=f"{mesh_ip}:{self.port}", reason=str(exc))
-            self.view = None  # try again on the next poll
+            failure = (mesh_ip, str(exc))
+            if failure != self.listen_failure:  # once per new reason, not once per poll
+                emit("chat_listen_failed", address=f"{mesh_ip}:{self.port}", reason=str(exc))
+            self.listen_failure = failure
+            return
+        self.listening_on, self.listen_failure = mesh_ip, None
+        emit("chat_listening", address=f"{mesh_ip}:{self.port}", reason="mesh_ip")
 
     # -- receiving --------------------------------------------------------------
 

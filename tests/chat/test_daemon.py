@@ -5,6 +5,7 @@ Two daemons on loopback stand in for two nodes: the peer is 127.0.0.1 for both.
 from __future__ import annotations
 
 import asyncio
+import socket
 import stat
 
 import pytest
@@ -71,6 +72,49 @@ async def test_a_message_to_a_non_peer_is_refused_before_anything_is_stored(tmp_
     with pytest.raises(LookupError, match="not a peer"):
         await chat.send("100.64.0.250", "nobody")
     assert chat.store.history("100.64.0.250") == []
+
+
+@pytest.mark.anyio
+async def test_a_mesh_ip_it_cannot_listen_on_yet_is_tried_again_on_every_poll_until_it_works(tmp_path, caplog):
+    """After a node's restart the agent reports its mesh IP before the address is on the interface:
+    the first bind fails, and the chat must listen once it can, though the view has not changed."""
+    port = free_port()
+    chat = Chat(tmp_path, Store(tmp_path / "chat.db"), port)
+    view = View(LOOPBACK, "me", {})
+    states = watch(chat)
+    taken = socket.create_server((LOOPBACK, port))  # the bind fails as long as this holds the port
+    try:
+        await chat.update(view)
+        await chat.update(view)
+        assert chat.server is None and chat.listening_on is None
+    finally:
+        taken.close()
+    await chat.update(view)
+    try:
+        assert chat.listening_on == LOOPBACK
+        with socket.create_connection((LOOPBACK, port), timeout=2):
+            pass
+        assert published(states) == [("state", None)]  # one view, published once
+        failed = [r for r in caplog.records if r.getMessage() == "chat_listen_failed"]
+        assert len(failed) == 1, "a failure is logged once per reason, not once per poll"
+        assert [r for r in caplog.records if r.getMessage() == "chat_listening"]
+    finally:
+        await chat.listen(None)
+    assert chat.listening_on is None
+
+
+@pytest.mark.anyio
+async def test_with_no_agent_answering_the_chat_keeps_listening_on_its_mesh_ip(tmp_path):
+    port = free_port()
+    chat = Chat(tmp_path, Store(tmp_path / "chat.db"), port)
+    await chat.update(View(LOOPBACK, "me", {}))
+    try:
+        await chat.update(None)
+        assert chat.listening_on == LOOPBACK and chat.state()["agent"] == "unreachable"
+        with socket.create_connection((LOOPBACK, port), timeout=2):
+            pass
+    finally:
+        await chat.listen(None)
 
 
 def test_without_an_agent_the_state_says_so(tmp_path):
