@@ -10,7 +10,7 @@ Must not decide when to retry: the session does.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TypeVar
 
 import httpx
@@ -112,8 +112,8 @@ class ControlClient:
     async def leave(self, node_id: str, token: str) -> None:
         await self._send("DELETE", f"/v1/nodes/{node_id}", token)
 
-    async def watch(self, token: str, since: int | None) -> AsyncIterator[
-            wire.FullNetmap[msgspec.Raw] | wire.DeltaNetmap[msgspec.Raw]]:
+    async def watch(self, token: str, since: int | None) -> AsyncGenerator[
+            wire.FullNetmap[msgspec.Raw] | wire.DeltaNetmap[msgspec.Raw], None]:
         """Netmap answers as the control plane streams them (server-sent events); ends with TemporaryError."""
         params = {"stream": "true"}
         if since is not None:

@@ -72,7 +72,15 @@ def fold(entries: Mapping[str, msgspec.Raw], answer: Answer) -> dict[str, msgspe
 
 
 def receive(received: Received | None, answer: Answer) -> Received:
-    """The map after `answer`: its header, and the entries folded into those received before."""
+    """The map after `answer`: its header, and the entries folded into those received before. A delta
+    must continue the map held (its `since` is the held revision): one that does not is refused
+    (BadNetmap), since what changed in between is unknown; after a refused answer the control plane's
+    next delta continues a map this node does not hold."""
+    if isinstance(answer, DeltaNetmap):
+        held = received.revision if received is not None else None
+        if answer.since != held:
+            raise BadNetmap(f"a delta since revision {answer.since} does not continue the map held "
+                            f"(revision {held})")
     before = received.entries if received is not None else {}
     return Received(answer.revision, answer.mesh_prefix, answer.self, fold(before, answer))
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -45,7 +45,7 @@ class ControlAPI(Protocol):
     async def heartbeat(self, node_id: str, token: str, body: dict,
                         timeout: float | None = None) -> HeartbeatAnswer: ...
 
-    def watch(self, token: str, since: int | None) -> AsyncIterator[intake.Answer]: ...
+    def watch(self, token: str, since: int | None) -> AsyncGenerator[intake.Answer, None]: ...
 
 
 @dataclass
@@ -114,19 +114,21 @@ class Session:
         emit("netmap_restored", node=self.node_id, reason="cache", revision=netmap.revision, peers=len(netmap.peers))
         self.changed.set()
 
-    def take(self, answer: intake.Answer) -> None:
-        """Fold one netmap answer into the map; persist it; wake the reconciler."""
-        received = intake.receive(self.received, answer)
+    def take(self, answer: intake.Answer) -> bool:
+        """Fold one netmap answer into the map; persist it; wake the reconciler. False when the answer
+        is refused: the map held stays, and the stream must start again from it (`_follow`)."""
         try:
+            received = intake.receive(self.received, answer)
             netmap = intake.netmap_of(received)
         except intake.BadNetmap as exc:
             emit("netmap_rejected", node=self.node_id, reason=str(exc), revision=answer.revision)
-            return
+            return False
         for node_id, reason in netmap.rejected:
             emit("peer_rejected", node=self.node_id, peer=node_id, reason=reason, revision=netmap.revision)
         self.received, self.netmap = received, netmap
         self.state.save_netmap(intake.cache_bytes(received))
         self.changed.set()
+        return True
 
     def _clear_peers(self) -> None:
         """Removed from the mesh: keep the interface, drop every peer (they dropped us)."""
@@ -295,11 +297,16 @@ class Session:
             stream.result()
 
     async def _follow(self, identity: Identity, retry: Backoff) -> None:
+        """Take the stream's answers. After one it refuses, the stream's next delta would continue a
+        map this node does not hold: it ends the stream, and `_watch` starts it again from the map
+        held after its backoff (which only an answer taken resets)."""
         self.streaming_from = self.client.url
-        async for answer in self.client.watch(identity.node_token, self._revision()):
-            self._reachable()
-            retry.reset()
-            self.take(answer)
+        async with contextlib.aclosing(self.client.watch(identity.node_token, self._revision())) as answers:
+            async for answer in answers:
+                self._reachable()
+                if not self.take(answer):
+                    return
+                retry.reset()
 
 
 async def first_failure(*loops: Awaitable[None]) -> BaseException | None:

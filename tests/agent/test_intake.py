@@ -84,6 +84,13 @@ def test_receive_takes_the_latest_header():
     assert (second.revision, second.me.name, list(second.entries)) == (4, "renamed", ["a"])
 
 
+@pytest.mark.parametrize("held, since", [(None, 1), (1, 2), (3, 2)])
+def test_a_delta_that_does_not_continue_the_map_held_is_refused(held, since):
+    before = None if held is None else intake.receive(None, full(held, [entry("a", "100.64.0.2")]))
+    with pytest.raises(intake.BadNetmap, match=f"since revision {since} does not continue"):
+        intake.receive(before, delta(since + 1, since, [entry("b", "100.64.0.3")], []))
+
+
 def test_without_peers_keeps_this_node_and_the_revision():
     got = intake.netmap_of(intake.without_peers(received({"a": entry("a", "100.64.0.2")}, revision=9)))
     assert got.peers == () and got.revision == 9 and got.me.node_id == "me"

@@ -301,12 +301,38 @@ async def test_watch_errors_back_off_up_to_their_own_cap(tmp_path):
 
 async def test_a_netmap_that_describes_this_node_badly_is_rejected_and_the_last_good_one_kept(tmp_path, caplog):
     bad = full(5, [B], me={**ME, "mesh_ip": "10.0.0.1"})
-    control = FakeControl([registered()], streams=[[full(4, [A]), bad, full(6, [A, {**B, "public_key": "junk"}])]])
+    control = FakeControl([registered()], streams=[[full(4, [A]), bad],
+                                                   [full(6, [A, {**B, "public_key": "junk"}])]])
     made = session(tmp_path, control, enrolled=identity())
     await drive(made, lambda: made.netmap is not None and made.netmap.revision == 6)
     assert len(events(caplog, "netmap_rejected")) == 1
     assert [p.node_id for p in made.netmap.peers] == ["a"] and [n for n, _ in made.netmap.rejected] == ["b"]
     assert len(events(caplog, "peer_rejected")) == 1
+    assert [call[2] for call in control.calls if call[0] == "watch"] == [None, 4], "again from the map held"
+
+
+async def test_after_a_refused_answer_the_stream_starts_again_from_the_map_held(tmp_path, caplog):
+    """The control plane moved the stream past the refused revision 5: its next delta, since 5, would
+    fold revision 5's changes (B) into a map that never had them. The stream starts again from 4."""
+    bad = delta(5, 4, [B], [], me={**ME, "mesh_ip": "10.0.0.1"})
+    past_it = delta(6, 5, [], [])
+    control = FakeControl([registered()], streams=[[full(4, [A]), bad, past_it], [delta(6, 4, [B], [])]])
+    made = session(tmp_path, control, enrolled=identity())
+    await drive(made, lambda: made.netmap is not None and made.netmap.revision == 6)
+    assert sorted(p.node_id for p in made.netmap.peers) == ["a", "b"]
+    assert [call[2] for call in control.calls if call[0] == "watch"] == [None, 4]
+    assert len(events(caplog, "netmap_rejected")) == 1
+
+
+async def test_a_delta_that_does_not_continue_the_map_held_is_refused_and_the_stream_started_again(tmp_path, caplog):
+    gap = delta(6, 5, [B], [])
+    control = FakeControl([registered()], streams=[[full(4, [A]), gap], [gap], [full(6, [A, B])]])
+    made = session(tmp_path, control, enrolled=identity())
+    await drive(made, lambda: made.netmap is not None and made.netmap.revision == 6)
+    assert [call[2] for call in control.calls if call[0] == "watch"] == [None, 4, 4]
+    assert made.delays[:2] == [0.5, 1.0], "only an answer taken resets the backoff, not a refused one"
+    assert [r.reason for r in events(caplog, "netmap_rejected")] == [
+        "a delta since revision 5 does not continue the map held (revision 4)"] * 2
 
 
 async def test_removed_from_the_mesh_the_node_forgets_its_identity_drops_its_peers_and_stops(tmp_path, caplog):
