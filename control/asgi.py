@@ -2,15 +2,15 @@
 
 Owns building the app from the environment alone. Configuration comes from MESHVPN_CONTROL_*
 variables (and MESHVPN_CONTROL_CONFIG, a YAML file). Run `meshctl migrate` first. Prefer
-`meshctl serve`: it also migrates, checks file modes and runs `control.httpserver.ControlWorker`,
+`meshctl serve`: it also migrates, checks file modes and runs `control.serve.connections.ControlWorker`,
 whose header/body/idle timeouts and connection cap a plain uvicorn worker does not have.
 """
 import os
 from pathlib import Path
 
 from control import config
-from control.app import create_app
-from control.db import connect
+from control.api.app import create_app
+from control.store.db import connect
 from meshcommon.events import setup_logging
 
 _file = os.environ.get("MESHVPN_CONTROL_CONFIG")

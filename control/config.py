@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from control import ipam, tunnels
+from control.rules import ipam, tunnels
 
 HTTP_PARSERS = ("auto", "h11", "httptools")
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")

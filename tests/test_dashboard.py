@@ -5,7 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from agent import metrics as agent_metrics
-from control import metrics as control_metrics
+from control.api import metrics as control_metrics
 from meshcommon.wire import AgentStatus, Histogram, PeerStatus, WriteCounts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -86,7 +86,7 @@ def test_detector_flags_secrets_and_state(path, content):
     ("agent/state.py", b'self.key_path = self.root / "private.key"\n'),
     ("docs/wg.md", b"PrivateKey = <this node's key>\n"),
     ("agent/templates/wg.conf.j2", b"PrivateKey = {{ private_key }}\n"),
-    ("control/tokens.py", None),
+    ("control/rules/tokens.py", None),
 ])
 def test_detector_leaves_ordinary_files_alone(path, content):
     assert secret_reason(path, content) is None

@@ -1,11 +1,11 @@
 """Enrolment nonces and the control key: the SQL of the `challenge` and `control_key` tables.
 
-Owns how nonces and the key are stored; the rules of proof are `control/challenges.py`'s.
+Owns how nonces and the key are stored; the rules of proof are `control/registry/challenges.py`'s.
 Nonces are stored by their SHA-256, with the token hash they were issued to and their expiry.
 """
 from __future__ import annotations
 
-from control.models import Challenge, ControlKey
+from control.store.models import Challenge, ControlKey
 
 
 def control_key(candidate: str, now: float) -> str:

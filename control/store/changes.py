@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from control.models import Change
 from control.store import rows
+from control.store.models import Change
 
 
 def add(revision: int, node_ids: Iterable[str]) -> None:

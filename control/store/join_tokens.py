@@ -1,7 +1,7 @@
 """Join tokens: the SQL of the `join_token` table.
 
 Owns how join tokens are stored: only a token's SHA-256, never the token. The rules of their use
-are `control/join_tokens.py`'s.
+are `control/registry/join_tokens.py`'s.
 """
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import msgspec
 
-from control.models import JoinToken
-from control.records import JoinTokenRecord
+from control.rules.records import JoinTokenRecord
 from control.store import dicts
+from control.store.models import JoinToken
 
 COLUMNS = [getattr(JoinToken, name) for name in JoinTokenRecord.__struct_fields__]  # all but the hash
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from control import db as database
-from control.models import MeshState
-from control.records import StateRecord
+from control.rules.records import StateRecord
 from control.store import changes, notify
+from control.store import db as database
+from control.store.models import MeshState
 
 CHANGE_LOG_KEEP = 5000  # revisions of change log kept for deltas
 PRUNE_EVERY = 500  # revisions between prunes

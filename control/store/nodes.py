@@ -10,9 +10,9 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from control.models import Node
-from control.records import HeartbeatReport, NodeRecord, TunnelDown
+from control.rules.records import HeartbeatReport, NodeRecord, TunnelDown
 from control.store import dicts, rows
+from control.store.models import Node
 from meshcommon.wire import NodeView
 
 HEARTBEAT_ROWS = 1000  # nodes per heartbeat statement: 4,000 variables, far below SQLite's 32,766

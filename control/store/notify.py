@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from control import db as database
-from control.models import db
+from control.store import db as database
+from control.store.models import db
 from meshcommon.events import emit
 
 CHANNEL = "meshvpn_revision"

@@ -8,9 +8,10 @@ import os
 import pytest
 from falcon import testing
 
-from control import config, db
-from control.app import create_app
-from control.runtime import Runtime
+from control import config
+from control.api.app import create_app
+from control.live.runtime import Runtime
+from control.store import db
 from tests import pg
 from tests.control.support import Control, FakeClock
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from falcon import testing
 
-from control.runtime import Runtime
+from control.live.runtime import Runtime
 from tests.enrol import PRIVATE, new_key, proven
 
 

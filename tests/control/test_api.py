@@ -7,8 +7,8 @@ import falcon.inspect
 import msgspec
 import pytest
 
-from control.app import create_app
-from control.models import Node
+from control.api.app import create_app
+from control.store.models import Node
 from tests.control.support import bearer
 from tests.enrol import new_key
 
@@ -201,7 +201,7 @@ async def test_health_and_metrics(control):
 
 
 async def test_spliced_full_map_equals_the_pure_netmap(control):
-    from control.netmap import netmap_for
+    from control.rules.netmap import netmap_for
     token = await control.join_token(reusable=True)
     nodes = [await control.node(token, f"n{i}", endpoint=f"192.0.2.{i + 1}:51820") for i in range(5)]
     cache = control.runtime.cache
@@ -215,8 +215,8 @@ async def test_spliced_full_map_equals_the_pure_netmap(control):
 def test_docs_api_md_is_generated_from_the_current_spec():
     from pathlib import Path
 
-    from control.apidoc import render
-    from control.openapi import build_spec
+    from control.api.apidoc import render
+    from control.api.openapi import build_spec
     current = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
     assert current == render(build_spec()), "docs/api.md is stale: run scripts/gen-api-doc"
 

@@ -1,11 +1,11 @@
 """Who a bearer is: the admin, a node (from the membership cache), acting for its own node only. No store."""
 import pytest
 
-from control import tokens
-from control.auth import Auth
-from control.errors import Forbidden, Unauthorized
-from control.membership import MembershipCache
-from control.records import Loaded
+from control.live.auth import Auth
+from control.live.membership import MembershipCache
+from control.rules import tokens
+from control.rules.errors import Forbidden, Unauthorized
+from control.rules.records import Loaded
 from meshcommon.wire import NodeView
 
 pytestmark = pytest.mark.anyio

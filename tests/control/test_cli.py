@@ -3,7 +3,8 @@ import argparse
 
 import pytest
 
-from control import admin_client, cli
+from control.cli import admin_client
+from control.cli import meshctl as cli
 from meshcommon.version import VERSION
 
 

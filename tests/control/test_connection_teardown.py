@@ -15,7 +15,8 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from control import config, httpserver
+from control import config
+from control.serve import connections as httpserver
 
 
 async def app(scope, receive, send):

@@ -1,5 +1,5 @@
 """What meshctl prints: API text made inert, and the lines of `meshctl watch` (pure)."""
-from control.console import (
+from control.cli.console import (
     ago,
     duplicate_names,
     membership_changes,

@@ -6,8 +6,8 @@ import peewee
 import psycopg2
 import pytest
 
-from control import db as database
-from control.models import db
+from control.store import db as database
+from control.store.models import db
 from tests import pg
 
 

@@ -1,11 +1,11 @@
-"""The as-built diagram (control/diagram.py, pure): what the control plane sees, drawn as DOT that
+"""The as-built diagram (control/cli/diagram.py, pure): what the control plane sees, drawn as DOT that
 Graphviz accepts, node-controlled text unable to change the drawing."""
 import shutil
 import subprocess
 
 import pytest
 
-from control.diagram import dot_quoted, mesh_dot, tunnels
+from control.cli.diagram import dot_quoted, mesh_dot, tunnels
 
 
 def node(node_id: str, name: str, online: bool = True, ip: str = "100.64.0.1") -> dict:

@@ -3,9 +3,9 @@ import falcon
 import pytest
 from falcon import testing
 
-from control import edge, schemas
-from control.errors import BodyTooLarge, InvalidRequest
-from control.records import Registration, TunnelDown
+from control.api import edge, schemas
+from control.rules.errors import BodyTooLarge, InvalidRequest
+from control.rules.records import Registration, TunnelDown
 
 pytestmark = pytest.mark.anyio
 

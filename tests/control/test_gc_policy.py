@@ -3,7 +3,7 @@ import gc
 
 import pytest
 
-from control import httpserver
+from control.serve import connections as httpserver
 
 
 @pytest.fixture

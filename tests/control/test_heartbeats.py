@@ -1,9 +1,9 @@
 """The heartbeat buffer: one write per batch; kept when the store is down, dropped when it refuses (no store)."""
 import pytest
 
-from control.errors import Unavailable
-from control.heartbeats import HeartbeatBuffer
-from control.records import HeartbeatReport, TunnelDown
+from control.live.heartbeats import HeartbeatBuffer
+from control.rules.errors import Unavailable
+from control.rules.records import HeartbeatReport, TunnelDown
 from tests.control.support import FakeClock
 
 pytestmark = pytest.mark.anyio

@@ -1,8 +1,8 @@
 """Hostile nodes: one node's bad data never costs another node anything; keys need their private key."""
 import pytest
 
-from control.challenges import MAX_OUTSTANDING
-from control.models import JoinToken, Node
+from control.registry.challenges import MAX_OUTSTANDING
+from control.store.models import JoinToken, Node
 from tests.control.support import bearer
 from tests.enrol import PRIVATE, new_key, proven
 
@@ -112,7 +112,7 @@ async def test_a_used_single_use_token_gets_no_challenge_and_challenges_are_capp
 
 
 async def test_the_control_key_is_one_and_survives_a_new_runtime(control, tmp_path):
-    from control.runtime import Runtime
+    from control.live.runtime import Runtime
     first = (await control.challenge(await control.join_token())).json["control_key"]
     again = Runtime(control.runtime.config, clock=control.clock, sweeper=False)
     assert again.registry.challenges.public_key == first
@@ -154,7 +154,7 @@ async def test_a_registration_body_is_small(control):
 
 
 async def test_since_values_a_delta_cannot_answer_are_not_cached_and_the_cache_is_bounded(control):
-    from control.membership import MAX_SHARED_DELTAS
+    from control.live.membership import MAX_SHARED_DELTAS
     token = await control.join_token(reusable=True)
     node = await control.node(token, "a")
     for _ in range(3):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control.models import Node
+from control.store.models import Node
 from tests.control.support import bearer
 from tests.enrol import new_key
 

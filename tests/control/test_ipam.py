@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from control import ipam
+from control.rules import ipam
 
 
 def test_first_address_skips_network_address():

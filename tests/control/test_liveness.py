@@ -1,4 +1,4 @@
-from control.liveness import decide_sweep
+from control.rules.liveness import decide_sweep
 
 SEEN = {"a": 100.0, "b": 95.0}
 

@@ -1,10 +1,10 @@
 """The membership cache: loads applied in order, removed nodes forgotten with their tokens (no store)."""
 import msgspec
 
-from control import membership
-from control.membership import MembershipCache
-from control.netmap import netmap_for
-from control.records import Loaded
+from control.live import membership
+from control.live.membership import MembershipCache
+from control.rules.netmap import netmap_for
+from control.rules.records import Loaded
 from meshcommon.wire import NodeView
 
 

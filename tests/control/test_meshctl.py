@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from control import cli
+from control.cli import meshctl as cli
 from tests import enrol
 from tests.control.servers import MESHCTL, ControlProcess
 

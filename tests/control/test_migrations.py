@@ -11,9 +11,11 @@ from falcon import testing
 from peewee import Table
 from playhouse.migrations import Migration, Runner
 
-from control import config, db, tokens
-from control.app import create_app
-from control.runtime import Runtime
+from control import config
+from control.api.app import create_app
+from control.live.runtime import Runtime
+from control.rules import tokens
+from control.store import db
 from tests.control.support import Control, FakeClock
 from tests.enrol import new_key
 

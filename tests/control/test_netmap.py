@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from msgspec import to_builtins
 
 from agent.intake import fold
-from control.netmap import Membership, NodeView, changed_since, delta, full_map, netmap_for
+from control.rules.netmap import Membership, NodeView, changed_since, delta, full_map, netmap_for
 from meshcommon.wire import DeltaNetmap, FullNetmap, decode_netmap_entries
 
 ME = "me"

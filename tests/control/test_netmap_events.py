@@ -4,9 +4,9 @@ import asyncio
 import msgspec
 import pytest
 
-from control.membership import MembershipCache
-from control.records import Loaded
-from control.resources import Netmap
+from control.api.resources import Netmap
+from control.live.membership import MembershipCache
+from control.rules.records import Loaded
 from meshcommon.wire import NodeView
 
 pytestmark = pytest.mark.anyio

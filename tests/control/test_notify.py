@@ -6,9 +6,9 @@ import time
 import psycopg2
 import pytest
 
-from control import db as database
-from control.models import db
+from control.store import db as database
 from control.store import notify
+from control.store.models import db
 from tests import pg
 
 pytestmark = pytest.mark.anyio

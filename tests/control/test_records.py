@@ -1,8 +1,8 @@
 """Plain data with a rule of its own: a join token's state at a time (pure)."""
 import pytest
 
-from control import ipam
-from control.records import JoinTokenRecord, RegistrySettings
+from control.rules import ipam
+from control.rules.records import JoinTokenRecord, RegistrySettings
 
 
 def token(**extra) -> JoinTokenRecord:

@@ -3,8 +3,8 @@ import pytest
 from falcon import testing
 
 from control import config
-from control.app import create_app
-from control.runtime import Runtime
+from control.api.app import create_app
+from control.live.runtime import Runtime
 from tests.control.support import Control, FakeClock, bearer
 
 pytestmark = pytest.mark.anyio

@@ -2,10 +2,10 @@
 import msgspec
 import pytest
 
-from control import ipam, tokens
-from control.errors import KeyTaken, NotFound, ProofRejected, Unauthorized
-from control.records import HeartbeatReport, JoinTokenRequest, Registration, RegistrySettings
-from control.registry import Registry
+from control.registry.registry import Registry
+from control.rules import ipam, tokens
+from control.rules.errors import KeyTaken, NotFound, ProofRejected, Unauthorized
+from control.rules.records import HeartbeatReport, JoinTokenRequest, Registration, RegistrySettings
 from tests.control.support import FakeClock, Ids
 from tests.enrol import new_key, proven
 

@@ -1,7 +1,7 @@
 """Request bodies at the edge (pure): strict, bounded, and as lenient as JSON Schema about integral floats."""
 import pytest
 
-from control import schemas
+from control.api import schemas
 from tests.enrol import new_key
 
 

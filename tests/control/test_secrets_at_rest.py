@@ -6,8 +6,11 @@ import stat
 
 import pytest
 
-from control import cli, config, db, server
-from control.tokens import UnsafeSecretFile
+from control import config
+from control.cli import meshctl as cli
+from control.rules.tokens import UnsafeSecretFile
+from control.serve import process as server
+from control.store import db
 
 
 @pytest.fixture(autouse=True)

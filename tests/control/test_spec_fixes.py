@@ -1,7 +1,7 @@
 """What the OpenAPI spec says about request bodies is what the server does.
 
 The rules Register checks in code (endpoint, low-order keys, nonce with proof) are restated in JSON
-Schema by control/openapi.py; these tests hold the two together, judging the spec as a JSON Schema
+Schema by control/api/openapi.py; these tests hold the two together, judging the spec as a JSON Schema
 validator does (ECMA-262 patterns: `$` is the end of the string). Also the spec's "an empty body
 is `{}`" for heartbeats and join tokens.
 """
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control import schemas
-from control.openapi import build_spec
+from control.api import schemas
+from control.api.openapi import build_spec
 from meshcommon import endpoint, keys
 from tests.control.support import bearer
 from tests.enrol import new_key

@@ -1,9 +1,8 @@
 """The store's named queries, one table at a time, on SQLite and PostgreSQL."""
 import pytest
 
-from control import db
-from control.records import HeartbeatReport, JoinTokenRecord, NodeRecord, TunnelDown
-from control.store import challenges, changes, join_tokens, mesh_state, nodes
+from control.rules.records import HeartbeatReport, JoinTokenRecord, NodeRecord, TunnelDown
+from control.store import challenges, changes, db, join_tokens, mesh_state, nodes
 
 
 def node(node_id: str = "n1", mesh_ip: str = "100.64.0.1", **extra) -> NodeRecord:

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from control import tokens
+from control.rules import tokens
 
 
 def test_tokens_carry_their_kind_and_only_a_hash_is_compared():

@@ -3,8 +3,15 @@ import ipaddress
 
 import pytest
 
-from control.records import NodeRecord, TunnelDown
-from control.tunnels import behind_nat, client_address, pair_reason, parse_networks, reflexive_endpoint, unhealthy_pairs
+from control.rules.records import NodeRecord, TunnelDown
+from control.rules.tunnels import (
+    behind_nat,
+    client_address,
+    pair_reason,
+    parse_networks,
+    reflexive_endpoint,
+    unhealthy_pairs,
+)
 
 PROXY = (ipaddress.ip_network("10.9.0.0/16"),)
 

@@ -1,8 +1,9 @@
 """Answer shapes (pure): what each answer says and that it encodes as the API has always answered."""
 import msgspec
 
-from control import ipam, views
-from control.records import Enrolled, JoinTokenRecord, JoinTokenStatus, NodeRecord, RegistrySettings, TunnelDown
+from control.api import views
+from control.rules import ipam
+from control.rules.records import Enrolled, JoinTokenRecord, JoinTokenStatus, NodeRecord, RegistrySettings, TunnelDown
 
 SETTINGS = RegistrySettings(ipam.parse_prefix("100.64.0.0/10"), heartbeat_interval=2.0, offline_after=6.0)
 

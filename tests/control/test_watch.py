@@ -3,9 +3,9 @@ import asyncio
 
 import pytest
 
-from control.membership import MembershipCache
-from control.records import Loaded
-from control.watch import RevisionFeed
+from control.live.membership import MembershipCache
+from control.live.watch import RevisionFeed
+from control.rules.records import Loaded
 from meshcommon.wire import NodeView
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from control.records import NodeRecord
+from control.rules.records import NodeRecord
 from meshcommon import endpoint as endpoints
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

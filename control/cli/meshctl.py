@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from control.admin_client import Admin
-from control.console import (
+from control.cli.admin_client import Admin
+from control.cli.console import (
     duplicate_names,
     membership_changes,
     node_rows,
@@ -26,7 +26,7 @@ from control.console import (
     say,
     token_rows,
 )
-from control.diagram import mesh_dot
+from control.cli.diagram import mesh_dot
 from meshcommon.version import VERSION
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
@@ -64,8 +64,8 @@ def cmd_serve(args) -> int:
         cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # holds secrets: see server.prepare
         metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    from control.server import prepare, serve
-    from control.tokens import UnsafeSecretFile
+    from control.rules.tokens import UnsafeSecretFile
+    from control.serve.process import prepare, serve
     try:
         if args.command == "migrate":
             prepare(cfg)

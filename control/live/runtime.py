@@ -15,12 +15,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from control import ipam, tokens
-from control.auth import Auth
 from control.config import Config
-from control.heartbeats import HeartbeatBuffer
-from control.membership import MembershipCache
-from control.records import (
+from control.live.auth import Auth
+from control.live.heartbeats import HeartbeatBuffer
+from control.live.membership import MembershipCache
+from control.live.watch import RevisionFeed
+from control.registry.registry import Registry, new_id
+from control.rules import ipam, tokens
+from control.rules.records import (
     Enrolled,
     HeartbeatReport,
     JoinTokenRequest,
@@ -30,9 +32,7 @@ from control.records import (
     Registration,
     RegistrySettings,
 )
-from control.registry import Registry, new_id
-from control.tunnels import Pair
-from control.watch import RevisionFeed
+from control.rules.tunnels import Pair
 from meshcommon.events import emit
 from meshcommon.wire import Challenge
 

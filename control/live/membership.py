@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
-from control.netmap import Delta, Membership, NodeView, choose_delta, delta, delta_map, merge_changes
-from control.records import Loaded
+from control.rules.netmap import Delta, Membership, NodeView, choose_delta, delta, delta_map, merge_changes
+from control.rules.records import Loaded
 
 MAX_SHARED_DELTAS = 256  # distinct `since` values whose delta is kept until the next revision
 

@@ -13,8 +13,8 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-from control.membership import MembershipCache
-from control.records import Loaded
+from control.live.membership import MembershipCache
+from control.rules.records import Loaded
 from meshcommon.events import emit
 
 WAKE_SLICE = 64  # waiters released per turn of the event loop: requests are served between slices

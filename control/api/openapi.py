@@ -3,7 +3,7 @@
 Owns the per-operation documentation. Request schemas come from the msgspec
 structs that validate them, so the spec cannot drift from validation; rules a
 struct checks in code and JSON Schema can say are added here. Answer
-schemas come from control/answers.py. A test checks that every route the app
+schemas come from control/api/answers.py. A test checks that every route the app
 serves is documented and nothing more; another runs schemathesis against a real
 server to check the server keeps to this document.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from control import answers, schemas
+from control.api import answers, schemas
 from meshcommon import keys
 
 Security = list[dict[str, list[str]]]

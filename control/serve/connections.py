@@ -17,7 +17,7 @@ cheap per request: `http_parser`, by default httptools when it is installed):
   connection ends (uvicorn leaves it armed after a reset, holding the connection's objects);
 - the descriptor limit is raised to fit the cap, so accept() does not fail with EMFILE;
 - garbage collection is tuned for a process holding thousands of connections (`tune_gc`).
-Body timeouts belong to the body reader (control/resources.py). Knows nothing of routes or the store.
+Body timeouts belong to the body reader (control/api/resources.py). Knows nothing of routes or the store.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
 
-from control import tunnels
+from control.rules import tunnels
 from meshcommon.events import emit
 
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -223,7 +223,7 @@ def event_loop_for(event_loop: str, tls: bool) -> str:
 class ControlWorker(UvicornWorker):
     """The gunicorn worker of `meshctl serve`: uvicorn with the limits of the app's `Config`.
 
-    gunicorn passes the application (`control.server.ControlServer`) to each worker; its
+    gunicorn passes the application (`control.serve.process.ControlServer`) to each worker; its
     `config` holds the settings.
     """
 

@@ -17,9 +17,9 @@ from functools import cached_property
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from control import db as database
-from control.errors import ProofRejected, TooManyRequests
+from control.rules.errors import ProofRejected, TooManyRequests
 from control.store import challenges as nonces
+from control.store import db as database
 from meshcommon import keys
 from meshcommon.wire import Challenge
 

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from control import db as database
-from control import ipam, tokens, tunnels
-from control.challenges import Challenges
-from control.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized, Unavailable
-from control.join_tokens import JoinTokens
-from control.liveness import decide_sweep
-from control.records import (
+from control.registry.challenges import Challenges
+from control.registry.join_tokens import JoinTokens
+from control.rules import ipam, tokens, tunnels
+from control.rules.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized, Unavailable
+from control.rules.liveness import decide_sweep
+from control.rules.records import (
     Enrolled,
     HeartbeatReport,
     Loaded,
@@ -33,6 +32,7 @@ from control.records import (
     RegistrySettings,
 )
 from control.store import changes, mesh_state, nodes, notify
+from control.store import db as database
 from meshcommon.events import emit
 from meshcommon.wire import Challenge
 

@@ -7,10 +7,10 @@ Must not import the registry or the store.
 """
 from __future__ import annotations
 
-from control import tokens
-from control.errors import Forbidden, Unauthorized
-from control.membership import MembershipCache
-from control.watch import RevisionFeed
+from control.live.membership import MembershipCache
+from control.live.watch import RevisionFeed
+from control.rules import tokens
+from control.rules.errors import Forbidden, Unauthorized
 
 
 class Auth:

@@ -14,14 +14,14 @@ import falcon.asgi
 import falcon.media
 import msgspec
 
-from control import resources as r
+from control.api import resources as r
+from control.api.edge import BodyReader, Source
+from control.api.metrics import LATENCY, REQUESTS
+from control.api.openapi import build_spec
 from control.config import Config
-from control.edge import BodyReader, Source
-from control.errors import DomainError
-from control.metrics import LATENCY, REQUESTS
-from control.openapi import build_spec
-from control.runtime import Runtime
-from control.tunnels import parse_networks
+from control.live.runtime import Runtime
+from control.rules.errors import DomainError
+from control.rules.tunnels import parse_networks
 
 
 def routes(runtime: Runtime) -> list[tuple[str, object, str | None]]:

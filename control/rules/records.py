@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from control.ipam import Network
+from control.rules.ipam import Network
 from meshcommon.wire import NodeView
 
 TokenState = Literal["active", "used", "expired", "revoked"]

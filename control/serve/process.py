@@ -15,9 +15,10 @@ import peewee
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from control import db, tokens
-from control.app import create_app
+from control.api.app import create_app
 from control.config import Config
+from control.rules import tokens
+from control.store import db
 from meshcommon.events import EventFormatter, emit, host_name, setup_logging
 from meshcommon.files import private_dir
 
@@ -39,12 +40,12 @@ class ControlServer(BaseApplication):
         options = {
             "bind": self.config.listen,
             "workers": self.config.workers,
-            "worker_class": "control.httpserver.ControlWorker",  # sets keep-alive, header timeout, connection cap
+            "worker_class": "control.serve.connections.ControlWorker",  # keep-alive, header timeout, connection cap
             "graceful_timeout": 5,
             "timeout": 120,
             "proc_name": "meshvpn-control",
             "accesslog": None,
-            "logger_class": "control.server.GunicornLogger",
+            "logger_class": "control.serve.process.GunicornLogger",
             "control_socket": str(self.config.state_dir / "gunicorn.ctl"),
         }
         if self.config.tls_cert:

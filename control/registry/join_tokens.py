@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from control import db as database
-from control import tokens
-from control.errors import NotFound, Unauthorized
-from control.records import JoinTokenRecord, JoinTokenRequest, JoinTokenStatus
+from control.rules import tokens
+from control.rules.errors import NotFound, Unauthorized
+from control.rules.records import JoinTokenRecord, JoinTokenRequest, JoinTokenStatus
+from control.store import db as database
 from control.store import join_tokens as rows
 from meshcommon.events import emit
 

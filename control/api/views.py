@@ -11,7 +11,7 @@ import ipaddress
 
 import msgspec
 
-from control.answers import (
+from control.api.answers import (
     Deleted,
     Health,
     JoinToken,
@@ -23,8 +23,8 @@ from control.answers import (
     TunnelDown,
     UnhealthyPair,
 )
-from control.records import Enrolled, JoinTokenStatus, NodeRecord, RegistrySettings
-from control.tunnels import Pair
+from control.rules.records import Enrolled, JoinTokenStatus, NodeRecord, RegistrySettings
+from control.rules.tunnels import Pair
 from meshcommon.tunnels import HEALTH_BOUND
 from meshcommon.wire import HeartbeatAnswer, Registered
 

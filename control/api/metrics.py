@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-from control.membership import MembershipCache
-from control.watch import RevisionFeed
+from control.live.membership import MembershipCache
+from control.live.watch import RevisionFeed
 
 REQUESTS = Counter("meshvpn_control_requests_total", "HTTP requests answered", ["route", "method", "status"])
 LATENCY = Histogram("meshvpn_control_request_seconds", "Time to answer (long-polls excluded)",

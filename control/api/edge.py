@@ -11,9 +11,10 @@ import asyncio
 import math
 from typing import Any, TypeVar
 
-from control import schemas, tunnels
-from control.errors import BodyTooLarge, InvalidRequest, RequestTimeout
-from control.records import JoinTokenRequest, Registration, TunnelDown
+from control.api import schemas
+from control.rules import tunnels
+from control.rules.errors import BodyTooLarge, InvalidRequest, RequestTimeout
+from control.rules.records import JoinTokenRequest, Registration, TunnelDown
 
 S = TypeVar("S")
 # Bodies that are small by nature get a small limit: a registration is read before its join token

@@ -16,16 +16,17 @@ import falcon
 import msgspec
 from falcon.asgi import SSEvent
 
-from control import edge, schemas, tokens, tunnels, views
-from control.auth import Auth
-from control.edge import BodyReader, Source, bearer, wait_params
-from control.errors import Unauthorized
-from control.heartbeats import HeartbeatBuffer
-from control.membership import MembershipCache
-from control.metrics import NETMAPS, WAKE, exposition
-from control.records import RegistrySettings
-from control.runtime import AsyncRegistry
-from control.watch import RevisionFeed
+from control.api import edge, schemas, views
+from control.api.edge import BodyReader, Source, bearer, wait_params
+from control.api.metrics import NETMAPS, WAKE, exposition
+from control.live.auth import Auth
+from control.live.heartbeats import HeartbeatBuffer
+from control.live.membership import MembershipCache
+from control.live.runtime import AsyncRegistry
+from control.live.watch import RevisionFeed
+from control.rules import tokens, tunnels
+from control.rules.errors import Unauthorized
+from control.rules.records import RegistrySettings
 
 
 def tagged(resp: Any, media: Any, revision: int) -> None:

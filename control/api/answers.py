@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-from control.records import JoinTokenRecord, TokenState
+from control.rules.records import JoinTokenRecord, TokenState
 from meshcommon import wire
 from meshcommon.wire import Challenge, HeartbeatAnswer, NodeView, Registered
 

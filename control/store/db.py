@@ -19,7 +19,7 @@ import peewee
 from playhouse import db_url
 from playhouse.migrations import Runner
 
-from control.models import db
+from control.store.models import db
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 
-from control.errors import Unavailable
-from control.records import HeartbeatReport, TunnelDown
+from control.rules.errors import Unavailable
+from control.rules.records import HeartbeatReport, TunnelDown
 from meshcommon.events import emit
 
 

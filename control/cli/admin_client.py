@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from control import tokens
-from control.console import visible
+from control.cli.console import visible
+from control.rules import tokens
 
 
 class Admin:
