@@ -6,9 +6,9 @@ kept apart from effects
 (`client`, `session`, `observe`, `apply`, `wg`, `state`, `reconcile`, `status`); `agent.Agent`
 wires them and `cli` is the command line. `.importlinter` checks that the pure ones import no effect.
 Done here, before any of them loads: what the agent never uses is kept out of its memory
-(`meshcommon/lean.py`).
+(`meshcommon/plumbing/trim_imports.py`).
 """
-from meshcommon.lean import pyroute2_on_demand, without_httpx_command_line
+from meshcommon.plumbing.trim_imports import pyroute2_on_demand, without_httpx_command_line
 
 without_httpx_command_line()  # click, rich and pygments: 4.7 MB every agent kept
 pyroute2_on_demand()  # the rest of pyroute2 (conntrack, ipset, ndb, plan9...): 6.8 MB

@@ -12,19 +12,20 @@ import functools
 import time
 from dataclasses import dataclass
 
-from agent import status_view, wg
+from agent import wg
 from agent.apply import detect_backend, nudge
 from agent.client import ControlClient
-from agent.health import Tracker
-from agent.model import Netmap
+from agent.core import status_view
+from agent.core.health import Tracker
+from agent.core.model import Netmap
+from agent.core.settings import AgentSettings
 from agent.observe import advertised_endpoint
 from agent.reconcile import Reconciler
 from agent.session import Session
-from agent.settings import AgentSettings
-from agent.state import StateDir
-from meshcommon import keys
-from meshcommon.events import emit
-from meshcommon.wire import AgentStatus
+from agent.statedir import StateDir
+from meshcommon.contract import keys
+from meshcommon.contract.wire import AgentStatus
+from meshcommon.plumbing.events import emit
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Agent:
 async def heartbeat_body(reconciler: Reconciler, tracker: Tracker, netmap: Netmap | None) -> dict:
     """What a heartbeat reports: the revision the interface reached, and the tunnels down when that
     changed (or is due again); each tunnel going down or coming back is logged, and peers that
-    have been quiet are probed (see `agent.health`)."""
+    have been quiet are probed (see `agent.core.health`)."""
     # Blocking I/O (WireGuard's socket or netlink): off the event loop, and not before there are peers to ask about.
     stats = await asyncio.to_thread(wg.peer_stats, reconciler.interface) if netmap else ()
     body: dict = {"applied_revision": reconciler.applied_revision}

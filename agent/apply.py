@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from agent import uapi, wg
-from agent.model import Applied, DesiredState, Failure, Plan, Step, StepKind
+from agent import wg
+from agent.core import uapi
+from agent.core.model import Applied, DesiredState, Failure, Plan, Step, StepKind
 from agent.observe import ROUTE_PROTO, link_index
 
 CONVERGED = {errno.EEXIST, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT}

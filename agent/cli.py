@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.settings import (
+from agent.core.settings import (
     DEFAULT_INTERFACE,
     DEFAULT_LISTEN_PORT,
     DEFAULT_STATE_DIR,
@@ -25,15 +25,15 @@ from agent.settings import (
     read_file,
     settings_from,
 )
-from meshcommon.events import emit, setup_logging
-from meshcommon.version import VERSION
-from meshcommon.wire import AgentStatus
+from meshcommon.contract.version import VERSION
+from meshcommon.contract.wire import AgentStatus
+from meshcommon.plumbing.events import emit, setup_logging
 
 EXIT_NOT_RUNNING = 3  # `meshagent status`: no agent answers (the LSB's "program is not running")
 
 
 def cmd_up(args) -> int:
-    from agent import status
+    from agent import local_api
     from agent.agent import Agent
     try:
         settings = settings_from(read_file(args.config), vars(args))
@@ -53,7 +53,7 @@ def cmd_up(args) -> int:
         metrics = None
         try:
             agent = await Agent.start(settings, stop)
-            server = asyncio.create_task(status.serve(agent, str(agent.state.socket_path)))
+            server = asyncio.create_task(local_api.serve(agent, str(agent.state.socket_path)))
             if settings.metrics_listen is not None:
                 metrics = await serve_metrics(agent, *settings.metrics_listen)
             await agent.run()
@@ -71,9 +71,9 @@ def cmd_up(args) -> int:
 
 
 async def serve_metrics(agent, host: str, port: int) -> asyncio.Server:
-    from agent import status
+    from agent import local_api
     try:
-        server = await status.serve_metrics(agent, host, port)
+        server = await local_api.serve_metrics(agent, host, port)
     except OSError as exc:
         raise SystemExit(f"meshagent up: --metrics-listen {host}:{port}: {exc.strerror or exc}") from None
     emit("metrics_listening", node=agent.settings.name, address=f"{host}:{port}", reason="metrics_listen")
@@ -84,7 +84,7 @@ def running_status(state_dir: Path, timeout: float = 5.0) -> AgentStatus | None:
     """The running agent's status, or None when no agent answers on its socket."""
     import httpx
 
-    from meshcommon import agent_api
+    from meshcommon.plumbing import local_api_client as agent_api
     try:
         return agent_api.fetch_status(agent_api.socket_path(state_dir), timeout=timeout)
     except (httpx.HTTPError, OSError, ValueError):
@@ -94,16 +94,16 @@ def running_status(state_dir: Path, timeout: float = 5.0) -> AgentStatus | None:
 def cmd_status(args) -> int:
     import msgspec
 
-    from agent.status import offline_status
+    from agent.local_api import offline_status
     status = running_status(args.state_dir)
     code = 0
     if status is None:
-        from meshcommon import agent_api
+        from meshcommon.plumbing import local_api_client as agent_api
         print(f"meshagent status: no agent answers on {agent_api.socket_path(args.state_dir)}; "
               f"showing what {args.state_dir} says", file=sys.stderr)
         status, code = offline_status(args.state_dir), EXIT_NOT_RUNNING
     if args.metrics:
-        from agent.metrics import render
+        from agent.core.metrics import render
         print(render(status), end="")
     elif args.json:
         print(json.dumps(msgspec.to_builtins(status), indent=2))
@@ -128,7 +128,7 @@ def show(status: AgentStatus) -> None:
 
 def cmd_down(args) -> int:
     from agent.apply import remove_interface
-    from agent.state import StateDir
+    from agent.statedir import StateDir
     state = StateDir(args.state_dir)
     if running_status(state.root, timeout=2) is not None:
         raise SystemExit("meshagent down: the agent is running; stop it first (SIGTERM), or it re-creates the mesh")
@@ -136,7 +136,7 @@ def cmd_down(args) -> int:
     deregistered = True
     if args.leave and identity:
         from agent.client import ControlClient
-        from agent.settings import BadSettings, read_file
+        from agent.core.settings import BadSettings, read_file
         try:  # the control plane's CA, as `up` was given it: the agent's settings file, or --ca
             ca = args.ca or read_file(args.config).get("ca")
         except (OSError, BadSettings) as exc:

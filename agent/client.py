@@ -1,6 +1,6 @@
 """The control-plane HTTP client: register, heartbeat, watch, leave; failover across URLs.
 
-Owns the requests and the reading of their answers through `meshcommon.wire` (`Challenge`,
+Owns the requests and the reading of their answers through `meshcommon.contract.wire` (`Challenge`,
 `Registered`, `HeartbeatAnswer`, netmap answers with their peer entries left raw for `intake`), and
 error classification: `TemporaryError` (network, timeouts, 5xx, an answer that does not fit the
 contract: retry, and on a failed connection or 5xx move to the next control URL), `Gone` (401: the
@@ -17,7 +17,7 @@ import httpx
 import msgspec
 from httpx_sse import EventSource, SSEError
 
-from meshcommon import keys, wire
+from meshcommon.contract import keys, wire
 
 Answer = TypeVar("Answer")
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from pyroute2.iproute.linux import IPRoute
 
 from agent import wg
-from agent.model import Observed
+from agent.core.model import Observed
 
 ROUTE_PROTO = 77  # rtnetlink protocol number marking meshvpn's routes
 MAIN_TABLE = 254

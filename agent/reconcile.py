@@ -15,17 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent import paths
 from agent.apply import Writes, apply, nudge
-from agent.changes import Change, changes
-from agent.desired import desired_state
-from agent.diff import diff
-from agent.metrics import Durations
-from agent.model import DesiredState, Netmap, Observed, Plan
+from agent.core import endpoints as paths
+from agent.core.changes import Change, changes
+from agent.core.desired import desired_state
+from agent.core.diff import diff
+from agent.core.metrics import Durations
+from agent.core.model import DesiredState, Netmap, Observed, Plan
+from agent.core.render import render
 from agent.observe import observe
-from agent.render import render
-from agent.state import StateDir
-from meshcommon.events import emit
+from agent.statedir import StateDir
+from meshcommon.plumbing.events import emit
 
 RECHECK_INTERVAL = 10.0  # seconds between drift checks when nothing changed
 

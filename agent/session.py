@@ -20,13 +20,13 @@ from typing import Protocol
 
 import msgspec
 
-from agent import intake
 from agent.client import Gone, Refused, TemporaryError
-from agent.model import ControlStatus, Identity, Netmap
-from agent.settings import AgentSettings
-from agent.state import StateDir
-from meshcommon.events import emit
-from meshcommon.wire import HeartbeatAnswer, Registered
+from agent.core import intake
+from agent.core.model import ControlStatus, Identity, Netmap
+from agent.core.settings import AgentSettings
+from agent.statedir import StateDir
+from meshcommon.contract.wire import HeartbeatAnswer, Registered
+from meshcommon.plumbing.events import emit
 
 ENROLLING_CAP = 10.0  # s: the longest wait between attempts of a node not enrolled yet
 REFUSED_CAP = 30.0  # s: after a refusal (4xx, no join token): a person has to act first

@@ -16,8 +16,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from agent import uapi
-from agent.model import PeerStats, WgDevice, WgPeer
+from agent.core import uapi
+from agent.core.model import PeerStats, WgDevice, WgPeer
 
 SOCKET_DIR = Path("/var/run/wireguard")  # where wireguard-go (and wg(8)) put UAPI sockets
 UAPI_TIMEOUT = 5.0  # seconds for one UAPI request

@@ -43,13 +43,13 @@ CHANGES = ("add", "remove", "change")
 def worker(peers: int, rounds: int, state_dir: str) -> dict:
     """In the lab host: configure `peers` peers, then time each change by both paths."""
     from agent.apply import Writes, apply
-    from agent.desired import host_prefix
-    from agent.diff import diff
-    from agent.model import DesiredState, WgPeer
+    from agent.core.desired import host_prefix
+    from agent.core.diff import diff
+    from agent.core.model import DesiredState, WgPeer
+    from agent.core.render import render
     from agent.observe import observe
-    from agent.render import render
-    from agent.state import StateDir
-    from meshcommon import keys
+    from agent.statedir import StateDir
+    from meshcommon.contract import keys
 
     state = StateDir(Path(state_dir))
     private = keys.new_private_key()

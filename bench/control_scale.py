@@ -73,7 +73,7 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import tls_proxy
 from control import config
-from meshcommon import keys
+from meshcommon.contract import keys
 from tests import pg
 from tests.control.servers import ControlProcess
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 
 from chat.guard import TOKEN_HEADER
-from meshcommon.events import emit, setup_logging
-from meshcommon.version import VERSION
+from meshcommon.contract.version import VERSION
+from meshcommon.plumbing.events import emit, setup_logging
 
 DEFAULT_STATE = Path("/var/lib/meshvpn")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from chat import peers, protocol, transport
 from chat.store import Store
-from meshcommon.events import emit
-from meshcommon.files import atomic_write
+from meshcommon.plumbing.events import emit
+from meshcommon.plumbing.files import atomic_write
 
 FOLLOW_INTERVAL = 1.0
 

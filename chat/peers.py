@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from meshcommon import agent_api
-from meshcommon.wire import AgentStatus
+from meshcommon.contract.wire import AgentStatus
+from meshcommon.plumbing import local_api_client as agent_api
 
 
 @dataclass(frozen=True)

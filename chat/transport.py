@@ -13,7 +13,7 @@ import errno
 import time
 
 from chat import protocol
-from meshcommon.events import emit
+from meshcommon.plumbing.events import emit
 
 PORT = 7000
 TIMEOUT = 5.0

@@ -11,7 +11,7 @@ from pathlib import Path
 from control import config
 from control.api.app import create_app
 from control.store.db import connect
-from meshcommon.events import setup_logging
+from meshcommon.plumbing.events import setup_logging
 
 _file = os.environ.get("MESHVPN_CONTROL_CONFIG")
 _config = config.load(Path(_file) if _file is not None else None)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from meshcommon.events import iso_utc
+from meshcommon.plumbing.events import iso_utc
 
 RAW = "raw"
 STEP = "demo_step"

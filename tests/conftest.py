@@ -19,5 +19,5 @@ def anyio_backend():
 @pytest.fixture(scope="session", autouse=True)
 def structured_logs():
     """Log at INFO as the services do, so every emitted event is really formatted."""
-    from meshcommon.events import setup_logging
+    from meshcommon.plumbing.events import setup_logging
     setup_logging("INFO")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 
-from meshcommon import keys
+from meshcommon.contract import keys
 
 PRIVATE: dict[str, str] = {}  # public key -> private key, for every key new_key() made
 

@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from agent import metrics as agent_metrics
+from agent.core import metrics as agent_metrics
 from control.api import metrics as control_metrics
-from meshcommon.wire import AgentStatus, Histogram, PeerStatus, WriteCounts
+from meshcommon.contract.wire import AgentStatus, Histogram, PeerStatus, WriteCounts
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "docs" / "grafana" / "meshvpn.json"

@@ -1,4 +1,4 @@
-"""meshcommon.events: the one log format of every process, fit for merging hosts' logs by `ts`."""
+"""meshcommon.plumbing.events: the one log format of every process, fit for merging hosts' logs by `ts`."""
 import io
 import json
 import logging
@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from meshcommon import events
+from meshcommon.plumbing import events
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

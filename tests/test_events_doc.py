@@ -4,8 +4,8 @@ import ast
 import re
 from pathlib import Path
 
-from agent.changes import ChangeKind
-from meshcommon.events import LIBRARY_EVENT
+from agent.core.changes import ChangeKind
+from meshcommon.plumbing.events import LIBRARY_EVENT
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("control", "agent", "chat", "meshcommon")
@@ -29,7 +29,7 @@ def logged_events() -> dict[str, str]:
                 names = literals or DYNAMIC.get(ast.unparse(name))
                 assert names, f"{where}: emit({ast.unparse(name)}, ...): add how its names are found to DYNAMIC"
                 found.update(dict.fromkeys(names, where))
-    return found | {LIBRARY_EVENT: "meshcommon/events.py"}
+    return found | {LIBRARY_EVENT: "meshcommon/plumbing/events.py"}
 
 
 def documented_events() -> set[str]:

@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshcommon import endpoint, keys
+from meshcommon.contract import endpoint, keys
 
 GOOD_ENDPOINTS = ["192.0.2.1:51820", "10.0.0.1:1", "203.0.113.9:65535", "[2001:db8::1]:51820",
                   "[fe80::1%eth0]:51820", "[::ffff:1]:51820", "[64:ff9b::c000:201]:51820"]

@@ -83,7 +83,7 @@ def test_detector_flags_secrets_and_state(path, content):
 @pytest.mark.parametrize("path, content", [
     ("tests/fixtures/wg0.conf", b"PrivateKey = " + KEY.encode() + b"\n"),
     ("tests/fixtures/admin.token", b"mva_x"),
-    ("agent/state.py", b'self.key_path = self.root / "private.key"\n'),
+    ("agent/statedir.py", b'self.key_path = self.root / "private.key"\n'),
     ("docs/wg.md", b"PrivateKey = <this node's key>\n"),
     ("agent/templates/wg.conf.j2", b"PrivateKey = {{ private_key }}\n"),
     ("control/rules/tokens.py", None),

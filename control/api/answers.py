@@ -1,6 +1,6 @@
 """The shapes of the control plane's JSON answers: what `views.py` builds and the OpenAPI spec documents.
 
-Owns the fields of each 200/201 body that is not already a `meshcommon.wire` struct (Challenge,
+Owns the fields of each 200/201 body that is not already a `meshcommon.contract.wire` struct (Challenge,
 Registered, HeartbeatAnswer and the netmaps are). Answers are encoded through these structs, so
 an answer cannot leave its documented shape; schemathesis' response schema check
 (tests/control/test_openapi_conformance.py) checks the server as a whole keeps to them.
@@ -13,8 +13,8 @@ from typing import Literal
 import msgspec
 
 from control.rules.records import JoinTokenRecord, TokenState
-from meshcommon import wire
-from meshcommon.wire import Challenge, HeartbeatAnswer, NodeView, Registered
+from meshcommon.contract import wire
+from meshcommon.contract.wire import Challenge, HeartbeatAnswer, NodeView, Registered
 
 
 class Health(msgspec.Struct):

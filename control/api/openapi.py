@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from control.api import answers, schemas
-from meshcommon import keys
+from meshcommon.contract import keys
 
 Security = list[dict[str, list[str]]]
 ADMIN: Security = [{"adminToken": []}]
@@ -161,7 +161,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {**ok("Revoked", ref("JoinToken")), **errors(401, 404)}},
 }
 
-# Rules Register.__post_init__ checks in code (meshcommon.endpoint.parse, keys.check_public_key), said in
+# Rules Register.__post_init__ checks in code (meshcommon.contract.endpoint.parse, keys.check_public_key), said in
 # JSON Schema so that what the spec calls valid the server accepts; tests/control/test_spec_fixes.py
 # checks these agree with the code.
 OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"

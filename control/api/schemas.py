@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from meshcommon import endpoint as endpoints
-from meshcommon import keys
+from meshcommon.contract import endpoint as endpoints
+from meshcommon.contract import keys
 
 # Revisions are counters: 2^53 - 1 keeps them exact in every JSON client and in a signed BIGINT.
 MAX_REVISION = 2**53 - 1
@@ -30,7 +30,7 @@ NodeName = Annotated[str, Meta(pattern=NAME_PATTERN,
                                description="Advisory, display-only name: 1-63 of letters, digits, -, _, .")]
 NodeId = Annotated[str, Meta(pattern=NODE_ID_PATTERN)]
 Port = Annotated[int, Meta(ge=1, le=65535)]
-# The rule is `meshcommon.endpoint.parse`, checked in __post_init__; openapi.py says it in JSON Schema.
+# The rule is `meshcommon.contract.endpoint.parse`, checked in __post_init__; openapi.py says it in JSON Schema.
 Endpoint = Annotated[str, Meta(max_length=endpoints.MAX_LENGTH,
                                description="Underlay endpoint IPv4:PORT or [IPv6]:PORT: a unicast address "
                                            "(not unspecified, loopback, multicast or broadcast), no DNS names")]

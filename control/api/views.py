@@ -1,7 +1,7 @@
 """Answer shapes: the JSON body of every answer but the netmap, built from plain data (pure).
 
 Owns turning what the registry and the cache return into the structs of `answers.py` and
-`meshcommon.wire`, and how an answer orders its items (nodes by mesh IP). Netmaps are
+`meshcommon.contract.wire`, and how an answer orders its items (nodes by mesh IP). Netmaps are
 encoded by the membership cache, which shares one encoding between thousands of watchers.
 No I/O, no clock: the time a join token's state is judged at comes with it.
 """
@@ -25,8 +25,8 @@ from control.api.answers import (
 )
 from control.rules.records import Enrolled, JoinTokenStatus, NodeRecord, RegistrySettings
 from control.rules.tunnels import Pair
-from meshcommon.tunnels import HEALTH_BOUND
-from meshcommon.wire import HeartbeatAnswer, Registered
+from meshcommon.contract.timings import HEALTH_BOUND
+from meshcommon.contract.wire import HeartbeatAnswer, Registered
 
 
 def registered(enrolled: Enrolled, settings: RegistrySettings) -> Registered:

@@ -27,7 +27,7 @@ from control.cli.console import (
     token_rows,
 )
 from control.cli.diagram import mesh_dot
-from meshcommon.version import VERSION
+from meshcommon.contract.version import VERSION
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from control.rules.errors import Unavailable
 from control.rules.records import HeartbeatReport, TunnelDown
-from meshcommon.events import emit
+from meshcommon.plumbing.events import emit
 
 
 def superseding(earlier: HeartbeatReport | None, later: HeartbeatReport | None) -> HeartbeatReport:

@@ -33,8 +33,8 @@ from control.rules.records import (
     RegistrySettings,
 )
 from control.rules.tunnels import Pair
-from meshcommon.events import emit
-from meshcommon.wire import Challenge
+from meshcommon.contract.wire import Challenge
+from meshcommon.plumbing.events import emit
 
 T = TypeVar("T")
 ANNOUNCED_POLL_INTERVAL = 1.0  # seconds between polls when the store announces changes: a fallback only

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from control.live.membership import MembershipCache
 from control.rules.records import Loaded
-from meshcommon.events import emit
+from meshcommon.plumbing.events import emit
 
 WAKE_SLICE = 64  # waiters released per turn of the event loop: requests are served between slices
 

@@ -3,7 +3,7 @@
 Owns issuing a nonce to a bearer (a join or node token), and redeeming it: the nonce must be
 outstanding, issued to the same bearer and younger than `CHALLENGE_TTL`, and the proof must be
 HMAC-SHA256 keyed with X25519(node private key, control key) over nonce + node public key
-(`meshcommon.keys`). Redeeming deletes the nonce in the caller's transaction, so a failed
+(`meshcommon.contract.keys`). Redeeming deletes the nonce in the caller's transaction, so a failed
 registration rolls back and consumes nothing, and of two uses of one nonce only one can win.
 Nonces live in the database (SQL in `store/challenges.py`): every instance sharing it accepts them.
 """
@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from control.rules.errors import ProofRejected, TooManyRequests
 from control.store import challenges as nonces
 from control.store import db as database
-from meshcommon import keys
-from meshcommon.wire import Challenge
+from meshcommon.contract import keys
+from meshcommon.contract.wire import Challenge
 
 CHALLENGE_TTL = 60.0  # seconds a nonce may be redeemed
 MAX_OUTSTANDING = 1024  # unredeemed nonces per bearer: enough for a mass enrolment, not to fill the table

@@ -16,7 +16,7 @@ from control.rules.errors import NotFound, Unauthorized
 from control.rules.records import JoinTokenRecord, JoinTokenRequest, JoinTokenStatus
 from control.store import db as database
 from control.store import join_tokens as rows
-from meshcommon.events import emit
+from meshcommon.plumbing.events import emit
 
 REFUSED = {"revoked": "join token was revoked", "expired": "join token has expired",
            "used": "single-use join token was already used"}

@@ -3,7 +3,7 @@
 Owns the business rules: enrolment with join tokens (`join_tokens.py`) and proof of key possession
 (`challenges.py`), stable mesh IPs, node tokens, heartbeats, offline sweeps, and the revision that
 every netmap-visible change bumps exactly once. Takes plain arguments and returns plain data
-(`control.records`); the SQL is in `store/`, answer shapes in `views.py`. With its two parts it is
+(`control.rules.records`); the SQL is in `store/`, answer shapes in `views.py`. With its two parts it is
 the one gateway to the store for the rest of the control plane. Blocking (peewee): the runtime runs
 it in threads. Transactions that bump the revision lock the mesh-state row first, so all of them
 serialize across workers and instances and take locks in one order. Must not import the HTTP
@@ -33,8 +33,8 @@ from control.rules.records import (
 )
 from control.store import changes, mesh_state, nodes, notify
 from control.store import db as database
-from meshcommon.events import emit
-from meshcommon.wire import Challenge
+from meshcommon.contract.wire import Challenge
+from meshcommon.plumbing.events import emit
 
 T = TypeVar("T")
 ENROL_ATTEMPTS = 20  # picks of a mesh IP and node id before giving up on conflicts with other writers

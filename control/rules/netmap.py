@@ -10,7 +10,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from meshcommon.wire import DeltaNetmap, FullNetmap, NodeView
+from meshcommon.contract.wire import DeltaNetmap, FullNetmap, NodeView
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Literal
 import msgspec
 
 from control.rules.ipam import Network
-from meshcommon.wire import NodeView
+from meshcommon.contract.wire import NodeView
 
 TokenState = Literal["active", "used", "expired", "revoked"]
 

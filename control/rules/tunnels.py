@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from control.rules.records import NodeRecord
-from meshcommon import endpoint as endpoints
+from meshcommon.contract import endpoint as endpoints
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

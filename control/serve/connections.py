@@ -33,7 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
 
 from control.rules import tunnels
-from meshcommon.events import emit
+from meshcommon.plumbing.events import emit
 
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 FD_RESERVE = 256  # descriptors besides client connections: listeners, store connections, logs, metrics files

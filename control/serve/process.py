@@ -19,8 +19,8 @@ from control.api.app import create_app
 from control.config import Config
 from control.rules import tokens
 from control.store import db
-from meshcommon.events import EventFormatter, emit, host_name, setup_logging
-from meshcommon.files import private_dir
+from meshcommon.plumbing.events import EventFormatter, emit, host_name, setup_logging
+from meshcommon.plumbing.files import private_dir
 
 
 class GunicornLogger(glogging.Logger):

@@ -3,8 +3,8 @@
 Owns reading and writing rows: `nodes`, `join_tokens`, `mesh_state` (the one row with the revision,
 its lock, bumps and the change-log pruning), `changes` (the change log), `challenges` (nonces and
 the control key) and `notify` (PostgreSQL NOTIFY/LISTEN of new revisions). Functions take and
-return plain values and `control.records`; they run in the caller's transaction and decide no
-rule. Only the registry and its two parts (`control.challenges`, `control.join_tokens`) call
+return plain values and `control.rules.records`; they run in the caller's transaction and decide no
+rule. Only the registry and its two parts (`control.registry.challenges`, `control.registry.join_tokens`) call
 them (checked: the `control-gateway` contract in .importlinter).
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 from control.rules.records import HeartbeatReport, NodeRecord, TunnelDown
 from control.store import dicts, rows
 from control.store.models import Node
-from meshcommon.wire import NodeView
+from meshcommon.contract.wire import NodeView
 
 HEARTBEAT_ROWS = 1000  # nodes per heartbeat statement: 4,000 variables, far below SQLite's 32,766
 # The columns of a NodeView, in its field order, then the token hash the cache authenticates with.

@@ -14,7 +14,7 @@ from typing import Any
 
 from control.store import db as database
 from control.store.models import db
-from meshcommon.events import emit
+from meshcommon.plumbing.events import emit
 
 CHANNEL = "meshvpn_revision"
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import msgspec
 
-from agent import intake
-from agent.model import Identity, Netmap
-from meshcommon import keys, wire
+from agent.core import intake
+from agent.core.model import Identity, Netmap
+from meshcommon.contract import keys, wire
 
 PREFIX = "100.64.0.0/10"
 

@@ -2,10 +2,10 @@
 import pytest
 
 from agent import agent
-from agent.health import Tracker
-from agent.model import PeerStats
+from agent.core.health import Tracker
+from agent.core.model import PeerStats
 from agent.reconcile import Reconciler
-from agent.state import StateDir
+from agent.statedir import StateDir
 from tests.agent.data import entry, netmap
 
 pytestmark = pytest.mark.anyio

@@ -16,10 +16,10 @@ def scenario(state_dir: str) -> dict:
     """Run in the lab host (its network and mount namespaces): what each apply reached."""
     from agent import wg
     from agent.apply import Writes, apply
-    from agent.diff import diff
-    from agent.model import DesiredState, WgPeer
+    from agent.core.diff import diff
+    from agent.core.model import DesiredState, WgPeer
     from agent.observe import observe
-    from meshcommon import keys
+    from meshcommon.contract import keys
 
     private = keys.new_private_key()
     names = {}

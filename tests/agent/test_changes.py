@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.changes import STEP_CHANGES, Change, ChangeKind, changes, update_reason
-from agent.desired import desired_state
-from agent.model import Applied, Failure, Plan, Step, StepKind, WgPeer
+from agent.core.changes import STEP_CHANGES, Change, ChangeKind, changes, update_reason
+from agent.core.desired import desired_state
+from agent.core.model import Applied, Failure, Plan, Step, StepKind, WgPeer
 from tests.agent.data import entry, key, netmap
 
 NETMAP = netmap({"a": entry("a", "100.64.0.2"), "b": entry("b", "100.64.0.3", online=False)}, revision=12)

@@ -5,9 +5,10 @@ import json
 import msgspec
 import pytest
 
-from agent import apply, cli, status
-from agent.state import StateDir
-from meshcommon.version import VERSION
+from agent import apply, cli
+from agent import local_api as status
+from agent.statedir import StateDir
+from meshcommon.contract.version import VERSION
 from tests.agent.data import identity
 
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent.client import ControlClient, Gone, Refused, TemporaryError
-from meshcommon import keys, wire
+from meshcommon.contract import keys, wire
 from tests.agent.data import ME, entry
 
 pytestmark = pytest.mark.anyio

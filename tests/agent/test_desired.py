@@ -2,8 +2,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.desired import desired_state, host_prefix
-from meshcommon.tunnels import KEEPALIVE
+from agent.core.desired import desired_state, host_prefix
+from meshcommon.contract.timings import KEEPALIVE
 from tests.agent.data import entry, netmap
 
 

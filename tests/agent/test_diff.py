@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.desired import desired_state
-from agent.diff import diff, same_endpoint
-from agent.model import DesiredState, Observed, Plan, WgPeer
+from agent.core.desired import desired_state
+from agent.core.diff import diff, same_endpoint
+from agent.core.model import DesiredState, Observed, Plan, WgPeer
 from tests.agent.data import entry, key, netmap
 
 

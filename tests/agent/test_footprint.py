@@ -3,9 +3,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent import intake
-from agent.state import StateDir
-from meshcommon import keys
+from agent.core import intake
+from agent.statedir import StateDir
+from meshcommon.contract import keys
 from tests.agent.data import entry, identity, received
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,11 +18,11 @@ import asyncio, sys
 from pathlib import Path
 
 from agent.cli import main  # the `meshagent` entry point
-from agent import render
+from agent.core import render
 from agent.agent import Agent
-from agent.desired import desired_state
-from agent.settings import AgentSettings
-from meshcommon import keys
+from agent.core.desired import desired_state
+from agent.core.settings import AgentSettings
+from meshcommon.contract import keys
 
 async def start():
     settings = AgentSettings(("http://control.test",), None, "me", state_dir=Path(sys.argv[1]), backend="userspace")

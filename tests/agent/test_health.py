@@ -1,7 +1,7 @@
 """Tunnel health (pure): which peers have no working tunnel, and when a heartbeat says so."""
-from agent.health import PROBE_AFTER, REFRESH, Down, Report, Seen, Tracker, down, quiet, track
-from agent.model import PeerStats
-from meshcommon.tunnels import HANDSHAKE_FRESH, HEALTH_BOUND
+from agent.core.health import PROBE_AFTER, REFRESH, Down, Report, Seen, Tracker, down, quiet, track
+from agent.core.model import PeerStats
+from meshcommon.contract.timings import HANDSHAKE_FRESH, HEALTH_BOUND
 
 NOW = 10_000.0
 IDS = {"ka": "a", "kb": "b"}

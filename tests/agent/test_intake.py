@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import intake
+from agent.core import intake
 from tests.agent.data import ME, PREFIX, decoded, delta, entry, full, key, netmap, raw, received
 
 

@@ -61,9 +61,9 @@ def test_three_nodes_converge_and_ping_each_other(lab, lab_control, tmp_path):
 NOOP_CHECK = """
 import json, sys
 from pathlib import Path
-from agent import intake
+from agent.core import intake
 from agent.reconcile import Reconciler
-from agent.state import StateDir
+from agent.statedir import StateDir
 state = StateDir(Path(sys.argv[1]))
 netmap = intake.netmap_of(intake.from_cache(state.netmap()))
 changes = Reconciler("mesh0", 51820, state, "userspace", state.private_key()).reconcile(netmap, announce_noop=False)

@@ -4,8 +4,8 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent import metrics
-from meshcommon.wire import AgentStatus, Histogram, PeerStatus, WriteCounts
+from agent.core import metrics
+from meshcommon.contract.wire import AgentStatus, Histogram, PeerStatus, WriteCounts
 
 
 def peer(name: str, node_id: str, online: bool = True, handshake: int | None = 1_700_000_000, rx: int = 0,
@@ -82,5 +82,5 @@ def test_names_and_labels_from_the_netmap_cannot_forge_lines():
 def test_importing_the_agent_metrics_does_not_load_prometheus_client(monkeypatch):
     for name in [m for m in sys.modules if m == "agent.metrics" or m.startswith("prometheus_client")]:
         monkeypatch.delitem(sys.modules, name)
-    import agent.metrics  # noqa: F401
+    import agent.core.metrics  # noqa: F401
     assert "prometheus_client" not in sys.modules

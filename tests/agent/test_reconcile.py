@@ -5,12 +5,13 @@ from dataclasses import replace
 
 import pytest
 
-from agent import paths, reconcile
+from agent import reconcile
 from agent.apply import Writes
-from agent.desired import desired_state
-from agent.model import Applied, Failure, Observed, PeerStats, Step, StepKind
+from agent.core import endpoints as paths
+from agent.core.desired import desired_state
+from agent.core.model import Applied, Failure, Observed, PeerStats, Step, StepKind
 from agent.reconcile import Reconciler
-from agent.state import StateDir
+from agent.statedir import StateDir
 from tests.agent.data import entry, netmap
 
 NETMAP = netmap({"a": entry("a", "100.64.0.2")}, revision=6)

@@ -6,9 +6,9 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.desired import desired_state
-from agent.render import render
-from meshcommon import endpoint, keys
+from agent.core.desired import desired_state
+from agent.core.render import render
+from meshcommon.contract import endpoint, keys
 from tests.agent.data import entry, key, netmap
 
 PREFIX = "100.64.0.0/24"

@@ -5,13 +5,13 @@ import logging
 import msgspec
 import pytest
 
-from agent import intake
 from agent.client import Gone, Refused, TemporaryError
-from agent.model import Identity
+from agent.core import intake
+from agent.core.model import Identity
+from agent.core.settings import AgentSettings
 from agent.session import ENROLLING_CAP, REFUSED_CAP, WATCH_CAP, Backoff, Session
-from agent.settings import AgentSettings
-from agent.state import StateDir
-from meshcommon.wire import HeartbeatAnswer
+from agent.statedir import StateDir
+from meshcommon.contract.wire import HeartbeatAnswer
 from tests.agent.data import ME, delta, entry, full, identity, registered
 
 pytestmark = pytest.mark.anyio

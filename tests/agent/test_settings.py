@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings import (
+from agent.core.settings import (
     DEFAULT_STATE_DIR,
     AgentSettings,
     BadSettings,

@@ -2,9 +2,9 @@
 import msgspec
 
 from agent.apply import Writes
-from agent.model import ControlStatus, PeerStats
-from agent.status_view import agent_status, handshake_age
-from meshcommon.wire import AgentStatus, RejectedPeer, WriteCounts
+from agent.core.model import ControlStatus, PeerStats
+from agent.core.status_view import agent_status, handshake_age
+from meshcommon.contract.wire import AgentStatus, RejectedPeer, WriteCounts
 from tests.agent.data import entry, identity, key, netmap
 
 NETMAP = netmap({"a": entry("a", "100.64.0.2"), "b": entry("b", "100.64.0.3", online=False), "bad": "junk"},

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import uapi
-from agent.model import PeerStats, WgPeer
-from meshcommon import keys
+from agent.core import uapi
+from agent.core.model import PeerStats, WgPeer
+from meshcommon.contract import keys
 from tests.agent.data import key
 
 PRIVATE = keys.new_private_key()

@@ -8,8 +8,9 @@ import threading
 import pytest
 from pyroute2.netlink.generic.wireguard import AsyncWireGuard, wgmsg
 
-from agent import uapi, wg
-from agent.model import PeerStats, WgPeer
+from agent import wg
+from agent.core import uapi
+from agent.core.model import PeerStats, WgPeer
 from tests.agent.data import key
 
 DEVICE_KEY, KEY_A, KEY_B = key(), key(), key()

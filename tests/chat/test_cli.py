@@ -11,7 +11,7 @@ import pytest
 
 from chat import cli
 from chat.daemon import write_pointer
-from meshcommon.version import VERSION
+from meshcommon.contract.version import VERSION
 from tests.meshlab import MESHCHAT, wait_for
 from tests.pg import free_port
 

@@ -1,6 +1,6 @@
 """chat.peers: the view of the mesh chat builds from the agent's status."""
 from chat import peers
-from meshcommon.wire import AgentStatus, PeerStatus
+from meshcommon.contract.wire import AgentStatus, PeerStatus
 
 
 def peer(name: str, mesh_ip: str, online: bool = True) -> PeerStatus:

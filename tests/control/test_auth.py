@@ -6,7 +6,7 @@ from control.live.membership import MembershipCache
 from control.rules import tokens
 from control.rules.errors import Forbidden, Unauthorized
 from control.rules.records import Loaded
-from meshcommon.wire import NodeView
+from meshcommon.contract.wire import NodeView
 
 pytestmark = pytest.mark.anyio
 ADMIN = tokens.new_token(tokens.ADMIN)

@@ -5,7 +5,7 @@ import pytest
 
 from control.cli import admin_client
 from control.cli import meshctl as cli
-from meshcommon.version import VERSION
+from meshcommon.contract.version import VERSION
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("1h", 3600.0),

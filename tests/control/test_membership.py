@@ -5,7 +5,7 @@ from control.live import membership
 from control.live.membership import MembershipCache
 from control.rules.netmap import netmap_for
 from control.rules.records import Loaded
-from meshcommon.wire import NodeView
+from meshcommon.contract.wire import NodeView
 
 
 def view(node_id: str, online: bool = True) -> NodeView:

@@ -4,9 +4,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec import to_builtins
 
-from agent.intake import fold
+from agent.core.intake import fold
 from control.rules.netmap import Membership, NodeView, changed_since, delta, full_map, netmap_for
-from meshcommon.wire import DeltaNetmap, FullNetmap, decode_netmap_entries
+from meshcommon.contract.wire import DeltaNetmap, FullNetmap, decode_netmap_entries
 
 ME = "me"
 PREFIX = "100.64.0.0/10"

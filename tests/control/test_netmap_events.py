@@ -7,7 +7,7 @@ import pytest
 from control.api.resources import Netmap
 from control.live.membership import MembershipCache
 from control.rules.records import Loaded
-from meshcommon.wire import NodeView
+from meshcommon.contract.wire import NodeView
 
 pytestmark = pytest.mark.anyio
 KEEPALIVE = 0.3

@@ -13,7 +13,7 @@ import pytest
 from control import config
 from control.serve import connections as httpserver
 from control.serve.connections import soft_fd_limit
-from meshcommon.events import NOISY_LOGGERS, RepeatFilter, setup_logging
+from meshcommon.plumbing.events import NOISY_LOGGERS, RepeatFilter, setup_logging
 from tests import enrol
 from tests.control.servers import ControlProcess
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from control.api import schemas
 from control.api.openapi import build_spec
-from meshcommon import endpoint, keys
+from meshcommon.contract import endpoint, keys
 from tests.control.support import bearer
 from tests.enrol import new_key
 

@@ -6,7 +6,7 @@ import pytest
 from control.live.membership import MembershipCache
 from control.live.watch import RevisionFeed
 from control.rules.records import Loaded
-from meshcommon.wire import NodeView
+from meshcommon.contract.wire import NodeView
 
 pytestmark = pytest.mark.anyio
 

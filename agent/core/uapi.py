@@ -15,8 +15,8 @@ import base64
 import ipaddress
 from dataclasses import dataclass
 
-from agent.model import PeerStats, WgDevice, WgPeer
-from meshcommon import keys
+from agent.core.model import PeerStats, WgDevice, WgPeer
+from meshcommon.contract import keys
 
 GET = b"get=1\n\n"  # the whole request for the device's state
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from agent.model import PeerStats
-from meshcommon.tunnels import HANDSHAKE_FRESH, HEALTH_BOUND
+from agent.core.model import PeerStats
+from meshcommon.contract.timings import HANDSHAKE_FRESH, HEALTH_BOUND
 
 REFRESH = 30.0  # seconds between reports of an unchanged set
 PROBE_AFTER = 20.0  # seconds of silence from a peer before it is probed, and between probes

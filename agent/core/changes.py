@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.diff import same_endpoint
-from agent.model import Applied, Netmap, Plan, Step, StepKind, WgPeer
+from agent.core.diff import same_endpoint
+from agent.core.model import Applied, Netmap, Plan, Step, StepKind, WgPeer
 
 
 class ChangeKind(StrEnum):

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from meshcommon.wire import AgentStatus
+from meshcommon.contract.wire import AgentStatus
 
 SOCKET_NAME = "agent.sock"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-from agent.model import DesiredState
+from agent.core.model import DesiredState
 
 UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

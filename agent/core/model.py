@@ -1,6 +1,6 @@
 """Owns the agent's plain data: frozen values shared by the pure and the effectful modules.
 
-Must not import anything that does I/O. A peer in a validated netmap is a `meshcommon.wire.NodeView`
+Must not import anything that does I/O. A peer in a validated netmap is a `meshcommon.contract.wire.NodeView`
 (the wire's own type: `intake` only lets through entries that pass its checks, with the display name
 reduced to a safe alphabet); the rest is the agent's own vocabulary: desired and observed interface
 state, the plan between them, the steps `apply` reached, this node's identity and its link to the
@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from meshcommon.wire import NodeView, Registered
+from meshcommon.contract.wire import NodeView, Registered
 
 
 @dataclass(frozen=True)

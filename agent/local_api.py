@@ -1,14 +1,15 @@
 """The agent's local status: served on a unix socket in the state directory, or read from its files.
 
-Owns the serving of `meshcommon.wire.AgentStatus` (clients: `meshcommon.agent_api`) over HTTP/1.1
-on a unix socket that is local-only by construction (0600 in a 0700 directory, no TCP port), the
-same status as Prometheus text (`agent.metrics`) on the TCP address of `--metrics-listen`, and
-the status `meshagent status` shows when no agent answers, from the same status view over the state
-directory. The server is a minimal asyncio responder, not a web framework: one request per
-connection, `GET /status` (`GET /metrics` on the metrics address) or an error, the head bounded in
-size and time, then close. The running agent answers from its memory and WireGuard's counters, so
-it keeps working while the control plane is down. Must not decide what the status says
-(`status_view` does, and `metrics` its Prometheus text).
+Owns the serving of `meshcommon.contract.wire.AgentStatus` (clients:
+`meshcommon.plumbing.local_api_client`) over HTTP/1.1 on a unix socket that is local-only by
+construction (0600 in a 0700 directory, no TCP port), the same status as Prometheus text
+(`agent.core.metrics`) on the TCP address of `--metrics-listen`, and the status `meshagent status`
+shows when no agent answers, from the same status view over the state directory. The server is a
+minimal asyncio responder, not a web framework: one request per connection, `GET /status` (`GET
+/metrics` on the metrics address) or an error, the head bounded in size and time, then close. The
+running agent answers from its memory and WireGuard's counters, so it keeps working while the
+control plane is down. Must not decide what the status says (`status_view` does, and `metrics`
+its Prometheus text).
 """
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ from typing import Protocol
 
 import msgspec
 
-from agent import intake, status_view, wg
-from agent.settings import DEFAULT_INTERFACE
-from agent.state import StateDir
-from meshcommon.files import private_dir
-from meshcommon.wire import AgentStatus
+from agent import wg
+from agent.core import intake, status_view
+from agent.core.settings import DEFAULT_INTERFACE
+from agent.statedir import StateDir
+from meshcommon.contract.wire import AgentStatus
+from meshcommon.plumbing.files import private_dir
 
 MAX_HEAD = 8192  # bytes of request line and headers
 HEAD_TIMEOUT = 5.0  # seconds for a client to send them
@@ -54,7 +56,7 @@ def as_json(status: AgentStatus) -> tuple[bytes, str]:
 
 
 def as_metrics(status: AgentStatus) -> tuple[bytes, str]:
-    from agent import metrics  # loads prometheus_client: only once metrics are asked for
+    from agent.core import metrics  # loads prometheus_client: only once metrics are asked for
     return metrics.render(status).encode(), metrics.CONTENT_TYPE
 
 

@@ -7,10 +7,11 @@ import httpx
 import msgspec
 import pytest
 
-from agent import intake, status
-from agent.state import StateDir
-from meshcommon import agent_api
-from meshcommon.wire import AgentStatus
+from agent import local_api as status
+from agent.core import intake
+from agent.statedir import StateDir
+from meshcommon.contract.wire import AgentStatus
+from meshcommon.plumbing import local_api_client as agent_api
 from tests.agent.data import entry, full, identity
 
 STATUS = AgentStatus(node_id="n1", name="alpha", mesh_ip="100.64.0.1", public_key=None, interface="mesh0",

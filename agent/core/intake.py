@@ -1,10 +1,10 @@
 """Intake: the netmap answers the control plane sent, folded into one map and checked entry by entry. Pure.
 
-Owns the agent's rules for `GET /v1/netmap` beyond its types (`meshcommon.wire` owns those; the
+Owns the agent's rules for `GET /v1/netmap` beyond its types (`meshcommon.contract.wire` owns those; the
 client decodes answers with `wire.decode_netmap_entries`, so peer entries arrive as `msgspec.Raw`).
 Each entry is checked alone: one that does not fit `wire.NodeView`, has an invalid or low-order
 key, a mesh IP outside the mesh prefix, an endpoint that is not a numeric unicast IP:PORT
-(`meshcommon.endpoint`), or a mesh IP or public key an earlier entry holds, is rejected (reported,
+(`meshcommon.contract.endpoint`), or a mesh IP or public key an earlier entry holds, is rejected (reported,
 never raised) and so can never reach `wg`: one bad peer never delays or blocks the others. Also
 owns the format of the cached map (`netmap.json`). Must not do I/O.
 """
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from agent.model import Netmap
-from meshcommon import endpoint as endpoints
-from meshcommon import keys
-from meshcommon.wire import DeltaNetmap, FullNetmap, NodeView
+from agent.core.model import Netmap
+from meshcommon.contract import endpoint as endpoints
+from meshcommon.contract import keys
+from meshcommon.contract.wire import DeltaNetmap, FullNetmap, NodeView
 
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 

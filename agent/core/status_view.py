@@ -1,4 +1,4 @@
-"""Status view: this node's view of the mesh as `meshcommon.wire.AgentStatus`, and its peers' health. Pure.
+"""Status view: this node's view of the mesh as `meshcommon.contract.wire.AgentStatus`, and its peers' health. Pure.
 
 Owns what `meshagent status` and the chat daemon see, from the same inputs whether the agent runs
 (its memory, served on the unix socket by `status.py`) or not (its state directory: the link to the
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, Protocol
 
-from agent import paths
-from agent.model import ControlStatus, Identity, Netmap, PeerStats
-from meshcommon.wire import AgentStatus, Histogram, PeerStatus, RejectedPeer, WriteCounts
+from agent.core import endpoints as paths
+from agent.core.model import ControlStatus, Identity, Netmap, PeerStats
+from meshcommon.contract.wire import AgentStatus, Histogram, PeerStatus, RejectedPeer, WriteCounts
 
 
 class Counted(Protocol):

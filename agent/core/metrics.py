@@ -1,7 +1,7 @@
 """The agent's Prometheus metrics: the reconcile-duration histogram, and the status as Prometheus text. Pure.
 
 Owns the metric names of the agent (docs/observability.md lists them) and `Durations`, the
-histogram the reconciler fills. Every metric is rendered from one `meshcommon.wire.AgentStatus`,
+histogram the reconciler fills. Every metric is rendered from one `meshcommon.contract.wire.AgentStatus`,
 the same the status socket answers, so `meshagent status --metrics` and the `--metrics-listen`
 endpoint say the same thing. prometheus_client is imported only when metrics are rendered: an
 agent nobody scrapes never loads it. Must not do I/O or read the clock.
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshcommon.wire import AgentStatus, Histogram
+from meshcommon.contract.wire import AgentStatus, Histogram
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # A pass with nothing to do takes milliseconds (a netlink dump, a UAPI read); one that writes a

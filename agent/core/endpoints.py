@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.model import PeerStats
-from meshcommon import endpoint as endpoints
-from meshcommon.tunnels import HANDSHAKE_FRESH
-from meshcommon.wire import NodeView
+from agent.core.model import PeerStats
+from meshcommon.contract import endpoint as endpoints
+from meshcommon.contract.timings import HANDSHAKE_FRESH
+from meshcommon.contract.wire import NodeView
 
 ATTEMPT = 12.0  # seconds per candidate without a handshake: WireGuard retries an initiation every 5 s
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 
-from agent.model import DesiredState, Observed, Plan, WgPeer
+from agent.core.model import DesiredState, Observed, Plan, WgPeer
 
 
 @functools.lru_cache(maxsize=8192)  # a pass compares every peer's endpoint: parse each text once, not every pass

@@ -2,10 +2,10 @@
 import msgspec
 import pytest
 
-from agent.model import PeerStats
-from agent.paths import ATTEMPT, Attempt, Source, candidates, choose, due, source_of
-from meshcommon.tunnels import HANDSHAKE_FRESH
-from meshcommon.wire import NodeView
+from agent.core.endpoints import ATTEMPT, Attempt, Source, candidates, choose, due, source_of
+from agent.core.model import PeerStats
+from meshcommon.contract.timings import HANDSHAKE_FRESH
+from meshcommon.contract.wire import NodeView
 
 NOW = 10_000.0
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 
 from agent import wg
-from agent.model import Identity
-from meshcommon import agent_api
-from meshcommon.files import atomic_write, private_dir
+from agent.core.model import Identity
+from meshcommon.plumbing import local_api_client as agent_api
+from meshcommon.plumbing.files import atomic_write, private_dir
 
 
 class StateDir:

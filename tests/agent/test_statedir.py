@@ -1,7 +1,7 @@
 """The state directory: private, atomic files that read back as written, and read as absent when broken."""
 import stat
 
-from agent.state import StateDir
+from agent.statedir import StateDir
 from tests.agent.data import identity
 
 

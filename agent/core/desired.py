@@ -11,8 +11,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from agent.model import DesiredState, Netmap, WgPeer
-from meshcommon.tunnels import KEEPALIVE
+from agent.core.model import DesiredState, Netmap, WgPeer
+from meshcommon.contract.timings import KEEPALIVE
 
 
 def host_prefix(ip: str) -> str:
