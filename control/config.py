@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from control.rules import ipam, tunnels
+from control.rules import ipam, reflexive
 
 HTTP_PARSERS = ("auto", "h11", "httptools")
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
@@ -75,7 +75,7 @@ class Config:
         _, sep, port = self.listen.rpartition(":")
         if not sep or not port.isdigit():
             raise ValueError(f"listen address {self.listen!r} must be HOST:PORT")
-        tunnels.parse_networks(self.trusted_proxies)
+        reflexive.parse_networks(self.trusted_proxies)
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.http_parser not in HTTP_PARSERS:

@@ -7,29 +7,18 @@ every port it is sent). An identical state yields an empty plan. Must not do I/O
 """
 from __future__ import annotations
 
-import functools
-import ipaddress
-
 from agent.core.model import DesiredState, Observed, Plan, WgPeer
-
-
-@functools.lru_cache(maxsize=8192)  # a pass compares every peer's endpoint: parse each text once, not every pass
-def _address(endpoint: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP address of HOST:PORT or [IPv6]:PORT, or None when HOST is a name."""
-    try:
-        return ipaddress.ip_address(endpoint.rpartition(":")[0].strip("[]"))
-    except ValueError:
-        return None
+from meshcommon.contract.addresses import host
 
 
 def is_literal(endpoint: str | None) -> bool:
-    return endpoint is not None and _address(endpoint) is not None
+    return endpoint is not None and host(endpoint) is not None
 
 
 def same_endpoint(desired: str | None, observed: str | None) -> bool:
     if desired is None or desired == observed or not is_literal(desired):
         return True  # the same text, or nothing to enforce: WireGuard learns or resolved it
-    return observed is not None and _address(desired) == _address(observed) and \
+    return observed is not None and host(desired) == host(observed) and \
         desired.rpartition(":")[2] == observed.rpartition(":")[2]
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from agent.core.model import PeerStats
-from meshcommon.contract import endpoint as endpoints
+from meshcommon.contract.addresses import behind_nat, host
 from meshcommon.contract.timings import HANDSHAKE_FRESH
 from meshcommon.contract.wire import NodeView
 
@@ -54,25 +54,12 @@ class Choice:
     switched: bool = False
 
 
-def _host(endpoint: str | None) -> str | None:
-    if endpoint is None:
-        return None
-    try:
-        return str(endpoints.parse(endpoint)[0])
-    except endpoints.BadEndpoint:
-        return None
-
-
-def behind_nat(node: NodeView) -> bool:
-    reflexive = _host(node.reflexive_endpoint)
-    return reflexive is not None and reflexive != _host(node.endpoint)
-
-
 def candidates(peer: NodeView, me: NodeView) -> tuple[str, ...]:
     """The peer's endpoints in the order to try them, without repeats."""
     advertised, reflexive = peer.endpoint, peer.reflexive_endpoint
-    same_site = reflexive is not None and _host(reflexive) == _host(me.reflexive_endpoint)
-    ordered = [reflexive, advertised] if behind_nat(peer) and not same_site else [advertised, reflexive]
+    same_site = reflexive is not None and host(reflexive) == host(me.reflexive_endpoint)
+    nat = behind_nat(peer.endpoint, reflexive)
+    ordered = [reflexive, advertised] if nat and not same_site else [advertised, reflexive]
     found: list[str] = []
     for endpoint in ordered:
         if endpoint is not None and endpoint not in found:

@@ -21,7 +21,7 @@ from control.api.openapi import build_spec
 from control.config import Config
 from control.live.runtime import Runtime
 from control.rules.errors import DomainError
-from control.rules.tunnels import parse_networks
+from control.rules.reflexive import parse_networks
 
 
 def routes(runtime: Runtime) -> list[tuple[str, object, str | None]]:

@@ -12,9 +12,10 @@ import math
 from typing import Any, TypeVar
 
 from control.api import schemas
-from control.rules import tunnels
+from control.rules import reflexive
 from control.rules.errors import BodyTooLarge, InvalidRequest, RequestTimeout
-from control.rules.records import JoinTokenRequest, Registration, TunnelDown
+from control.rules.records import HeartbeatSent, JoinTokenRequest, Registration, ReportedDown
+from meshcommon.contract.addresses import Network
 
 S = TypeVar("S")
 # Bodies that are small by nature get a small limit: a registration is read before its join token
@@ -70,12 +71,12 @@ def wait_params(req: Any) -> tuple[int | None, float]:
 class Source:
     """Where a request came from: the connection's peer, or behind a trusted proxy what it forwarded."""
 
-    def __init__(self, trusted_proxies: tuple[tunnels.Network, ...]):
+    def __init__(self, trusted_proxies: tuple[Network, ...]):
         self.trusted = trusted_proxies
 
     def address(self, req: Any) -> str | None:
         forwarded = req.get_header("X-Forwarded-For") if self.trusted else None
-        return tunnels.client_address(req.remote_addr, forwarded, self.trusted)
+        return reflexive.client_address(req.remote_addr, forwarded, self.trusted)
 
 
 # -- from schema to plain arguments ----------------------------------------------
@@ -83,14 +84,15 @@ class Source:
 def registration(body: schemas.Register, source_address: str | None) -> Registration:
     return Registration(public_key=body.public_key, name=body.name, listen_port=body.listen_port,
                         endpoint=body.endpoint, nonce=body.nonce, proof=body.proof,
-                        reflexive_endpoint=tunnels.reflexive_endpoint(source_address, body.listen_port))
+                        reflexive_endpoint=reflexive.reflexive_endpoint(source_address, body.listen_port))
 
 
-def tunnels_down(body: schemas.Heartbeat, now: float) -> tuple[TunnelDown, ...] | None:
-    """The tunnels a heartbeat reports down, dated by this clock; None when it reports no change."""
-    if body.tunnels_down is None:
-        return None
-    return tuple(TunnelDown(down.node_id, now - down.down_for, down.reason) for down in body.tunnels_down)
+async def read_heartbeat(req: Any, body: BodyReader, source: Source) -> HeartbeatSent:
+    """A heartbeat's body and the address it came from, as one report in plain data."""
+    beat = await body.read(req, schemas.Heartbeat)
+    down = None if beat.tunnels_down is None else \
+        tuple(ReportedDown(d.node_id, d.down_for, d.reason) for d in beat.tunnels_down)
+    return HeartbeatSent(beat.applied_revision, source.address(req), down)
 
 
 def join_token_request(body: schemas.JoinTokenCreate) -> JoinTokenRequest:

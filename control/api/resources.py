@@ -24,7 +24,7 @@ from control.live.heartbeats import HeartbeatBuffer
 from control.live.membership import MembershipCache
 from control.live.runtime import AsyncRegistry
 from control.live.watch import RevisionFeed
-from control.rules import tokens, tunnels
+from control.rules import tokens
 from control.rules.errors import Unauthorized
 from control.rules.records import RegistrySettings
 
@@ -118,14 +118,11 @@ class Heartbeat:
 
     async def on_post(self, req, resp, node_id):
         node_id = await self.auth.own_node(bearer(req), node_id)
-        beat = await self.body.read(req, schemas.Heartbeat)
+        sent = await edge.read_heartbeat(req, self.body, self.source)
         view = self.cache.nodes.get(node_id)
         if view is None:  # removed while its body was read
             raise Unauthorized("this node was removed from the mesh")
-        reflexive = tunnels.reflexive_endpoint(self.source.address(req), view.listen_port)
-        self.heartbeats.add(node_id, beat.applied_revision, reflexive,
-                            edge.tunnels_down(beat, self.heartbeats.clock()),
-                            urgent=not view.online or reflexive != view.reflexive_endpoint)
+        self.heartbeats.receive(node_id, sent, view)
         resp.media = views.heartbeat_answer(self.cache.revision, self.settings)
 
 

@@ -23,8 +23,8 @@ from control.api.answers import (
     TunnelDown,
     UnhealthyPair,
 )
+from control.rules.pair_health import Pair
 from control.rules.records import Enrolled, JoinTokenStatus, NodeRecord, RegistrySettings
-from control.rules.tunnels import Pair
 from meshcommon.contract.timings import HEALTH_BOUND
 from meshcommon.contract.wire import HeartbeatAnswer, Registered
 

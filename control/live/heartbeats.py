@@ -14,7 +14,9 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from control.rules.errors import Unavailable
-from control.rules.records import HeartbeatReport, TunnelDown
+from control.rules.records import HeartbeatReport, HeartbeatSent, TunnelDown
+from control.rules.reflexive import reflexive_endpoint
+from meshcommon.contract.wire import NodeView
 from meshcommon.plumbing.events import emit
 
 
@@ -39,12 +41,21 @@ class HeartbeatBuffer:
         self._closed = False
         self._flushing = asyncio.Lock()  # one flush at a time: when flush() returns, all added before it is stored
 
-    def add(self, node_id: str, applied_revision: int | None, reflexive_endpoint: str | None,
-            tunnels_down: tuple[TunnelDown, ...] | None, urgent: bool) -> None:
-        """A heartbeat of `node_id`, received now; `urgent` writes it at once (an offline node's, or
-        one from a new address). A report of the tunnels down is kept until stored, even when a
-        later heartbeat of the same node (which reports no change) supersedes the rest."""
-        report = HeartbeatReport(self.clock(), applied_revision, reflexive_endpoint, tunnels_down)
+    def receive(self, node_id: str, sent: HeartbeatSent, view: NodeView) -> None:
+        """A heartbeat of `node_id` (which the cache shows as `view`), received now: dated, its
+        reflexive endpoint worked out, and written at once when the node was offline or the
+        heartbeat comes from a new address."""
+        now = self.clock()
+        endpoint = reflexive_endpoint(sent.source_address, view.listen_port)
+        down = None if sent.tunnels_down is None else \
+            tuple(TunnelDown(d.node_id, now - d.down_for, d.reason) for d in sent.tunnels_down)
+        self.add(node_id, HeartbeatReport(now, sent.applied_revision, endpoint, down),
+                 urgent=not view.online or endpoint != view.reflexive_endpoint)
+
+    def add(self, node_id: str, report: HeartbeatReport, urgent: bool) -> None:
+        """`report` for the next batch; `urgent` writes it at once. A report of the tunnels down is
+        kept until stored, even when a later heartbeat of the same node (which reports no change)
+        supersedes the rest."""
         self.pending[node_id] = superseding(self.pending.get(node_id), report)
         if urgent:
             self._kick.set()

@@ -22,6 +22,7 @@ from control.live.membership import MembershipCache
 from control.live.watch import RevisionFeed
 from control.registry.registry import Registry, new_id
 from control.rules import ipam, tokens
+from control.rules.pair_health import Pair
 from control.rules.records import (
     Enrolled,
     HeartbeatReport,
@@ -32,7 +33,6 @@ from control.rules.records import (
     Registration,
     RegistrySettings,
 )
-from control.rules.tunnels import Pair
 from meshcommon.contract.wire import Challenge
 from meshcommon.plumbing.events import emit
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from control.registry.challenges import Challenges
 from control.registry.join_tokens import JoinTokens
-from control.rules import ipam, tokens, tunnels
+from control.rules import ipam, pair_health, tokens
 from control.rules.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized, Unavailable
 from control.rules.liveness import decide_sweep
 from control.rules.records import (
@@ -284,10 +284,10 @@ class Registry:
     # -- reading ----------------------------------------------------------
 
     @staticmethod
-    def unhealthy_pairs() -> tuple[int, list[tunnels.Pair]]:
+    def unhealthy_pairs() -> tuple[int, list[pair_health.Pair]]:
         """The revision and every pair of nodes without a working tunnel, as their agents report."""
         with database.read_transaction():
-            return mesh_state.revision(), tunnels.unhealthy_pairs(nodes.every())
+            return mesh_state.revision(), pair_health.unhealthy_pairs(nodes.every())
 
     @staticmethod
     def list_nodes() -> tuple[int, list[NodeRecord]]:

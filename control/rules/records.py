@@ -61,6 +61,25 @@ class TunnelDown:
 
 
 @dataclass(frozen=True)
+class ReportedDown:
+    """A peer a node reports no working tunnel to, as it said it: for how many seconds and why."""
+
+    node_id: str
+    down_for: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class HeartbeatSent:
+    """A heartbeat as the edge read it: what the node applied, the address the request came from,
+    and the tunnels it reports down (None: unchanged since its last report)."""
+
+    applied_revision: int | None
+    source_address: str | None
+    tunnels_down: tuple[ReportedDown, ...] | None
+
+
+@dataclass(frozen=True)
 class HeartbeatReport:
     """A heartbeat as received at `seen`: what the node applied, the address it came from, and the
     tunnels it reports down (None: unchanged since its last report)."""

@@ -32,7 +32,8 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
 
-from control.rules import tunnels
+from control.rules import reflexive
+from meshcommon.contract.addresses import Network
 from meshcommon.plumbing.events import emit
 
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -56,7 +57,7 @@ class Bounds(_Protocol):
     per_address_open: ClassVar[Counter[str]] = Counter()  # this worker's open connections by client address
 
     def __init__(self, *args, header_timeout: float, write_timeout: float, per_address: int,
-                 exempt: tuple[tunnels.Network, ...] = (), **kwargs):
+                 exempt: tuple[Network, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self.write_timeout = write_timeout
@@ -82,7 +83,7 @@ class Bounds(_Protocol):
             return
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
-        self.address = None if tunnels.among(address, self.exempt) else address  # counted by address, or not
+        self.address = None if reflexive.among(address, self.exempt) else address  # counted by address, or not
         if self.address is not None:
             self.per_address_open[self.address] += 1
             if self.per_address_open[self.address] > self.per_address:
@@ -234,7 +235,7 @@ class ControlWorker(UvicornWorker):
             "http": functools.partial(protocol_class(settings.http_parser), header_timeout=settings.header_timeout,
                                       write_timeout=settings.write_timeout,
                                       per_address=settings.max_connections_per_address,
-                                      exempt=tunnels.parse_networks(settings.trusted_proxies)),
+                                      exempt=reflexive.parse_networks(settings.trusted_proxies)),
             "loop": event_loop_for(settings.event_loop, settings.tls_cert is not None),
             "limit_concurrency": settings.max_connections,
             # Never let uvicorn take a client address from headers: `trusted_proxies` decides that.

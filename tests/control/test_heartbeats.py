@@ -23,10 +23,10 @@ class Store:
 async def test_heartbeats_are_written_as_one_batch_the_latest_per_node():
     store, clock = Store(), FakeClock(100.0)
     buffer = HeartbeatBuffer(store.record, clock, interval=0.25)
-    buffer.add("a", 1, None, None, urgent=False)
+    buffer.add("a", HeartbeatReport(clock(), 1, None, None), urgent=False)
     clock.now += 1
-    buffer.add("a", 2, None, None, urgent=False)
-    buffer.add("b", None, None, None, urgent=False)
+    buffer.add("a", HeartbeatReport(clock(), 2, None, None), urgent=False)
+    buffer.add("b", HeartbeatReport(clock(), None, None, None), urgent=False)
     await buffer.flush()
     assert store.batches == [{"a": HeartbeatReport(101.0, 2), "b": HeartbeatReport(101.0, None)}]
     assert buffer.pending == {}
@@ -35,18 +35,19 @@ async def test_heartbeats_are_written_as_one_batch_the_latest_per_node():
 async def test_a_batch_is_kept_while_the_store_is_down_without_overwriting_newer_beats():
     store, clock = Store(Unavailable("down")), FakeClock(100.0)
     buffer = HeartbeatBuffer(store.record, clock, interval=0.25)
-    buffer.add("a", 1, None, None, urgent=False)
-    buffer.add("b", 1, None, None, urgent=False)
+    buffer.add("a", HeartbeatReport(clock(), 1, None, None), urgent=False)
+    buffer.add("b", HeartbeatReport(clock(), 1, None, None), urgent=False)
     await buffer.flush()
     clock.now += 1
-    buffer.add("a", 2, None, None, urgent=False)
+    buffer.add("a", HeartbeatReport(clock(), 2, None, None), urgent=False)
     await buffer.flush()
     assert buffer.pending == {"a": HeartbeatReport(101.0, 2), "b": HeartbeatReport(100.0, 1)}
 
 
 async def test_a_batch_the_store_refuses_is_dropped():
-    buffer = HeartbeatBuffer(Store(ValueError("no")).record, FakeClock(), interval=0.25)
-    buffer.add("a", 2**70, None, None, urgent=True)
+    clock = FakeClock()
+    buffer = HeartbeatBuffer(Store(ValueError("no")).record, clock, interval=0.25)
+    buffer.add("a", HeartbeatReport(clock(), 2**70, None, None), urgent=True)
     await buffer.flush()
     assert buffer.pending == {}
 
@@ -60,8 +61,9 @@ async def test_a_flush_returns_only_once_a_flush_already_under_way_has_stored_it
         stored.extend(batch)
         return []
 
-    buffer = HeartbeatBuffer(slow_record, FakeClock(100.0), interval=0.25)
-    buffer.add("a", 1, None, None, urgent=False)
+    clock = FakeClock(100.0)
+    buffer = HeartbeatBuffer(slow_record, clock, interval=0.25)
+    buffer.add("a", HeartbeatReport(clock(), 1, None, None), urgent=False)
     under_way = asyncio.create_task(buffer.flush())  # as the background flusher would
     await asyncio.sleep(0.05)  # it has taken the batch and is writing it
     await buffer.flush()
@@ -73,11 +75,11 @@ async def test_a_report_of_the_tunnels_down_survives_later_beats_that_report_no_
     store, clock = Store(Unavailable("down")), FakeClock(100.0)
     buffer = HeartbeatBuffer(store.record, clock, interval=0.25)
     down = (TunnelDown("b", 90.0, "no_traffic"),)
-    buffer.add("a", 1, "198.51.100.7:51820", down, urgent=False)
-    buffer.add("a", 2, "198.51.100.7:51820", None, urgent=False)
+    buffer.add("a", HeartbeatReport(clock(), 1, "198.51.100.7:51820", down), urgent=False)
+    buffer.add("a", HeartbeatReport(clock(), 2, "198.51.100.7:51820", None), urgent=False)
     assert buffer.pending["a"].tunnels_down == down
     await buffer.flush()  # the store is down: kept
-    buffer.add("a", 3, None, None, urgent=False)
+    buffer.add("a", HeartbeatReport(clock(), 3, None, None), urgent=False)
     store.fail = None
     await buffer.flush()
     assert store.batches == [{"a": HeartbeatReport(100.0, 3, None, down)}]

@@ -2,6 +2,7 @@
 import pytest
 
 from control.registry.challenges import MAX_OUTSTANDING
+from control.rules.records import HeartbeatReport
 from control.store.models import JoinToken, Node
 from tests.control.support import bearer
 from tests.enrol import PRIVATE, new_key, proven
@@ -23,7 +24,7 @@ async def test_a_record_the_store_refuses_is_dropped_for_that_node_alone_and_nev
     token = await control.join_token(reusable=True)
     evil, good = await control.node(token, "evil"), await control.node(token, "good")
     # Past the edge (as a future bug might let it): a value no BIGINT holds, in the same batch.
-    control.runtime.heartbeats.add(evil["node_id"], 2**70, None, None, urgent=False)
+    control.runtime.heartbeats.add(evil["node_id"], HeartbeatReport(control.clock(), 2**70), urgent=False)
     await control.heartbeat(good, applied_revision=1)
     control.clock.now += 1
     await control.runtime.heartbeats.flush()

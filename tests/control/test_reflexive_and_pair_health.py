@@ -3,15 +3,10 @@ import ipaddress
 
 import pytest
 
+from control.rules.pair_health import nat as behind_nat
+from control.rules.pair_health import pair_reason, unhealthy_pairs
 from control.rules.records import NodeRecord, TunnelDown
-from control.rules.tunnels import (
-    behind_nat,
-    client_address,
-    pair_reason,
-    parse_networks,
-    reflexive_endpoint,
-    unhealthy_pairs,
-)
+from control.rules.reflexive import client_address, parse_networks, reflexive_endpoint
 
 PROXY = (ipaddress.ip_network("10.9.0.0/16"),)
 
