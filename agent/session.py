@@ -26,6 +26,7 @@ from agent.core.model import ControlStatus, Identity, Netmap
 from agent.core.settings import AgentSettings
 from agent.statedir import StateDir
 from meshcommon.contract.wire import HeartbeatAnswer, Registered
+from meshcommon.plumbing.backoff import Backoff
 from meshcommon.plumbing.events import emit
 
 ENROLLING_CAP = 10.0  # s: the longest wait between attempts of a node not enrolled yet
@@ -46,23 +47,6 @@ class ControlAPI(Protocol):
                         timeout: float | None = None) -> HeartbeatAnswer: ...
 
     def watch(self, token: str, since: int | None) -> AsyncGenerator[intake.Answer, None]: ...
-
-
-@dataclass
-class Backoff:
-    """Jittered exponential backoff: 0.5 s doubling per failure in a row, capped, +-25 %."""
-
-    jitter: Callable[[float, float], float] = random.uniform
-    attempt: int = 0
-
-    def next(self, cap: float) -> float:
-        # The exponent stops growing long before the cap matters: 2 ** 1100 would not fit a float.
-        delay = min(cap, 0.5 * 2 ** min(self.attempt, 32)) * self.jitter(0.75, 1.25)
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass

@@ -20,6 +20,7 @@ from playhouse import db_url
 from playhouse.migrations import Runner
 
 from control.store.models import db
+from meshcommon.plumbing.backoff import Backoff
 
 T = TypeVar("T")
 
@@ -77,16 +78,18 @@ def write_transaction() -> AbstractContextManager:
 # SQLite has one writer at a time; threads of one process that wait for it inside SQLite's busy
 # handler sleep in coarse steps and convoy. Queueing them here instead keeps writes back to back.
 _sqlite_writer = threading.Lock()
+RETRY_CAP = 1.0  # seconds between attempts of a write transaction, at most
 
 
 def retrying(fn: Callable[[], T], attempts: int = 8,
              retry_on: tuple[type[Exception], ...] = (peewee.OperationalError,)) -> T:
     """Run `fn` in a write transaction, retrying deadlocks and lock timeouts with backoff."""
-    for attempt in range(attempts - 1):
+    backoff = Backoff(first=0.01)
+    for _ in range(attempts - 1):
         try:
             return _in_write_transaction(fn)
         except retry_on:
-            time.sleep(0.01 * 2 ** attempt)
+            time.sleep(backoff.next(RETRY_CAP))
     return _in_write_transaction(fn)  # the last attempt: its error is the caller's
 
 

@@ -1,8 +1,8 @@
 """Announcing new revisions through the store: PostgreSQL NOTIFY, and a LISTEN that wakes a worker.
 
 Owns the channel name and both ends of it. SQLite has no such channel: there every worker polls.
-If the listening connection fails, the listener logs it and connects again (1 s, doubling to
-30 s, in a thread: never blocking the event loop) and kicks once when it is back, for what it
+If the listening connection fails, the listener logs it and connects again (about 1 s, doubling to
+30 s, jittered, in a thread: never blocking the event loop) and kicks once when it is back, for what it
 missed; meanwhile the revision feed's 1 s poll keeps watchers current.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from control.store import db as database
 from control.store.models import db
+from meshcommon.plumbing.backoff import Backoff
 from meshcommon.plumbing.events import emit
 
 CHANNEL = "meshvpn_revision"
@@ -45,7 +46,7 @@ class Listener:
         self.conn: Any = None
         self.fd: int | None = None  # the connection's socket, as registered (a closed connection has none)
         self.stopped = False
-        self.failures = 0
+        self.backoff = Backoff(first=1.0)
         self.retry: asyncio.TimerHandle | None = None
         self.task: asyncio.Task | None = None
 
@@ -81,9 +82,7 @@ class Listener:
         """Try to listen again after a backoff."""
         if self.stopped:
             return
-        delay = min(RETRY_CAP, 2.0 ** self.failures)
-        self.failures += 1
-        self.retry = self.loop.call_later(delay, self._start_reconnect)
+        self.retry = self.loop.call_later(self.backoff.next(RETRY_CAP), self._start_reconnect)
 
     def _start_reconnect(self) -> None:
         self.retry = None
@@ -100,7 +99,7 @@ class Listener:
             conn.close()
             return
         self.attach(conn)
-        self.failures = 0
+        self.backoff.reset()
         emit("store_restored", reason="listen")
         self.kick()  # whatever was announced while we were not listening
 

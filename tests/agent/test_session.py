@@ -9,9 +9,10 @@ from agent.client import Gone, Refused, TemporaryError
 from agent.core import intake
 from agent.core.model import Identity
 from agent.core.settings import AgentSettings
-from agent.session import ENROLLING_CAP, REFUSED_CAP, WATCH_CAP, Backoff, Session
+from agent.session import ENROLLING_CAP, REFUSED_CAP, WATCH_CAP, Session
 from agent.statedir import StateDir
 from meshcommon.contract.wire import HeartbeatAnswer
+from meshcommon.plumbing.backoff import Backoff
 from tests.agent.data import ME, delta, entry, full, identity, registered
 
 pytestmark = pytest.mark.anyio
