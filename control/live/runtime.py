@@ -19,6 +19,7 @@ from control.config import Config
 from control.live.auth import Auth
 from control.live.heartbeats import HeartbeatBuffer
 from control.live.membership import MembershipCache
+from control.live.outage import Outage
 from control.live.watch import RevisionFeed
 from control.registry.registry import Registry, new_id
 from control.rules import ipam, tokens
@@ -177,15 +178,13 @@ class Runtime:
         self.feed.close()
 
     async def _sweep_forever(self) -> None:
-        failing = False
+        outage = Outage("sweep_failed")
         while not self.draining:
             try:
                 await self.call(self.registry.sweep, executor=self.liveness_executor)
-                failing = False
+                outage.ok()
             except Exception as exc:
-                if not failing:
-                    emit("sweep_failed", reason=str(exc))
-                failing = True
+                outage.failed(exc)
             await asyncio.sleep(self.config.sweep_interval)
 
     async def stop(self) -> None:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from control.live.membership import MembershipCache
+from control.live.outage import Outage
 from control.rules.records import Loaded
-from meshcommon.plumbing.events import emit
 
 WAKE_SLICE = 64  # waiters released per turn of the event loop: requests are served between slices
 
@@ -117,20 +117,16 @@ class RevisionFeed:
         return self.cache.revision > since
 
     async def run(self) -> None:
-        failing = False
+        outage = Outage("store_unreachable", "store_restored")
         while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.poll_interval)
             self._kick.clear()
             try:
                 await self.refresh()
-                if failing:
-                    emit("store_restored", reason="refresh", revision=self.cache.revision)
-                failing = False
+                outage.ok(reason="refresh", revision=self.cache.revision)
             except Exception as exc:  # the store is down: keep serving the last known map
-                if not failing:
-                    emit("store_unreachable", reason=str(exc), revision=self.cache.revision)
-                failing = True
+                outage.failed(exc, revision=self.cache.revision)
 
     @property
     def closed(self) -> bool:
