@@ -11,8 +11,8 @@ from pathlib import Path
 
 import msgspec
 
-from agent import wg
 from agent.core.model import Identity
+from meshcommon.contract import keys
 from meshcommon.plumbing import local_api_client as agent_api
 from meshcommon.plumbing.files import atomic_write, private_dir
 
@@ -33,7 +33,7 @@ class StateDir:
         private_dir(self.root)  # also tightens a state dir made before it was kept 0700
         if self.key_path.exists():
             return self.key_path.read_text().strip()
-        key = wg.genkey()
+        key = keys.new_private_key()
         atomic_write(self.key_path, (key + "\n").encode(), 0o600)
         return key
 

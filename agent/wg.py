@@ -4,7 +4,7 @@ Owns the I/O with WireGuard. Reading never forks: a userspace interface (wiregua
 its UAPI socket (`/var/run/wireguard/IFACE.sock`, the protocol is `uapi`'s), a kernel one over
 generic netlink (pyroute2's `WireGuard`), the socket first as wg(8) does. Writing: `Uapi` sends one
 `set=1` request at a time and reads its `errno`; the kernel backend is written with
-`wg syncconf`. `wg genkey` and `wireguard-go` itself are run as subprocesses (argument lists,
+`wg syncconf`. `wireguard-go` itself is run as subprocesses (argument lists,
 never a shell). Errors carry the tool's or the protocol's own words. Must not decide anything:
 callers say what to read or write.
 """
@@ -37,10 +37,6 @@ def run(args: list[str], input_text: str | None = None, timeout: float = 15) -> 
     if done.returncode != 0:
         raise WgError(f"{' '.join(args[:3])}: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
-
-
-def genkey() -> str:
-    return run(["wg", "genkey"]).strip()
 
 
 def socket_path(interface: str) -> Path:

@@ -84,3 +84,10 @@ def test_a_proof_made_with_the_private_key_verifies_and_nothing_else_does():
     assert not keys.verify(control, public, b"n" * 32, keys.prove(other, control_pub, nonce))  # another key
     assert not keys.verify(control, keys.encode(bytes(32)), b"n" * 32, proof)  # a low-order key
     assert not keys.verify(control, public, b"n" * 32, "garbage")
+
+
+def test_a_new_private_key_is_clamped_as_wg_genkey_makes_them():
+    from meshcommon.contract import keys
+    for _ in range(64):
+        raw = keys.decode32(keys.new_private_key(), "private key")
+        assert raw[0] & 7 == 0 and raw[31] & 128 == 0 and raw[31] & 64 == 64

@@ -72,8 +72,12 @@ def is_valid_public_key(text: object) -> bool:
 
 
 def new_private_key() -> str:
-    raw = X25519PrivateKey.generate().private_bytes_raw()
-    return encode(raw)
+    """A new X25519 private key, clamped as `wg genkey` makes them (the kernel clamps what it is
+    given, so an unclamped key would read back from it as another key)."""
+    raw = bytearray(X25519PrivateKey.generate().private_bytes_raw())
+    raw[0] &= 248
+    raw[31] = (raw[31] & 127) | 64
+    return encode(bytes(raw))
 
 
 def public_key_of(private_key: str) -> str:
