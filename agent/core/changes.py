@@ -10,39 +10,19 @@ rendered from it (`Change.fields`), never parsed back. Must not do I/O or log.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from agent.core.diff import same_endpoint
 from agent.core.model import Applied, Netmap, Plan, Step, StepKind, WgPeer
 
-
-class ChangeKind(StrEnum):
-    """The event name of a change."""
-
-    PEER_ADDED = "peer_added"
-    PEER_REMOVED = "peer_removed"
-    PEER_UPDATED = "peer_updated"
-    INTERFACE_CREATED = "interface_created"
-    ADDRESS_ADDED = "address_added"
-    ADDRESS_REMOVED = "address_removed"
-    ROUTE_ADDED = "route_added"
-    ROUTE_REMOVED = "route_removed"
-    APPLY_ERROR = "apply_error"
-
-
-PEER_KINDS = frozenset({ChangeKind.PEER_ADDED, ChangeKind.PEER_REMOVED, ChangeKind.PEER_UPDATED})
-# Steps worth a line of their own; bringing the link up, setting the key or port and syncing
-# WireGuard show as the peers' changes (or not at all).
-STEP_CHANGES = {StepKind.INTERFACE_CREATED: ChangeKind.INTERFACE_CREATED,
-                StepKind.ADDRESS_ADDED: ChangeKind.ADDRESS_ADDED,
-                StepKind.ADDRESS_REMOVED: ChangeKind.ADDRESS_REMOVED,
-                StepKind.ROUTE_ADDED: ChangeKind.ROUTE_ADDED,
-                StepKind.ROUTE_REMOVED: ChangeKind.ROUTE_REMOVED}
+PEER_KINDS = frozenset({StepKind.PEER_ADDED, StepKind.PEER_REMOVED, StepKind.PEER_UPDATED})
+# Steps reported as a change of their own (peer steps are reported with what the netmap says of the peer).
+STEP_CHANGES = frozenset({StepKind.INTERFACE_CREATED, StepKind.ADDRESS_ADDED, StepKind.ADDRESS_REMOVED,
+                          StepKind.ROUTE_ADDED, StepKind.ROUTE_REMOVED})
 
 
 @dataclass(frozen=True)
 class Change:
-    kind: ChangeKind
+    kind: StepKind
     node: str
     reason: str
     revision: int
@@ -57,9 +37,9 @@ class Change:
         """The fields of this change's log line (its event name is `kind`)."""
         if self.kind in PEER_KINDS:
             what: dict = {"peer": self.peer, "public_key": self.public_key}
-            if self.kind is ChangeKind.PEER_ADDED:
+            if self.kind is StepKind.PEER_ADDED:
                 what |= {"allowed_ips": list(self.allowed_ips), "endpoint": self.endpoint}
-        elif self.kind is ChangeKind.APPLY_ERROR:
+        elif self.kind is StepKind.APPLY_ERROR:
             what = {"step": str(self.step), "target": self.target}
         else:
             what = {"target": self.target}
@@ -81,16 +61,16 @@ def peer_changes(plan: Plan, netmap: Netmap) -> dict[Step, Change]:
     node, revision = netmap.me.node_id, netmap.revision
     known = {p.public_key: p for p in netmap.peers}
     found = {Step(StepKind.PEER_ADDED, peer.public_key): Change(
-        ChangeKind.PEER_ADDED, node, "online", revision, peer.name, peer.public_key, allowed_ips=peer.allowed_ips,
+        StepKind.PEER_ADDED, node, "online", revision, peer.name, peer.public_key, allowed_ips=peer.allowed_ips,
         endpoint=peer.endpoint) for peer in plan.peers_added}
     for peer in plan.peers_removed:
         info = known.get(peer.public_key)
         found[Step(StepKind.PEER_REMOVED, peer.public_key)] = Change(
-            ChangeKind.PEER_REMOVED, node, "offline" if info is not None else "deleted", revision,
+            StepKind.PEER_REMOVED, node, "offline" if info is not None else "deleted", revision,
             info.name if info is not None else None, peer.public_key)
     for old, new in plan.peers_updated:
         found[Step(StepKind.PEER_UPDATED, new.public_key)] = Change(
-            ChangeKind.PEER_UPDATED, node, update_reason(old, new), revision, new.name, new.public_key)
+            StepKind.PEER_UPDATED, node, update_reason(old, new), revision, new.name, new.public_key)
     return found
 
 
@@ -105,7 +85,7 @@ def changes(plan: Plan, result: Applied, netmap: Netmap) -> list[Change]:
         elif step in per_peer:
             found.append(per_peer[step])
         elif step.kind in STEP_CHANGES:
-            found.append(Change(STEP_CHANGES[step.kind], node, "reconcile", revision, target=step.target))
-    found += [Change(ChangeKind.APPLY_ERROR, node, failure.reason, revision, target=failure.step.target,
+            found.append(Change(step.kind, node, "reconcile", revision, target=step.target))
+    found += [Change(StepKind.APPLY_ERROR, node, failure.reason, revision, target=failure.step.target,
                      step=failure.step.kind) for failure in result.failed]
     return found

@@ -127,7 +127,8 @@ class Plan:
 
 
 class StepKind(StrEnum):
-    """What one step of `apply` reaches; the value is also the name of the event that reports it."""
+    """What one step of `apply` reaches, and the change that reports it: the value is the name of the
+    event (`changes.Change.kind`)."""
 
     INTERFACE_FOUND = "interface_found"
     INTERFACE_CREATED = "interface_created"
@@ -141,6 +142,7 @@ class StepKind(StrEnum):
     ROUTE_ADDED = "route_added"
     ROUTE_REMOVED = "route_removed"
     ADDRESS_REMOVED = "address_removed"
+    APPLY_ERROR = "apply_error"  # no step: the change that reports a step that failed
 
 
 class Step(NamedTuple):

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.core.changes import STEP_CHANGES, Change, ChangeKind, changes, update_reason
+from agent.core.changes import STEP_CHANGES, Change, changes, update_reason
 from agent.core.desired import desired_state
 from agent.core.model import Applied, Failure, Plan, Step, StepKind, WgPeer
 from tests.agent.data import entry, key, netmap
@@ -26,12 +26,12 @@ def test_nothing_done_is_no_change():
 def test_peer_changes_wait_for_wireguard_to_take_the_config():
     plan = Plan(peers_added=(A,))
     assert changes(plan, Applied(done=(Step(StepKind.LINK_UP, "mesh0"),)), NETMAP) == []
-    assert [c.kind for c in changes(plan, Applied(done=(SYNCED,)), NETMAP)] == [ChangeKind.PEER_ADDED]
+    assert [c.kind for c in changes(plan, Applied(done=(SYNCED,)), NETMAP)] == [StepKind.PEER_ADDED]
 
 
 def test_an_added_peer_says_who_with_what():
     [added] = changes(Plan(peers_added=(A,)), Applied(done=(SYNCED,)), NETMAP)
-    assert added == Change(ChangeKind.PEER_ADDED, "me", "online", 12, "a", A.public_key,
+    assert added == Change(StepKind.PEER_ADDED, "me", "online", 12, "a", A.public_key,
                            allowed_ips=("100.64.0.2/32",), endpoint="10.9.0.2:51820")
     assert added.fields() == {"node": "me", "peer": "a", "public_key": A.public_key, "allowed_ips": ["100.64.0.2/32"],
                               "endpoint": "10.9.0.2:51820", "reason": "online", "revision": 12}
@@ -41,8 +41,8 @@ def test_a_removed_peer_went_offline_if_the_netmap_still_has_it_else_it_was_dele
     gone = key()
     plan = Plan(peers_removed=(wg_peer(B_KEY), wg_peer(gone)))
     offline, deleted = changes(plan, Applied(done=(SYNCED,)), NETMAP)
-    assert (offline.kind, offline.peer, offline.reason) == (ChangeKind.PEER_REMOVED, "b", "offline")
-    assert (deleted.kind, deleted.peer, deleted.reason) == (ChangeKind.PEER_REMOVED, None, "deleted")
+    assert (offline.kind, offline.peer, offline.reason) == (StepKind.PEER_REMOVED, "b", "offline")
+    assert (deleted.kind, deleted.peer, deleted.reason) == (StepKind.PEER_REMOVED, None, "deleted")
     assert deleted.fields() == {"node": "me", "peer": None, "public_key": gone, "reason": "deleted", "revision": 12}
 
 
@@ -55,7 +55,7 @@ def test_a_removed_peer_went_offline_if_the_netmap_still_has_it_else_it_was_dele
 def test_an_updated_peer_says_what_differed(observed, reason):
     assert update_reason(observed, A) == reason
     [updated] = changes(Plan(peers_updated=((observed, A),)), Applied(done=(SYNCED,)), NETMAP)
-    assert (updated.kind, updated.peer, updated.reason) == (ChangeKind.PEER_UPDATED, "a", reason)
+    assert (updated.kind, updated.peer, updated.reason) == (StepKind.PEER_UPDATED, "a", reason)
     assert updated.fields() == {"node": "me", "peer": "a", "public_key": A.public_key, "reason": reason,
                                 "revision": 12}
 
@@ -73,8 +73,8 @@ def test_peers_written_one_by_one_are_reported_one_by_one_and_only_those_that_to
     failed = (Failure(Step(StepKind.PEER_REMOVED, B_KEY), "UAPI set: errno=-5 (Input/output error)"),)
     found = changes(plan, Applied(done, failed), NETMAP)
     assert [(c.kind, c.public_key, c.reason) for c in found] == [
-        (ChangeKind.PEER_REMOVED, gone, "deleted"), (ChangeKind.PEER_UPDATED, A.public_key, "endpoint"),
-        (ChangeKind.APPLY_ERROR, None, "UAPI set: errno=-5 (Input/output error)")]
+        (StepKind.PEER_REMOVED, gone, "deleted"), (StepKind.PEER_UPDATED, A.public_key, "endpoint"),
+        (StepKind.APPLY_ERROR, None, "UAPI set: errno=-5 (Input/output error)")]
     assert found[-1].fields()["step"] == "peer_removed" and found[-1].target == B_KEY
 
 
@@ -82,7 +82,7 @@ def test_peers_written_one_by_one_are_reported_one_by_one_and_only_those_that_to
 def test_each_step_is_reported_by_its_own_change_or_not_at_all(kind):
     found = changes(Plan(), Applied(done=(Step(kind, "100.64.0.2/32"),)), NETMAP)
     if kind in STEP_CHANGES:
-        assert found == [Change(STEP_CHANGES[kind], "me", "reconcile", 12, target="100.64.0.2/32")]
+        assert found == [Change(kind, "me", "reconcile", 12, target="100.64.0.2/32")]
         assert found[0].fields() == {"node": "me", "target": "100.64.0.2/32", "reason": "reconcile", "revision": 12}
         assert found[0].kind.value == kind.value
     else:
@@ -92,7 +92,7 @@ def test_each_step_is_reported_by_its_own_change_or_not_at_all(kind):
 def test_each_failure_is_an_apply_error_naming_the_step():
     failed = Failure(Step(StepKind.ROUTE_ADDED, "100.64.0.2/32"), "(1, 'Operation not permitted')")
     [error] = changes(Plan(add_routes=frozenset({"100.64.0.2/32"})), Applied(failed=(failed,)), NETMAP)
-    assert error.kind is ChangeKind.APPLY_ERROR
+    assert error.kind is StepKind.APPLY_ERROR
     assert error.fields() == {"node": "me", "step": "route_added", "target": "100.64.0.2/32",
                               "reason": "(1, 'Operation not permitted')", "revision": 12}
 
@@ -103,8 +103,8 @@ def test_changes_come_in_the_order_the_steps_were_reached_then_the_failures():
             Step(StepKind.LINK_UP, "mesh0"), SYNCED, Step(StepKind.ROUTE_ADDED, "100.64.0.2/32"))
     failed = (Failure(Step(StepKind.ADDRESS_REMOVED, "100.64.0.9/32"), "busy"),)
     assert [c.kind for c in changes(plan, Applied(done, failed), NETMAP)] == [
-        ChangeKind.INTERFACE_CREATED, ChangeKind.ADDRESS_ADDED, ChangeKind.PEER_ADDED, ChangeKind.ROUTE_ADDED,
-        ChangeKind.APPLY_ERROR]
+        StepKind.INTERFACE_CREATED, StepKind.ADDRESS_ADDED, StepKind.PEER_ADDED, StepKind.ROUTE_ADDED,
+        StepKind.APPLY_ERROR]
 
 
 keys_pool = [key() for _ in range(6)]
@@ -123,19 +123,19 @@ def test_every_change_is_accounted_for(pool, data, done, failed):
     plan = Plan(peers_added=tuple(added), peers_removed=tuple(removed), peers_updated=tuple(updated))
     found = changes(plan, Applied(tuple(done), tuple(failed)), NETMAP)
     syncs = sum(step.kind is StepKind.WIREGUARD_SYNCED for step in done)
-    count = {kind: sum(c.kind is kind for c in found) for kind in ChangeKind}
+    count = {kind: sum(c.kind is kind for c in found) for kind in StepKind}
     # (Steps of one peer each are tested on their own below; here the whole config is synced.)
-    assert count[ChangeKind.PEER_ADDED] == syncs * len(added)
-    assert count[ChangeKind.PEER_REMOVED] == syncs * len(removed)
-    assert count[ChangeKind.PEER_UPDATED] == syncs * len(updated)
-    for step_kind, change_kind in STEP_CHANGES.items():
-        assert count[change_kind] == sum(step.kind is step_kind for step in done)
-    assert [(c.step, c.target, c.reason) for c in found if c.kind is ChangeKind.APPLY_ERROR] == [
+    assert count[StepKind.PEER_ADDED] == syncs * len(added)
+    assert count[StepKind.PEER_REMOVED] == syncs * len(removed)
+    assert count[StepKind.PEER_UPDATED] == syncs * len(updated)
+    for kind in STEP_CHANGES:
+        assert count[kind] == sum(step.kind is kind for step in done)
+    assert [(c.step, c.target, c.reason) for c in found if c.kind is StepKind.APPLY_ERROR] == [
         (f.step.kind, f.step.target, f.reason) for f in failed]
     assert all(c.node == "me" and c.revision == 12 for c in found)
     for change in found:
         fields = change.fields()
         assert {"node", "reason", "revision"} <= set(fields) and None not in (fields["node"], fields["reason"])
-        if change.kind is ChangeKind.PEER_REMOVED:
+        if change.kind is StepKind.PEER_REMOVED:
             assert change.reason == ("offline" if change.public_key in {p.public_key for p in NETMAP.peers}
                                      else "deleted")
