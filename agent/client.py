@@ -1,6 +1,6 @@
 """The control-plane HTTP client: register, heartbeat, watch, leave; failover across URLs.
 
-Owns the requests and the reading of their answers through `meshcommon.contract.wire` (`Challenge`,
+Owns the requests and the reading of their answers through `meshcommon.contract.wire` (`ChallengeAnswer`,
 `Registered`, `HeartbeatAnswer`, netmap answers with their peer entries left raw for `intake`), and
 error classification: `TemporaryError` (network, timeouts, 5xx, an answer that does not fit the
 contract: retry, and on a failed connection or 5xx move to the next control URL), `Gone` (401: the
@@ -93,7 +93,7 @@ class ControlClient:
     async def register(self, token: str, body: dict, private_key: str) -> wire.Registered:
         """Register with proof of key possession: a nonce from /v1/challenge, then the proven body.
         Both go to the same control URL (a failover in between just fails this attempt)."""
-        challenge = await self._ask("GET", "/v1/challenge", token, wire.Challenge)
+        challenge = await self._ask("GET", "/v1/challenge", token, wire.ChallengeAnswer)
         try:
             proof = keys.prove(private_key, challenge.control_key, challenge.nonce)
         except ValueError as exc:

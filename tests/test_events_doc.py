@@ -4,31 +4,41 @@ import ast
 import re
 from pathlib import Path
 
-from agent.core.changes import ChangeKind
+from agent.core.changes import CHANGE_KINDS
 from meshcommon.plumbing.events import LIBRARY_EVENT
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("control", "agent", "chat", "meshcommon")
 # `emit(name, ...)` whose name is no string literal: what the name is made of instead.
-DYNAMIC = {"change.kind.value": {kind.value for kind in ChangeKind}}
+DYNAMIC = {"change.kind.value": {kind.value for kind in CHANGE_KINDS}}
+OUTAGE_EVENTS = ("self.failed_event", "self.restored_event")  # control/live/outage.py: named by `Outage(...)` calls
+
+
+def outage_events(tree: ast.AST) -> set[str]:
+    """The event names an `Outage(failed, restored)` call passes on, as string literals."""
+    return {arg.value for call in ast.walk(tree)
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Outage"
+            for arg in call.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)}
 
 
 def logged_events() -> dict[str, str]:
     """Every event name an `emit` call can log -> where (file:line)."""
     found: dict[str, str] = {}
-    for part in PARTS:
-        for path in sorted((ROOT / part).rglob("*.py")):
-            for call in ast.walk(ast.parse(path.read_text(), str(path))):
-                if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "emit"
-                        and call.args):
-                    continue
-                name = call.args[0]
-                where = f"{path.relative_to(ROOT)}:{call.lineno}"
-                literals = {node.value for node in ast.walk(name)
-                            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
-                names = literals or DYNAMIC.get(ast.unparse(name))
-                assert names, f"{where}: emit({ast.unparse(name)}, ...): add how its names are found to DYNAMIC"
-                found.update(dict.fromkeys(names, where))
+    trees = {path: ast.parse(path.read_text(), str(path))
+             for part in PARTS for path in sorted((ROOT / part).rglob("*.py"))}
+    dynamic = DYNAMIC | dict.fromkeys(OUTAGE_EVENTS, set().union(*map(outage_events, trees.values())))
+    for path, tree in trees.items():
+        for call in ast.walk(tree):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "emit"
+                    and call.args):
+                continue
+            name = call.args[0]
+            where = f"{path.relative_to(ROOT)}:{call.lineno}"
+            literals = {node.value for node in ast.walk(name)
+                        if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+            names = literals or dynamic.get(ast.unparse(name))
+            assert names, f"{where}: emit({ast.unparse(name)}, ...): add how its names are found to DYNAMIC"
+            found.update(dict.fromkeys(names, where))
     return found | {LIBRARY_EVENT: "meshcommon/plumbing/events.py"}
 
 

@@ -18,6 +18,7 @@ PEER_KINDS = frozenset({StepKind.PEER_ADDED, StepKind.PEER_REMOVED, StepKind.PEE
 # Steps reported as a change of their own (peer steps are reported with what the netmap says of the peer).
 STEP_CHANGES = frozenset({StepKind.INTERFACE_CREATED, StepKind.ADDRESS_ADDED, StepKind.ADDRESS_REMOVED,
                           StepKind.ROUTE_ADDED, StepKind.ROUTE_REMOVED})
+CHANGE_KINDS = PEER_KINDS | STEP_CHANGES | {StepKind.APPLY_ERROR}  # every kind a Change has: an event each
 
 
 @dataclass(frozen=True)

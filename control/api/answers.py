@@ -1,6 +1,6 @@
 """The shapes of the control plane's JSON answers: what `views.py` builds and the OpenAPI spec documents.
 
-Owns the fields of each 200/201 body that is not already a `meshcommon.contract.wire` struct (Challenge,
+Owns the fields of each 200/201 body that is not already a `meshcommon.contract.wire` struct (ChallengeAnswer,
 Registered, HeartbeatAnswer and the netmaps are). Answers are encoded through these structs, so
 an answer cannot leave its documented shape; schemathesis' response schema check
 (tests/control/test_openapi_conformance.py) checks the server as a whole keeps to them.
@@ -14,24 +14,24 @@ import msgspec
 
 from control.rules.records import JoinTokenRecord, TokenState
 from meshcommon.contract import wire
-from meshcommon.contract.wire import Challenge, HeartbeatAnswer, NodeView, Registered
+from meshcommon.contract.wire import ChallengeAnswer, HeartbeatAnswer, NodeView, Registered
 
 
-class Health(msgspec.Struct):
+class HealthAnswer(msgspec.Struct):
     status: Literal["ok"]
     revision: int
     loaded_revision: int
 
 
-class FullNetmap(wire.FullNetmap[NodeView], frozen=True):
+class FullNetmapAnswer(wire.FullNetmap[NodeView], frozen=True):
     __doc__ = wire.FullNetmap.__doc__  # the wire struct with decoded peers, named as the spec names it
 
 
-class DeltaNetmap(wire.DeltaNetmap[NodeView], frozen=True):
+class DeltaNetmapAnswer(wire.DeltaNetmap[NodeView], frozen=True):
     __doc__ = wire.DeltaNetmap.__doc__
 
 
-class TunnelDown(msgspec.Struct, frozen=True):
+class TunnelDownAnswer(msgspec.Struct, frozen=True):
     """A peer the node's agent reports no working tunnel to: since when (unix time) and why."""
 
     node_id: str
@@ -44,7 +44,7 @@ class NodeDetail(NodeView, frozen=True, kw_only=True):
     last_seen: float | None
     applied_revision: int | None
     changed_revision: int
-    tunnels_down: list[TunnelDown]  # as the node's agent last reported them
+    tunnels_down: list[TunnelDownAnswer]  # as the node's agent last reported them
 
 
 class UnhealthyPair(msgspec.Struct, frozen=True):
@@ -57,7 +57,7 @@ class UnhealthyPair(msgspec.Struct, frozen=True):
     reported_by: list[str]
 
 
-class MeshHealth(msgspec.Struct, frozen=True):
+class MeshHealthAnswer(msgspec.Struct, frozen=True):
     """Every pair without a working tunnel (empty on a healthy mesh), and the bound agents judge by."""
 
     revision: int
@@ -65,7 +65,7 @@ class MeshHealth(msgspec.Struct, frozen=True):
     pairs: list[UnhealthyPair]
 
 
-class Nodes(msgspec.Struct):
+class NodeList(msgspec.Struct):
     revision: int
     nodes: list[NodeDetail]
 
@@ -75,17 +75,17 @@ class Deleted(msgspec.Struct):
     revision: int
 
 
-class JoinToken(JoinTokenRecord, frozen=True):
+class JoinTokenAnswer(JoinTokenRecord, frozen=True):
     state: TokenState
 
 
-class JoinTokenCreated(JoinToken, frozen=True):
+class JoinTokenCreated(JoinTokenAnswer, frozen=True):
     token: str
 
 
-class JoinTokens(msgspec.Struct):
-    join_tokens: list[JoinToken]
+class JoinTokenList(msgspec.Struct):
+    join_tokens: list[JoinTokenAnswer]
 
 
-ANSWERS = [Challenge, Registered, HeartbeatAnswer, Health, FullNetmap, DeltaNetmap, NodeDetail, Nodes, Deleted,
-           JoinToken, JoinTokenCreated, JoinTokens, MeshHealth]
+ANSWERS = [ChallengeAnswer, Registered, HeartbeatAnswer, HealthAnswer, FullNetmapAnswer, DeltaNetmapAnswer, NodeDetail,
+           NodeList, Deleted, JoinTokenAnswer, JoinTokenCreated, JoinTokenList, MeshHealthAnswer]

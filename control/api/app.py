@@ -29,20 +29,21 @@ def routes(runtime: Runtime) -> list[tuple[str, object, str | None]]:
     auth, registry, cache, feed = runtime.auth, runtime.async_registry, runtime.cache, runtime.feed
     body, settings = BodyReader(runtime.config.max_body, runtime.config.body_timeout), runtime.settings
     source = Source(parse_networks(runtime.config.trusted_proxies))
-    nodes, join_tokens = r.Nodes(auth, registry, cache, body), r.JoinTokens(auth, registry, body)
+    nodes, join_tokens = r.NodesResource(auth, registry, cache, body), r.JoinTokensResource(auth, registry, body)
     return [
-        ("/healthz", r.Health(registry, cache), None),
-        ("/metrics", r.Metrics(cache, feed), None),
-        ("/v1/challenge", r.Challenge(registry), None),
-        ("/v1/register", r.Register(registry, body, source, settings), None),
-        ("/v1/nodes/{node_id}/heartbeat", r.Heartbeat(auth, body, source, runtime.heartbeats, cache, settings), None),
-        ("/v1/netmap", r.Netmap(auth, feed, cache, runtime.config.stream_keepalive), None),
+        ("/healthz", r.HealthResource(registry, cache), None),
+        ("/metrics", r.MetricsResource(cache, feed), None),
+        ("/v1/challenge", r.ChallengeResource(registry), None),
+        ("/v1/register", r.RegisterResource(registry, body, source, settings), None),
+        ("/v1/nodes/{node_id}/heartbeat",
+         r.HeartbeatResource(auth, body, source, runtime.heartbeats, cache, settings), None),
+        ("/v1/netmap", r.NetmapResource(auth, feed, cache, runtime.config.stream_keepalive), None),
         ("/v1/nodes", nodes, None),
         ("/v1/nodes/{node_id}", nodes, "node"),
-        ("/v1/mesh/health", r.MeshHealth(auth, registry), None),
+        ("/v1/mesh/health", r.MeshHealthResource(auth, registry), None),
         ("/v1/join-tokens", join_tokens, None),
         ("/v1/join-tokens/{token_id}", join_tokens, "token"),
-        ("/v1/openapi.json", r.OpenAPI(build_spec()), None),
+        ("/v1/openapi.json", r.OpenAPIResource(build_spec()), None),
     ]
 
 

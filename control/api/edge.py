@@ -20,7 +20,7 @@ from meshcommon.contract.addresses import Network
 S = TypeVar("S")
 # Bodies that are small by nature get a small limit: a registration is read before its join token
 # is checked against the store, and no one may make a worker hold a megabyte per connection for it.
-SMALL_BODIES: dict[type, int] = {schemas.Register: 4096, schemas.JoinTokenCreate: 4096}
+SMALL_BODIES: dict[type, int] = {schemas.RegisterBody: 4096, schemas.JoinTokenCreateBody: 4096}
 
 
 def bearer(req: Any) -> str | None:
@@ -81,7 +81,7 @@ class Source:
 
 # -- from schema to plain arguments ----------------------------------------------
 
-def registration(body: schemas.Register, source_address: str | None) -> Registration:
+def registration(body: schemas.RegisterBody, source_address: str | None) -> Registration:
     return Registration(public_key=body.public_key, name=body.name, listen_port=body.listen_port,
                         endpoint=body.endpoint, nonce=body.nonce, proof=body.proof,
                         reflexive_endpoint=reflexive.reflexive_endpoint(source_address, body.listen_port))
@@ -89,11 +89,11 @@ def registration(body: schemas.Register, source_address: str | None) -> Registra
 
 async def read_heartbeat(req: Any, body: BodyReader, source: Source) -> HeartbeatSent:
     """A heartbeat's body and the address it came from, as one report in plain data."""
-    beat = await body.read(req, schemas.Heartbeat)
+    beat = await body.read(req, schemas.HeartbeatBody)
     down = None if beat.tunnels_down is None else \
         tuple(ReportedDown(d.node_id, d.down_for, d.reason) for d in beat.tunnels_down)
     return HeartbeatSent(beat.applied_revision, source.address(req), down)
 
 
-def join_token_request(body: schemas.JoinTokenCreate) -> JoinTokenRequest:
+def join_token_request(body: schemas.JoinTokenCreateBody) -> JoinTokenRequest:
     return JoinTokenRequest(reusable=body.reusable, ttl_seconds=body.ttl_seconds, description=body.description)

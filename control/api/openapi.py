@@ -27,7 +27,7 @@ def ref(name: str) -> dict:
 
 
 ERROR = ref("Error")
-NETMAP = {"anyOf": [ref("FullNetmap"), ref("DeltaNetmap")]}
+NETMAP = {"anyOf": [ref("FullNetmapAnswer"), ref("DeltaNetmapAnswer")]}
 LONG_POLL = [
     {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": schemas.MAX_REVISION},
      "description": "Revision the caller has; answer a delta from it, or 304 if unchanged."},
@@ -85,7 +85,7 @@ BODY_ERRORS = (400, 408, 413)  # any route that reads a body: bad JSON or schema
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/healthz", "get"): {"summary": "Liveness of this instance and its store",
-                          "responses": ok("Healthy", ref("Health"))},
+                          "responses": ok("Healthy", ref("HealthAnswer"))},
     ("/metrics", "get"): {"summary": "Prometheus metrics",
                           "responses": {"200": {"description": "Prometheus text exposition",
                                                 "content": {"text/plain": {"schema": {"type": "string"}}}}}},
@@ -97,7 +97,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "to the bearer and redeemable once within expires_in (60) seconds by any instance "
                        "sharing the store; control_key is the control plane's X25519 public key (base64).",
         "security": JOIN_OR_NODE,
-        "responses": {**ok("Challenge", ref("Challenge")), **errors(401, 429)}},
+        "responses": {**ok("Challenge", ref("ChallengeAnswer")), **errors(401, 429)}},
     ("/v1/register", "post"): {
         "summary": "Enroll a node with a join token, or update it with its node token",
         "description": "Answers node_id, mesh_ip, mesh_prefix, node_token, heartbeat_interval, offline_after "
@@ -106,7 +106,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "X25519(node private key, control_key), msg = nonce bytes + public key bytes)). A "
                        "missing, wrong, reused or expired proof consumes nothing. A public key already "
                        "registered can only be re-registered with that node's token; the node keeps its mesh IP.",
-        "security": JOIN_OR_NODE, "requestBody": json_body("Register"),
+        "security": JOIN_OR_NODE, "requestBody": json_body("RegisterBody"),
         "responses": {**ok("Registered", ref("Registered")), **errors(*BODY_ERRORS, 401, 403, 409, 507)}},
     ("/v1/nodes/{node_id}/heartbeat", "post"): {
         "summary": "Mark the node alive; report its applied revision and the tunnels it has down",
@@ -116,7 +116,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "lists every peer without a working tunnel (no handshake, or nothing received for "
                        "HEALTH_BOUND seconds); leave it out (or null) when unchanged: agents send it when it "
                        "changes and every 30 s. `peers` is deprecated and ignored.",
-        "security": NODE, "requestBody": json_body("Heartbeat", required=False),
+        "security": NODE, "requestBody": json_body("HeartbeatBody", required=False),
         "responses": {**ok("Recorded", ref("HeartbeatAnswer")), **errors(*BODY_ERRORS, 401, 403)}},
     ("/v1/netmap", "get"): {
         "summary": "This node and its peers; long-poll with since and wait",
@@ -129,7 +129,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Every node with liveness, applied revision, reflexive endpoint and the tunnels it reports "
                    "down (admin); long-poll like netmap",
         "security": ADMIN, "parameters": LONG_POLL,
-        "responses": {**ok("Nodes", ref("Nodes"), headers=ETAG), **NOT_MODIFIED, **errors(400, 401)}},
+        "responses": {**ok("Nodes", ref("NodeList"), headers=ETAG), **NOT_MODIFIED, **errors(400, 401)}},
     ("/v1/nodes/{node_id}", "get"): {"summary": "One node (admin)", "security": ADMIN,
                                      "responses": {**ok("Node", ref("NodeDetail")), **errors(401, 404)}},
     ("/v1/nodes/{node_id}", "patch"): {
@@ -137,7 +137,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "description": "The name follows the rules of registration; names need not be unique (`meshctl nodes` "
                        "flags the ones used twice). A new name is one revision, in every peer's netmap; the "
                        "node's re-registrations keep it, whatever name its agent was started with.",
-        "security": ADMIN, "requestBody": json_body("NodeRename"),
+        "security": ADMIN, "requestBody": json_body("NodeRenameBody"),
         "responses": {**ok("Renamed", ref("NodeDetail")), **errors(*BODY_ERRORS, 401, 404)}},
     ("/v1/nodes/{node_id}", "delete"): {
         "summary": "Remove a node from every peer's map (admin), or leave the mesh (the node's own token)",
@@ -149,19 +149,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "for `bound` seconds (or no handshake since the peer was configured that long), with the "
                        "earliest `since` and one reason: `peer offline`, `both behind NAT`, `no handshake`, "
                        "`handshake expired` or `nothing received`. Empty on a healthy mesh.",
-        "security": ADMIN, "responses": {**ok("Mesh health", ref("MeshHealth")), **errors(401)}},
+        "security": ADMIN, "responses": {**ok("Mesh health", ref("MeshHealthAnswer")), **errors(401)}},
     ("/v1/join-tokens", "post"): {
         "summary": "Create a join token (admin); the secret is shown only in this answer",
-        "security": ADMIN, "requestBody": json_body("JoinTokenCreate", required=False),
+        "security": ADMIN, "requestBody": json_body("JoinTokenCreateBody", required=False),
         "responses": {**ok("Created", ref("JoinTokenCreated"), status="201"), **errors(*BODY_ERRORS, 401)}},
     ("/v1/join-tokens", "get"): {"summary": "List join tokens without their secrets (admin)", "security": ADMIN,
-                                 "responses": {**ok("Join tokens", ref("JoinTokens")), **errors(401)}},
+                                 "responses": {**ok("Join tokens", ref("JoinTokenList")), **errors(401)}},
     ("/v1/join-tokens/{token_id}", "delete"): {
         "summary": "Revoke a join token (admin)", "security": ADMIN,
-        "responses": {**ok("Revoked", ref("JoinToken")), **errors(401, 404)}},
+        "responses": {**ok("Revoked", ref("JoinTokenAnswer")), **errors(401, 404)}},
 }
 
-# Rules Register.__post_init__ checks in code (meshcommon.contract.endpoint.parse, keys.check_public_key), said in
+# Rules RegisterBody.__post_init__ checks in code (meshcommon.contract.endpoint.parse, keys.check_public_key), said in
 # JSON Schema so that what the spec calls valid the server accepts; tests/control/test_spec_fixes.py
 # checks these agree with the code.
 OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -190,7 +190,7 @@ LOW_ORDER_KEYS = [  # libsodium's blocklist of X25519 u-coordinates, each also w
 
 
 def express_register_rules(register: dict) -> None:
-    """Add those rules to the Register schema msgspec generated."""
+    """Add those rules to the RegisterBody schema msgspec generated."""
     properties = register["properties"]
     properties["public_key"]["not"] = {"enum": LOW_ORDER_KEYS}
     endpoint = next(option for option in properties["endpoint"]["anyOf"] if option.get("type") == "string")
@@ -207,9 +207,10 @@ def path_parameters(path: str) -> list[dict]:
 
 def build_spec() -> dict:
     _, components = msgspec.json.schema_components(
-        [schemas.Register, schemas.Heartbeat, schemas.JoinTokenCreate, schemas.NodeRename, *answers.ANSWERS],
+        [schemas.RegisterBody, schemas.HeartbeatBody, schemas.JoinTokenCreateBody, schemas.NodeRenameBody,
+         *answers.ANSWERS],
         ref_template="#/components/schemas/{name}")
-    express_register_rules(components["Register"])
+    express_register_rules(components["RegisterBody"])
     components["Error"] = {"type": "object", "required": ["error", "message"],
                            "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}
     paths: dict = {}

@@ -59,7 +59,7 @@ def enrolling_token(req: Any) -> str:
 
 
 @dataclass(eq=False)
-class Health:
+class HealthResource:
     registry: AsyncRegistry
     cache: MembershipCache
 
@@ -68,7 +68,7 @@ class Health:
 
 
 @dataclass(eq=False)
-class Metrics:
+class MetricsResource:
     cache: MembershipCache
     feed: RevisionFeed
 
@@ -78,7 +78,7 @@ class Metrics:
 
 
 @dataclass(eq=False)
-class OpenAPI:
+class OpenAPIResource:
     spec: dict
 
     async def on_get(self, req, resp):
@@ -86,7 +86,7 @@ class OpenAPI:
 
 
 @dataclass(eq=False)
-class Challenge:
+class ChallengeResource:
     registry: AsyncRegistry
 
     async def on_get(self, req, resp):
@@ -94,7 +94,7 @@ class Challenge:
 
 
 @dataclass(eq=False)
-class Register:
+class RegisterResource:
     registry: AsyncRegistry
     body: BodyReader
     source: Source
@@ -102,13 +102,13 @@ class Register:
 
     async def on_post(self, req, resp):
         token = enrolling_token(req)  # before the body: a stranger gets a 401 for free
-        request = await self.body.read(req, schemas.Register)
+        request = await self.body.read(req, schemas.RegisterBody)
         enrolled = await self.registry.register(token, edge.registration(request, self.source.address(req)))
         resp.media = views.registered(enrolled, self.settings)
 
 
 @dataclass(eq=False)
-class Heartbeat:
+class HeartbeatResource:
     auth: Auth
     body: BodyReader
     source: Source
@@ -127,7 +127,7 @@ class Heartbeat:
 
 
 @dataclass(eq=False)
-class Netmap:
+class NetmapResource:
     """The node's netmap: one answer (a long-poll with `since` and `wait`), or server-sent events."""
 
     auth: Auth
@@ -194,7 +194,7 @@ class Netmap:
 
 
 @dataclass(eq=False)
-class Nodes:
+class NodesResource:
     """/v1/nodes, long-polled like the netmap, and one node (/v1/nodes/{node_id}, suffix `node`)."""
 
     auth: Auth
@@ -217,7 +217,7 @@ class Nodes:
 
     @falcon.before(admin_only)
     async def on_patch_node(self, req, resp, node_id):
-        request = await self.body.read(req, schemas.NodeRename)
+        request = await self.body.read(req, schemas.NodeRenameBody)
         resp.media = views.node_detail(await self.registry.rename_node(node_id, request.name))
 
     async def on_delete_node(self, req, resp, node_id):
@@ -226,7 +226,7 @@ class Nodes:
 
 
 @dataclass(eq=False)
-class MeshHealth:
+class MeshHealthResource:
     """/v1/mesh/health: the pairs of nodes without a working tunnel now (admin only)."""
 
     auth: Auth
@@ -238,7 +238,7 @@ class MeshHealth:
 
 
 @dataclass(eq=False)
-class JoinTokens:
+class JoinTokensResource:
     """/v1/join-tokens, and one join token (/v1/join-tokens/{token_id}, suffix `token`): admin only."""
 
     auth: Auth
@@ -247,7 +247,7 @@ class JoinTokens:
 
     @falcon.before(admin_only)
     async def on_post(self, req, resp):
-        request = await self.body.read(req, schemas.JoinTokenCreate)
+        request = await self.body.read(req, schemas.JoinTokenCreateBody)
         resp.status = falcon.HTTP_201
         resp.media = views.join_token_created(*await self.registry.create_join_token(edge.join_token_request(request)))
 

@@ -48,7 +48,7 @@ def check_full(field: str, value: str, pattern: str) -> None:
         raise ValueError(f"{field} {value!r} is not valid: it must match {pattern}")
 
 
-class Register(msgspec.Struct, forbid_unknown_fields=True):
+class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     public_key: PublicKey
     name: NodeName
     listen_port: Port = 51820
@@ -69,22 +69,14 @@ class Register(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("nonce and proof go together")
 
 
-class NodeRename(msgspec.Struct, forbid_unknown_fields=True):
+class NodeRenameBody(msgspec.Struct, forbid_unknown_fields=True):
     name: NodeName
 
     def __post_init__(self):
         check_full("name", self.name, NAME_PATTERN)
 
 
-class PeerHealth(msgspec.Struct, forbid_unknown_fields=True):
-    node_id: NodeId
-    latest_handshake_age: Age | None = None
-
-    def __post_init__(self):
-        check_full("node_id", self.node_id, NODE_ID_PATTERN)
-
-
-class TunnelDown(msgspec.Struct, forbid_unknown_fields=True):
+class TunnelDownBody(msgspec.Struct, forbid_unknown_fields=True):
     """A peer this node has no working tunnel to: for how long, and what its WireGuard shows."""
 
     node_id: NodeId
@@ -95,15 +87,13 @@ class TunnelDown(msgspec.Struct, forbid_unknown_fields=True):
         check_full("node_id", self.node_id, NODE_ID_PATTERN)
 
 
-class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
+class HeartbeatBody(msgspec.Struct, forbid_unknown_fields=True):
     applied_revision: Revision | None = None
-    # Deprecated: agents before 0.2 sent every peer's handshake age; still accepted, no longer stored.
-    peers: Annotated[list[PeerHealth], Meta(max_length=100_000)] = []
     # Every peer the node has no working tunnel to; absent or null: the same as its last report.
-    tunnels_down: Annotated[list[TunnelDown], Meta(max_length=100_000)] | None = None
+    tunnels_down: Annotated[list[TunnelDownBody], Meta(max_length=100_000)] | None = None
 
 
-class JoinTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
+class JoinTokenCreateBody(msgspec.Struct, forbid_unknown_fields=True):
     reusable: bool = False
     ttl_seconds: Annotated[float, Meta(gt=0, le=MAX_AGE)] | None = 3600.0
     description: Annotated[str, Meta(max_length=200, pattern=DESCRIPTION_PATTERN)] = ""

@@ -13,14 +13,14 @@ import msgspec
 
 from control.api.answers import (
     Deleted,
-    Health,
-    JoinToken,
+    HealthAnswer,
+    JoinTokenAnswer,
     JoinTokenCreated,
-    JoinTokens,
-    MeshHealth,
+    JoinTokenList,
+    MeshHealthAnswer,
     NodeDetail,
-    Nodes,
-    TunnelDown,
+    NodeList,
+    TunnelDownAnswer,
     UnhealthyPair,
 )
 from control.rules.pair_health import Pair
@@ -41,8 +41,8 @@ def heartbeat_answer(revision: int, settings: RegistrySettings) -> HeartbeatAnsw
                            offline_after=settings.offline_after)
 
 
-def health(revision: int, loaded_revision: int) -> Health:
-    return Health(status="ok", revision=revision, loaded_revision=loaded_revision)
+def health(revision: int, loaded_revision: int) -> HealthAnswer:
+    return HealthAnswer(status="ok", revision=revision, loaded_revision=loaded_revision)
 
 
 def node_detail(node: NodeRecord) -> NodeDetail:
@@ -51,16 +51,17 @@ def node_detail(node: NodeRecord) -> NodeDetail:
                       reflexive_endpoint=node.reflexive_endpoint, created_at=node.created_at,
                       last_seen=node.last_seen, applied_revision=node.applied_revision,
                       changed_revision=node.changed_revision,
-                      tunnels_down=[TunnelDown(down.node_id, down.since, down.reason) for down in node.tunnels_down])
+                      tunnels_down=[TunnelDownAnswer(down.node_id, down.since, down.reason)
+                                    for down in node.tunnels_down])
 
 
-def nodes(revision: int, records: list[NodeRecord]) -> Nodes:
+def nodes(revision: int, records: list[NodeRecord]) -> NodeList:
     ordered = sorted(records, key=lambda node: ipaddress.ip_address(node.mesh_ip))
-    return Nodes(revision=revision, nodes=[node_detail(node) for node in ordered])
+    return NodeList(revision=revision, nodes=[node_detail(node) for node in ordered])
 
 
-def mesh_health(revision: int, pairs: list[Pair]) -> MeshHealth:
-    return MeshHealth(revision=revision, bound=HEALTH_BOUND,
+def mesh_health(revision: int, pairs: list[Pair]) -> MeshHealthAnswer:
+    return MeshHealthAnswer(revision=revision, bound=HEALTH_BOUND,
                       pairs=[UnhealthyPair(list(pair.nodes), list(pair.names), pair.since, pair.reason,
                                            list(pair.reported_by)) for pair in pairs])
 
@@ -69,13 +70,13 @@ def deleted(node_id: str, revision: int) -> Deleted:
     return Deleted(deleted=node_id, revision=revision)
 
 
-def join_token(status: JoinTokenStatus) -> JoinToken:
-    return JoinToken(**msgspec.structs.asdict(status.token), state=status.state)
+def join_token(status: JoinTokenStatus) -> JoinTokenAnswer:
+    return JoinTokenAnswer(**msgspec.structs.asdict(status.token), state=status.state)
 
 
 def join_token_created(status: JoinTokenStatus, secret: str) -> JoinTokenCreated:
     return JoinTokenCreated(**msgspec.structs.asdict(join_token(status)), token=secret)
 
 
-def join_tokens(statuses: list[JoinTokenStatus]) -> JoinTokens:
-    return JoinTokens(join_tokens=[join_token(status) for status in statuses])
+def join_tokens(statuses: list[JoinTokenStatus]) -> JoinTokenList:
+    return JoinTokenList(join_tokens=[join_token(status) for status in statuses])

@@ -34,7 +34,7 @@ from control.rules.records import (
     Registration,
     RegistrySettings,
 )
-from meshcommon.contract.wire import Challenge
+from meshcommon.contract.wire import ChallengeAnswer
 from meshcommon.plumbing.events import emit
 
 T = TypeVar("T")
@@ -65,7 +65,7 @@ class AsyncRegistry:
     async def current_revision(self) -> int:
         return await self._call(self.registry.current_revision)
 
-    async def challenge(self, bearer: str) -> Challenge:
+    async def challenge(self, bearer: str) -> ChallengeAnswer:
         return await self._call(self.registry.challenge, bearer)
 
     async def register(self, bearer: str, registration: Registration) -> Enrolled:

@@ -21,7 +21,7 @@ from control.rules.errors import ProofRejected, TooManyRequests
 from control.store import challenges as nonces
 from control.store import db as database
 from meshcommon.contract import keys
-from meshcommon.contract.wire import Challenge
+from meshcommon.contract.wire import ChallengeAnswer
 
 CHALLENGE_TTL = 60.0  # seconds a nonce may be redeemed
 MAX_OUTSTANDING = 1024  # unredeemed nonces per bearer: enough for a mass enrolment, not to fill the table
@@ -45,7 +45,7 @@ class Challenges:
     def public_key(self) -> str:
         return keys.encode(self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
-    def issue(self, token_hash: str) -> Challenge:
+    def issue(self, token_hash: str) -> ChallengeAnswer:
         """A new nonce for the bearer whose token hashes to `token_hash` (already authenticated)."""
         now = self.clock()
         nonce = secrets.token_bytes(keys.NONCE_LENGTH)
@@ -58,7 +58,7 @@ class Challenges:
                                       f"{CHALLENGE_TTL:.0f} s", retry_after=CHALLENGE_TTL)
             nonces.add(nonce_hash(nonce), token_hash, now + CHALLENGE_TTL)
         database.retrying(store)
-        return Challenge(nonce=keys.encode(nonce), control_key=self.public_key, expires_in=CHALLENGE_TTL)
+        return ChallengeAnswer(nonce=keys.encode(nonce), control_key=self.public_key, expires_in=CHALLENGE_TTL)
 
     def redeem(self, token_hash: str, public_key: str, nonce: str | None, proof: str | None) -> None:
         """Check the proof for `public_key` and use up its nonce. Call inside the write transaction."""

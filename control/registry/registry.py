@@ -33,7 +33,7 @@ from control.rules.records import (
 )
 from control.store import changes, mesh_state, nodes, notify
 from control.store import db as database
-from meshcommon.contract.wire import Challenge
+from meshcommon.contract.wire import ChallengeAnswer
 from meshcommon.plumbing.events import emit
 
 T = TypeVar("T")
@@ -101,7 +101,7 @@ class Registry:
                 # Another writer took the mesh IP or id we picked: pick again.
         raise AddressSpaceExhausted("could not allocate a mesh IP after repeated conflicts")
 
-    def challenge(self, bearer: str) -> Challenge:
+    def challenge(self, bearer: str) -> ChallengeAnswer:
         """A single-use nonce for proving key possession, to a live join token or a known node token."""
         if bearer.startswith(tokens.NODE):
             if not nodes.token_known(tokens.digest(bearer)):

@@ -120,7 +120,7 @@ class NodeRecord:
 
 class JoinTokenRecord(msgspec.Struct, frozen=True):
     """A join token as stored, but for its hash (the token itself is never stored). A struct:
-    the answers about a join token (`answers.JoinToken`) are this and its state."""
+    the answers about a join token (`answers.JoinTokenAnswer`) are this and its state."""
 
     id: str
     reusable: bool

@@ -73,7 +73,7 @@ def decode_netmap_entries(data: bytes) -> FullNetmap[msgspec.Raw] | DeltaNetmap[
     return msgspec.json.decode(data, type=FullNetmap[msgspec.Raw])
 
 
-class Challenge(msgspec.Struct, frozen=True):
+class ChallengeAnswer(msgspec.Struct, frozen=True):
     nonce: str
     control_key: str
     expires_in: float

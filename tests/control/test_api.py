@@ -190,7 +190,7 @@ async def test_openapi_documents_exactly_the_routes_served(control, tmp_path):
               for method in route.methods if method.internal is False}
     documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert served == documented
-    assert "Register" in spec["components"]["schemas"]
+    assert "RegisterBody" in spec["components"]["schemas"]
 
 
 async def test_health_and_metrics(control):

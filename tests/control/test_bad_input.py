@@ -79,12 +79,16 @@ async def test_wrong_tokens_are_401_and_write_nothing(control, header):
 
 
 @pytest.mark.parametrize("body", [
-    {"applied_revision": -1}, {"applied_revision": "1"}, {"peers": "x"},
+    {"applied_revision": -1}, {"applied_revision": "1"}, {"tunnels_down": "x"},
     {"applied_revision": 9223372036854775808}, {"applied_revision": 2**53}, {"applied_revision": 1e300},
-    {"peers": [{"node_id": "a", "latest_handshake_age": 1e308}]},
-    {"peers": [{"node_id": "a\u202e", "latest_handshake_age": 1}]}, {"peers": [{"node_id": "x" * 33}]},
-    {"peers": [{"node_id": "abc\n"}]},
-    {"peers": [{"node_id": "a", "latest_handshake_age": -1}]}, {"peers": [{"nodeid": "a"}]}, {"extra": 1}])
+    {"tunnels_down": [{"node_id": "a", "down_for": 1e308, "reason": "no_traffic"}]},
+    {"tunnels_down": [{"node_id": "a\u202e", "down_for": 1, "reason": "no_traffic"}]},
+    {"tunnels_down": [{"node_id": "x" * 33, "down_for": 1, "reason": "no_traffic"}]},
+    {"tunnels_down": [{"node_id": "abc\n", "down_for": 1, "reason": "no_traffic"}]},
+    {"tunnels_down": [{"node_id": "a", "down_for": -1, "reason": "no_traffic"}]},
+    {"tunnels_down": [{"node_id": "a", "down_for": 1, "reason": "bored"}]},
+    {"tunnels_down": [{"nodeid": "a"}]}, {"extra": 1},
+    {"peers": [{"node_id": "a", "latest_handshake_age": 1}]}])  # no longer a field: refused as unknown
 async def test_bad_heartbeat_is_400(control, body):
     node = await control.node(await control.join_token())
     result = await control.client.simulate_post(f"/v1/nodes/{node['node_id']}/heartbeat", json=body,

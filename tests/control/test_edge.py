@@ -36,21 +36,21 @@ def test_unbounded_parameters_are_refused(query):
 
 async def test_a_body_is_bounded_and_decoded_into_its_schema():
     reader = edge.BodyReader(max_body=64, body_timeout=1.0)
-    beat = await reader.read(request(body=b'{"applied_revision": 3}'), schemas.Heartbeat)
-    assert beat.applied_revision == 3 and (await reader.read(request(), schemas.Heartbeat)).peers == []
+    beat = await reader.read(request(body=b'{"applied_revision": 3}'), schemas.HeartbeatBody)
+    assert beat.applied_revision == 3 and (await reader.read(request(), schemas.HeartbeatBody)).tunnels_down is None
     with pytest.raises(BodyTooLarge):
-        await reader.read(request(body=b"{" + b" " * 64 + b"}"), schemas.Heartbeat)
+        await reader.read(request(body=b"{" + b" " * 64 + b"}"), schemas.HeartbeatBody)
     with pytest.raises(InvalidRequest):
-        await reader.read(request(body=b'{"extra": 1}'), schemas.Heartbeat)
+        await reader.read(request(body=b'{"extra": 1}'), schemas.HeartbeatBody)
 
 
 def test_schemas_become_the_registry_s_plain_arguments():
-    register = schemas.Register(public_key="A" * 42 + "E=", name="a", endpoint="192.0.2.1:51820")
+    register = schemas.RegisterBody(public_key="A" * 42 + "E=", name="a", endpoint="192.0.2.1:51820")
     assert edge.registration(register, "127.0.0.1") == Registration("A" * 42 + "E=", "a", 51820, "192.0.2.1:51820")
     assert edge.registration(register, "198.51.100.7").reflexive_endpoint == "198.51.100.7:51820"
-    beat = schemas.Heartbeat(tunnels_down=[schemas.TunnelDown("n2", 1.5, "no_traffic")])
+    beat = schemas.HeartbeatBody(tunnels_down=[schemas.TunnelDownBody("n2", 1.5, "no_traffic")])
     assert edge.tunnels_down(beat, 100.0) == (TunnelDown("n2", 98.5, "no_traffic"),)
-    assert edge.tunnels_down(schemas.Heartbeat(), 100.0) is None  # not reported: unchanged
-    assert edge.tunnels_down(schemas.Heartbeat(tunnels_down=[]), 100.0) == ()  # reported: none down
-    request_ = edge.join_token_request(schemas.JoinTokenCreate(reusable=True, ttl_seconds=None))
+    assert edge.tunnels_down(schemas.HeartbeatBody(), 100.0) is None  # not reported: unchanged
+    assert edge.tunnels_down(schemas.HeartbeatBody(tunnels_down=[]), 100.0) == ()  # reported: none down
+    request_ = edge.join_token_request(schemas.JoinTokenCreateBody(reusable=True, ttl_seconds=None))
     assert (request_.reusable, request_.ttl_seconds, request_.description) == (True, None, "")

@@ -19,12 +19,14 @@ texts = st.text(max_size=60) | st.sampled_from(["0.0.0.0:1", "evil.example:51820
 json_values = st.recursive(st.none() | st.booleans() | numbers | texts,
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
                            max_leaves=12)
-peers = st.lists(st.dictionaries(st.sampled_from(["node_id", "latest_handshake_age", "x"]),
-                                 json_values | numbers, max_size=3), max_size=5)
-raw = st.sampled_from([b'{"applied_revision": 1e999}', b'{"applied_revision": NaN}', b'{"peers": [{"node_id": '
-                       b'"a", "latest_handshake_age": -1e999}]}', b'{"applied_revision": 1' + b"0" * 400 + b"}",
+tunnels_down = st.lists(st.dictionaries(st.sampled_from(["node_id", "down_for", "reason", "x"]),
+                                        json_values | numbers, max_size=4), max_size=5)
+raw = st.sampled_from([b'{"applied_revision": 1e999}', b'{"applied_revision": NaN}',
+                       b'{"tunnels_down": [{"node_id": "a", "down_for": -1e999, "reason": "no_traffic"}]}',
+                       b'{"applied_revision": 1' + b"0" * 400 + b"}",
                        b"\xff\xfe", b'{"applied_revision": 1, "applied_revision": 99999999999999999999}'])
-heartbeats = (st.fixed_dictionaries({}, optional={"applied_revision": json_values | numbers, "peers": peers})
+heartbeats = (st.fixed_dictionaries({}, optional={"applied_revision": json_values | numbers,
+                                                  "tunnels_down": tunnels_down})
               | json_values | raw)
 registrations = (st.fixed_dictionaries({"public_key": texts, "name": texts},
                                        optional={"listen_port": json_values | numbers, "endpoint": texts,

@@ -4,7 +4,7 @@ import asyncio
 import msgspec
 import pytest
 
-from control.api.resources import Netmap
+from control.api.resources import NetmapResource as Netmap
 from control.live.membership import MembershipCache
 from control.rules.records import Loaded
 from meshcommon.contract.wire import NodeView

@@ -20,11 +20,11 @@ from tests.control.support import bearer
 from tests.enrol import new_key
 
 SPEC = build_spec()
-REGISTER = SPEC["components"]["schemas"]["Register"]
+REGISTER = SPEC["components"]["schemas"]["RegisterBody"]
 ENDPOINT = next(option for option in REGISTER["properties"]["endpoint"]["anyOf"] if option.get("type") == "string")
 
 
-VALIDATOR = jsonschema_rs.Draft202012Validator({"$ref": "#/components/schemas/Register", **SPEC})
+VALIDATOR = jsonschema_rs.Draft202012Validator({"$ref": "#/components/schemas/RegisterBody", **SPEC})
 
 
 def spec_accepts(body: dict) -> bool:
@@ -33,7 +33,7 @@ def spec_accepts(body: dict) -> bool:
 
 def server_accepts(body: dict) -> bool:
     try:
-        schemas.decode(json.dumps(body).encode(), schemas.Register)
+        schemas.decode(json.dumps(body).encode(), schemas.RegisterBody)
         return True
     except ValueError:
         return False
