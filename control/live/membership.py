@@ -80,9 +80,10 @@ class MembershipCache:
     def answer(self, me: str, since: int | None) -> tuple[str, bytes]:
         """The netmap answer for node `me` as (kind, JSON), sharing one delta per `since`.
 
-        Equal, once parsed, to `netmap.netmap_for`. Both kinds are spliced from per-node JSON
-        kept since the node last changed: a full map costs a join, not N encodings, and a delta,
-        which thousands of watchers get at once, costs each of them a join of three pieces.
+        Equal, once parsed, to the netmap built the obvious way (tests/control/netmap_oracle.py).
+        Both kinds are spliced from per-node JSON kept since the node last changed: a full map costs
+        a join, not N encodings, and a delta, which thousands of watchers get at once, costs each of
+        them a join of three pieces.
         """
         spliced = self._spliced.get(since) if since is not None else None
         if spliced is not None and me not in spliced[2]:  # the common case of a fan-out: no snapshot, no lookups

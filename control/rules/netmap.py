@@ -10,7 +10,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from meshcommon.contract.wire import DeltaNetmap, FullNetmap, NodeView
+from meshcommon.contract.wire import DeltaNetmap, NodeView
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,6 @@ def delta(membership: Membership, since: int) -> Delta | None:
     return Delta(since, membership.revision, tuple(upserted), tuple(removed))
 
 
-def full_map(membership: Membership, me: str, prefix: str) -> FullNetmap:
-    return FullNetmap(membership.revision, prefix, membership.nodes[me],
-                      [view for node_id, view in membership.nodes.items() if node_id != me])
-
-
 def delta_map(membership: Membership, change: Delta, me: str, prefix: str) -> DeltaNetmap:
     return DeltaNetmap(change.revision, change.since, prefix, membership.nodes[me],
                        [view for view in change.upserted if view.node_id != me],
@@ -81,15 +76,6 @@ def choose_delta(membership: Membership, since: int | None, change: Delta | None
     if change is not None and len(change.upserted) + len(change.removed) <= max(8, len(membership.nodes) // 2):
         return change
     return None
-
-
-def netmap_for(membership: Membership, me: str, prefix: str, since: int | None,
-               change: Delta | None = None) -> FullNetmap | DeltaNetmap:
-    """What node `me` is told: a delta when `since` is recent and the delta is small, else the full map."""
-    chosen = choose_delta(membership, since, change)
-    if chosen is not None:
-        return delta_map(membership, chosen, me, prefix)
-    return full_map(membership, me, prefix)
 
 
 def merge_changes(changes: list[tuple[int, str]], new: Iterable[tuple[int, str]]) -> None:

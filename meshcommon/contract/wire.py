@@ -58,13 +58,6 @@ class _Kind(msgspec.Struct):
     delta: bool = False
 
 
-def decode_netmap(data: bytes) -> FullNetmap[NodeView] | DeltaNetmap[NodeView]:
-    """A netmap answer as the struct its `delta` field names (msgspec.DecodeError if malformed)."""
-    if msgspec.json.decode(data, type=_Kind).delta:
-        return msgspec.json.decode(data, type=DeltaNetmap[NodeView])
-    return msgspec.json.decode(data, type=FullNetmap[NodeView])
-
-
 def decode_netmap_entries(data: bytes) -> FullNetmap[msgspec.Raw] | DeltaNetmap[msgspec.Raw]:
     """The same answer with its peer entries left undecoded, for a receiver that checks them one
     by one (so one malformed entry is refused alone)."""

@@ -201,7 +201,7 @@ async def test_health_and_metrics(control):
 
 
 async def test_spliced_full_map_equals_the_pure_netmap(control):
-    from control.rules.netmap import netmap_for
+    from tests.control.netmap_oracle import netmap_for
     token = await control.join_token(reusable=True)
     nodes = [await control.node(token, f"n{i}", endpoint=f"192.0.2.{i + 1}:51820") for i in range(5)]
     cache = control.runtime.cache

@@ -3,9 +3,9 @@ import msgspec
 
 from control.live import membership
 from control.live.membership import MembershipCache
-from control.rules.netmap import netmap_for
 from control.rules.records import Loaded
 from meshcommon.contract.wire import NodeView
+from tests.control.netmap_oracle import netmap_for
 
 
 def view(node_id: str, online: bool = True) -> NodeView:

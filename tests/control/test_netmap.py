@@ -5,8 +5,9 @@ from hypothesis import strategies as st
 from msgspec import to_builtins
 
 from agent.core.intake import fold
-from control.rules.netmap import Membership, NodeView, changed_since, delta, full_map, netmap_for
+from control.rules.netmap import Membership, NodeView, changed_since, delta
 from meshcommon.contract.wire import DeltaNetmap, FullNetmap, decode_netmap_entries
+from tests.control.netmap_oracle import full_map, netmap_for
 
 ME = "me"
 PREFIX = "100.64.0.0/10"
