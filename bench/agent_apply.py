@@ -1,6 +1,6 @@
 """Applying one change to a node with many peers: the agent's per-peer apply vs `wg syncconf` of the whole file.
 
-One lab host (`tests/lab.py`: its own network and mount namespaces) runs wireguard-go with
+One lab host (`testbed/lab.py`: its own network and mount namespaces) runs wireguard-go with
 --peers peers, configured by the agent's own apply. Then, for --rounds rounds, each of three
 changes (one peer added, that peer removed, one peer's endpoint changed) is made by both paths,
 alternating which goes first each round:
@@ -116,7 +116,7 @@ def median_ms(values: list[float]) -> float:
 
 
 def run_lab(args) -> dict:
-    from tests import lab as labs
+    from testbed import lab as labs
     reason = labs.can_run()
     if reason:
         raise SystemExit(f"agent_apply: {reason}")

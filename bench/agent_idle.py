@@ -1,7 +1,7 @@
 """Idle cost of the agent: RSS and CPU of real agents on lab hosts while nothing changes.
 
-A lab (`tests/lab.py`: network namespaces, real wireguard-go) with --nodes agents and a real
-control plane (heartbeat every 2 s, offline after 6 s, `tests.meshlab.on_lab`). Once every agent
+A lab (`testbed/lab.py`: network namespaces, real wireguard-go) with --nodes agents and a real
+control plane (heartbeat every 2 s, offline after 6 s, `testbed.meshlab.on_lab`). Once every agent
 has converged and every pair pings, the agents are left alone for --settle s, then each agent
 process is sampled with psutil every second for --seconds s:
 
@@ -39,8 +39,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import record
-from tests import lab as labs
-from tests.meshlab import Node, all_ping, converged, on_lab, wait_for
+from testbed import lab as labs
+from testbed.meshlab import Node, all_ping, converged, on_lab, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024

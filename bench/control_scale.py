@@ -1,7 +1,7 @@
 """Control-plane scale benchmark: N simulated nodes heartbeating, each holding a netmap stream.
 
-The control plane runs as `meshctl serve` (gunicorn + uvicorn workers, `tests.control.servers`)
-on 127.0.0.1, on SQLite or on a throwaway PostgreSQL (`tests/pg.py`). The load generator is light
+The control plane runs as `meshctl serve` (gunicorn + uvicorn workers, `testbed.control_process`)
+on 127.0.0.1, on SQLite or on a throwaway PostgreSQL (`testbed/pg.py`). The load generator is light
 on purpose, so that it measures the server and not itself: raw asyncio streams and hand-written
 HTTP/1.1 (status line, headers, content-length or chunked bodies, server-sent events), no client
 objects, the nodes spread over --generators processes. Every node has one kept-alive connection
@@ -38,7 +38,7 @@ past half a core the run is marked `noisy`, reported, but not a measure of the s
     python bench/control_scale.py --nodes 10000 --store sqlite --tls   # TLS, as deployed (every connection
                                                                         # a TLS session; auto's loop: asyncio)
     python bench/control_scale.py --nodes 10000 --store sqlite --tls-proxy   # TLS terminated by HAProxy in
-                                                                        # front (bench/tls_proxy.py), plain behind
+                                                                        # front (testbed/tls_proxy.py), plain behind
 
 Results: bench/results/control_scale-<run id>.json (every run of the invocation); --json prints
 one JSON object (the run, or {"run_id", "runs"} for several), otherwise a table.
@@ -71,11 +71,11 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import tls_proxy
 from control import config
 from meshcommon.contract import keys
-from tests import pg
-from tests.control.servers import ControlProcess
+from testbed import pg, tls_proxy
+from testbed.certs import certificate
+from testbed.control_process import ControlProcess
 
 RESULTS = Path(__file__).with_name("results")
 NODES_PER_ADDRESS = 64  # nodes sharing one source address, as behind a NAT (the server caps 2,048 per address)
@@ -147,15 +147,6 @@ TLS: ssl.SSLContext | None = None
 def trust(cafile: str | None) -> None:
     global TLS
     TLS = ssl.create_default_context(cafile=cafile) if cafile else None
-
-
-def certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate and key for 127.0.0.1 in `directory`."""
-    cert, key = directory / "server.crt", directory / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return cert, key
 
 
 async def connect(port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

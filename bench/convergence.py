@@ -1,7 +1,7 @@
 """Convergence of a mesh of real agents on --nodes lab hosts, against the same join done the Ansible way.
 
-One lab (`tests/lab.py`: network namespaces, real wireguard-go; it lifts the kernel's neighbour
-table for that many hosts itself) and one real control plane (`tests.meshlab.on_lab`, heartbeat
+One lab (`testbed/lab.py`: network namespaces, real wireguard-go; it lifts the kernel's neighbour
+table for that many hosts itself) and one real control plane (`testbed.meshlab.on_lab`, heartbeat
 every --heartbeat-interval s, a node offline after --offline-after s). In one run:
 
 - `join`: all but --joins nodes start and converge; then the others join one at a time. A join's
@@ -54,8 +54,8 @@ import jinja2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.dataplane import free_subnet, stop_all
-from tests import lab as labs
-from tests.meshlab import MESHAGENT, Node, converged, on_lab, wait_for
+from testbed import lab as labs
+from testbed.meshlab import MESHAGENT, Node, converged, on_lab, wait_for
 
 ANSIBLE = Path(sys.executable).with_name("ansible")
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")

@@ -1,7 +1,7 @@
 """Data plane cost: the mesh as the agent configures it against hand-configured WireGuard and the underlay.
 
-One lab (`tests/lab.py`: network namespaces, real wireguard-go) with two hosts, a and b, and a
-real control plane (`tests.meshlab.on_lab`). On the same pair of hosts, three paths to b:
+One lab (`testbed/lab.py`: network namespaces, real wireguard-go) with two hosts, a and b, and a
+real control plane (`testbed.meshlab.on_lab`). On the same pair of hosts, three paths to b:
 
 - `mesh`: `mesh0`, made by real agents (`meshagent up`, its own wireguard-go, its own peers);
 - `hand`: `wg1`, made the way an administrator does by hand: `wireguard-go wg1` started from a
@@ -42,8 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import record
-from tests import lab as labs
-from tests.meshlab import Node, all_ping, converged, on_lab, wait_for
+from testbed import lab as labs
+from testbed.meshlab import Node, all_ping, converged, on_lab, wait_for
 
 VARIANTS = ("mesh", "hand", "underlay")
 CONTROLS = ("twin", "meshlike")  # --controls: (interface, listen port, subnet) of each below

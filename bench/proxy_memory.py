@@ -2,7 +2,7 @@
 with glibc's allocator and with jemalloc preloaded (as roles/meshvpn_control runs it).
 
 A real control plane (plain HTTP on loopback, `trusted_proxies`) behind one HAProxy instance
-(`bench/tls_proxy.py`, the role's template, one thread). For each allocator, in turn, --rounds
+(`testbed/tls_proxy.py`, the role's template, one thread). For each allocator, in turn, --rounds
 times, a fresh HAProxy and:
 
 1. `gradual`: --connections TLS connections opened 20 at a time, each sending one request and then
@@ -34,9 +34,10 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import record, tls_proxy
-from bench.control_scale import certificate
-from tests.control.servers import ControlProcess
+from bench import record
+from testbed import tls_proxy
+from testbed.certs import certificate
+from testbed.control_process import ControlProcess
 
 OPEN_AT_ONCE = 20  # connections opening together in the gradual phase
 QUIET = 3.0  # seconds after a phase before its RSS is read

@@ -28,9 +28,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import record
-from bench.control_scale import certificate, read_head, request
-from tests.control.servers import ControlProcess
-from tests.enrol import register_sync
+from bench.control_scale import read_head, request
+from testbed.certs import certificate
+from testbed.control_process import ControlProcess
+from testbed.enrol import register_sync
 
 
 def worker_rss_mb(control: ControlProcess) -> float:

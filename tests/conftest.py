@@ -1,8 +1,8 @@
 import pytest
 
-from tests import pg
+from testbed import pg
 
-pytest_plugins = ["tests.meshlab"]  # lab and lab_control fixtures
+pytest_plugins = ["testbed.meshlab"]  # lab and lab_control fixtures
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,11 @@ import time
 
 import pytest
 
-from tests import lab as labs
-from tests.lab import NEIGHBOUR_KNOBS, cut_ruleset, labhost, neighbour_room, site_lan
-from tests.meshlab import lab_marks
+from testbed import lab as labs
+from testbed import nft
+from testbed.lab import NEIGHBOUR_KNOBS, neighbour_room, site_lan
+from testbed.meshlab import lab_marks
+from testbed.nft import cut_ruleset
 
 
 def test_a_handful_of_hosts_keeps_the_kernel_defaults():
@@ -42,11 +44,11 @@ def test_a_cut_drops_udp_both_ways_and_an_empty_one_only_removes_the_table():
 
 
 def test_a_nat_router_masquerades_port_preserving_and_drops_new_inbound():
-    rules = labhost.nat_ruleset()
+    rules = nft.nat_ruleset()
     assert 'oifname "wan" masquerade\n' in rules  # no random/fully-random: the source port stays
     assert 'iifname "wan" ct state new drop' in rules and "policy drop" in rules
     assert "22" not in rules  # management SSH only where asked for
-    assert 'ip saddr 10.213.77.254 tcp dport 22 ct state new accept' in labhost.nat_ruleset("10.213.77.254")
+    assert 'ip saddr 10.213.77.254 tcp dport 22 ct state new accept' in nft.nat_ruleset("10.213.77.254")
 
 
 LISTEN = """

@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from tests.meshlab import lab_marks
+from testbed.meshlab import lab_marks
 
 pytestmark = lab_marks()
 

@@ -10,7 +10,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.meshlab import MESHAGENT, Node, all_ping, converged, lab_marks, mesh, on_lab, wait_for
+from testbed.meshlab import MESHAGENT, Node, all_ping, converged, lab_marks, mesh, on_lab, wait_for
 
 pytestmark = lab_marks()
 
@@ -138,7 +138,7 @@ def test_crash_restart_and_control_plane_outage(lab, lab_control, tmp_path):
 def test_agent_fails_over_to_another_control_instance(lab, tmp_path, pg_admin_url):
     if pg_admin_url is None:
         pytest.skip("PostgreSQL is not installed")
-    from tests import pg
+    from testbed import pg
     db_url = pg.fresh_database(pg_admin_url)
     instances = []
     for name in ("a", "b"):

@@ -6,7 +6,7 @@ import sys
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.core import metrics
-from tests.meshlab import MESHAGENT, Node, all_ping, converged, lab_marks, wait_for
+from testbed.meshlab import MESHAGENT, Node, all_ping, converged, lab_marks, wait_for
 
 pytestmark = lab_marks()
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tests.control.servers import MESHCTL
-from tests.meshlab import Node, converged, lab_marks, on_lab, wait_for
+from testbed.control_process import MESHCTL
+from testbed.meshlab import Node, converged, lab_marks, on_lab, wait_for
 
 pytestmark = lab_marks()
 STEADY = 75  # seconds of pinging: past three keepalives and seven drift repairs

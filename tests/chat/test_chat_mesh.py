@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.meshlab import MESHCHAT, Node, all_ping, converged, lab_marks, mesh, wait_for
+from testbed.meshlab import MESHCHAT, Node, all_ping, converged, lab_marks, mesh, wait_for
 
 pytestmark = lab_marks()
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"

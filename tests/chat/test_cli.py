@@ -12,8 +12,8 @@ import pytest
 from chat import cli
 from chat.daemon import write_pointer
 from meshcommon.contract.version import VERSION
-from tests.meshlab import MESHCHAT, wait_for
-from tests.pg import free_port
+from testbed.meshlab import MESHCHAT, wait_for
+from testbed.pg import free_port
 
 PEER = "100.64.0.2"
 

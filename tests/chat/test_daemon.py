@@ -13,7 +13,7 @@ import pytest
 from chat.daemon import Chat, new_message_id, write_pointer
 from chat.peers import Peer, View
 from chat.store import Store
-from tests.pg import free_port
+from testbed.pg import free_port
 
 LOOPBACK = "127.0.0.1"
 

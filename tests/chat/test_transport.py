@@ -5,7 +5,7 @@ import contextlib
 import pytest
 
 from chat import protocol, transport
-from tests.pg import free_port
+from testbed.pg import free_port
 
 pytestmark = pytest.mark.anyio
 LOOPBACK = "127.0.0.1"

@@ -12,7 +12,7 @@ from control import config
 from control.api.app import create_app
 from control.live.runtime import Runtime
 from control.store import db
-from tests import pg
+from testbed import pg
 from tests.control.support import Control, FakeClock
 
 

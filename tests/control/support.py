@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from falcon import testing
 
 from control.live.runtime import Runtime
-from tests.enrol import PRIVATE, new_key, proven
+from testbed.enrol import PRIVATE, new_key, proven
 
 
 class FakeClock:

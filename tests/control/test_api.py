@@ -9,8 +9,8 @@ import pytest
 
 from control.api.app import create_app
 from control.store.models import Node
+from testbed.enrol import new_key
 from tests.control.support import bearer
-from tests.enrol import new_key
 
 pytestmark = pytest.mark.anyio
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
+from testbed.enrol import new_key
 from tests.control.support import bearer
-from tests.enrol import new_key
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import pytest
 
 from control.store import db as database
 from control.store.models import db
-from tests import pg
+from testbed import pg
 
 
 @pytest.fixture

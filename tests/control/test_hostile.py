@@ -4,8 +4,8 @@ import pytest
 from control.registry.challenges import MAX_OUTSTANDING
 from control.rules.records import HeartbeatReport
 from control.store.models import JoinToken, Node
+from testbed.enrol import PRIVATE, new_key, proven
 from tests.control.support import bearer
-from tests.enrol import PRIVATE, new_key, proven
 
 pytestmark = pytest.mark.anyio
 

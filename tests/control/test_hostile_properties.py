@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from control.store.models import Node
+from testbed.enrol import new_key
 from tests.control.support import bearer
-from tests.enrol import new_key
 
 pytestmark = pytest.mark.anyio
 

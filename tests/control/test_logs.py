@@ -3,7 +3,7 @@ gunicorn's and uvicorn's, is one JSON object with an ISO-8601 UTC `ts`, the `hos
 import json
 import re
 
-from tests.control.servers import ControlProcess
+from testbed.control_process import ControlProcess
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from control.cli import meshctl as cli
-from tests import enrol
-from tests.control.servers import MESHCTL, ControlProcess
+from testbed import enrol
+from testbed.certs import certificate
+from testbed.control_process import MESHCTL, ControlProcess
 
 slow = pytest.mark.slow
 
@@ -82,10 +83,7 @@ def test_watch_streams_joins_and_removals(control):
 
 @slow
 def test_serve_speaks_tls_with_the_given_certificate(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    cert, key = certificate(tmp_path)
     proc = ControlProcess(tmp_path / "state", tls=(cert, key)).start()
     try:
         assert httpx.get(proc.url + "/healthz", timeout=5, verify=proc.verify).json()["status"] == "ok"

@@ -16,8 +16,8 @@ from control.api.app import create_app
 from control.live.runtime import Runtime
 from control.rules import tokens
 from control.store import db
+from testbed.enrol import new_key
 from tests.control.support import Control, FakeClock
-from tests.enrol import new_key
 
 pytestmark = pytest.mark.anyio
 

@@ -5,8 +5,8 @@ import httpx
 import pytest
 
 from agent.client import ControlClient, TemporaryError
-from tests import enrol
-from tests.control.servers import ControlProcess
+from testbed import enrol
+from testbed.control_process import ControlProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 KEEPALIVE = 0.2

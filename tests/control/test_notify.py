@@ -9,7 +9,7 @@ import pytest
 from control.store import db as database
 from control.store import notify
 from control.store.models import db
-from tests import pg
+from testbed import pg
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,8 @@ import schemathesis.engine
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events
 
-from tests import enrol
-from tests.control.servers import ControlProcess
+from testbed import enrol
+from testbed.control_process import ControlProcess
 
 pytestmark = pytest.mark.slow
 

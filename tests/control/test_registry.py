@@ -6,8 +6,8 @@ from control.registry.registry import Registry
 from control.rules import ipam, tokens
 from control.rules.errors import KeyTaken, NotFound, ProofRejected, Unauthorized
 from control.rules.records import HeartbeatReport, JoinTokenRequest, Registration, RegistrySettings
+from testbed.enrol import new_key, proven
 from tests.control.support import FakeClock, Ids
-from tests.enrol import new_key, proven
 
 
 class Mesh:

@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
+from testbed.enrol import new_key
 from tests.control.support import bearer
-from tests.enrol import new_key
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 import pytest
 
 from control.api import schemas
-from tests.enrol import new_key
+from testbed.enrol import new_key
 
 
 def test_an_integral_float_is_an_integer_as_json_schema_says():

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from httpx_sse import EventSource
 
-from tests import enrol, pg
-from tests.control.servers import ControlProcess
+from testbed import enrol, pg
+from testbed.control_process import ControlProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 

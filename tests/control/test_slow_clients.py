@@ -14,8 +14,8 @@ from control import config
 from control.serve import connections as httpserver
 from control.serve.connections import soft_fd_limit
 from meshcommon.plumbing.events import NOISY_LOGGERS, RepeatFilter, setup_logging
-from tests import enrol
-from tests.control.servers import ControlProcess
+from testbed import enrol
+from testbed.control_process import ControlProcess
 
 HEADER_TIMEOUT, BODY_TIMEOUT, KEEPALIVE_TIMEOUT = 1.0, 1.0, 2.0
 SLACK = 1.5

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from control.api import schemas
 from control.api.openapi import build_spec
 from meshcommon.contract import endpoint, keys
+from testbed.enrol import new_key
 from tests.control.support import bearer
-from tests.enrol import new_key
 
 SPEC = build_spec()
 REGISTER = SPEC["components"]["schemas"]["RegisterBody"]

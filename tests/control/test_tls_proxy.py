@@ -1,5 +1,5 @@
 """The control plane behind HAProxy terminating TLS, as roles/meshvpn_control runs it with
-`meshvpn_control_tls_proxy`: real processes, the role's own haproxy.cfg.j2 (rendered by bench/tls_proxy.py).
+`meshvpn_control_tls_proxy`: real processes, the role's own haproxy.cfg.j2 (rendered by testbed/tls_proxy.py).
 
 The control plane listens on plain HTTP on loopback and trusts X-Forwarded-For from 127.0.0.1 (its
 `trusted_proxies`), where HAProxy connects from: only the template's
@@ -19,10 +19,9 @@ import httpx
 import pytest
 from httpx_sse import EventSource, ServerSentEvent
 
-from bench import tls_proxy
-from bench.control_scale import certificate
-from tests import enrol
-from tests.control.servers import ControlProcess
+from testbed import enrol, tls_proxy
+from testbed.certs import certificate
+from testbed.control_process import ControlProcess
 from tests.control.support import bearer
 
 pytestmark = [pytest.mark.slow,

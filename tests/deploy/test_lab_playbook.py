@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.meshlab import lab_marks
+from testbed.meshlab import lab_marks
 
 pytestmark = lab_marks()
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ import subprocess
 
 import yaml
 
+from testbed.meshlab import lab_marks
 from tests.deploy.test_lab_playbook import ansible, recap
-from tests.meshlab import lab_marks
 
 pytestmark = lab_marks()
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python
 """Ansible module: one lab host (network + mount + UTS namespaces, a veth on a lab bridge, sshd), one site
 router (a namespace between the public bridge and its site's LAN bridge: plain forwarding or a masquerading
-NAT), or the public bridge itself. Owns the NAT routers' nftables ruleset (`nat_ruleset`, which the pytest
-lab in tests/lab.py uses too); must not touch anything outside the namespaces, links and routes it names."""
+NAT), or the public bridge itself. The NAT routers' nftables ruleset is module_utils/meshvpn_lab_nft.py's (the
+pytest lab's testbed/nft.py, one file for both labs); must not touch anything outside the namespaces, links and
+routes it names."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -58,49 +59,11 @@ import time
 import zlib
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.meshvpn_lab_nft import NAT_TABLE, nat_ruleset, replace_table
 
 # Directories the controller reads from outside (the CA, the admin token, logs), bound into the host.
 PRIVATE_DIRS = ("/etc/meshvpn", "/var/lib/meshvpn", "/var/lib/meshvpn-control", "/var/log/meshvpn")
 LAB_DIR = "/etc/meshvpn-lab"  # inside a host: its sshd's configuration, keys and pid file
-
-
-NAT_TABLE = "meshvpn_lab"
-
-
-def nat_ruleset(management=None):
-    """The nftables table of a NAT site's router (links `wan` and `lan`), as `nft -f` reads it.
-
-    Masquerade keeps the source port when it is free (no random/fully-random): two nodes behind
-    different NATs then reach each other once both have sent. New connections to the router itself
-    from outside are dropped in input, before conntrack confirms them: an unsolicited datagram to
-    the router's port P would otherwise hold the mapping that a LAN host's first datagram from P
-    needs, and masquerade would pick another port. `management` (an address) may open SSH to LAN
-    hosts, and replies from port 22 to it leave unmasqueraded even when conntrack picks such a
-    connection up mid-stream (a fresh router), so SSH keeps its addresses."""
-    exempt = f'    oifname "wan" ip daddr {management} tcp sport 22 accept\n' if management else ""
-    admit = f'    iifname "wan" ip saddr {management} tcp dport 22 ct state new accept\n' if management else ""
-    return (f"table ip {NAT_TABLE} {{\n"
-            "  chain postrouting {\n"
-            "    type nat hook postrouting priority srcnat; policy accept;\n"
-            f"{exempt}"
-            '    oifname "wan" masquerade\n'
-            "  }\n"
-            "  chain forward {\n"
-            "    type filter hook forward priority filter; policy drop;\n"
-            "    ct state established,related accept\n"
-            '    iifname "lan" accept\n'
-            f"{admit}"
-            "  }\n"
-            "  chain input {\n"
-            "    type filter hook input priority filter; policy accept;\n"
-            '    iifname "wan" ct state new drop\n'
-            "  }\n"
-            "}\n")
-
-
-def replace_table(family, table, text):
-    """An `nft -f` transaction that replaces (or, with text empty, removes) one table atomically."""
-    return f"table {family} {table}\ndelete table {family} {table}\n{text}"
 
 
 def run(module, *args, check=True, data=None):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import lab as labs
-from tests.control.servers import ControlProcess
+from testbed import lab as labs
+from testbed.control_process import ControlProcess
 
 MESHAGENT = str(Path(sys.executable).with_name("meshagent"))
 MESHCHAT = str(Path(sys.executable).with_name("meshchat"))

@@ -21,33 +21,21 @@ nftables tables; must not touch anything else of the machine.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import random
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from testbed import nft
+from testbed.nft import cut_ruleset
+
 SiteKind = Literal["routed", "nat"]
 MAX_SITES = 42  # routers are .201-.242 of the public /24, site LANs 10.214-10.255
-CUT_TABLE = "meshvpn_lab_cut"
-
-
-def _labhost_module():
-    """The Ansible lab's module, for its NAT ruleset: one definition of a lab NAT router for both labs."""
-    path = Path(__file__).resolve().parents[1] / "roles/meshvpn_lab/library/meshvpn_labhost.py"
-    spec = importlib.util.spec_from_file_location("meshvpn_labhost", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-labhost = _labhost_module()
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -59,18 +47,6 @@ def site_lan(subnet: int, index: int) -> str:
     if not 1 <= index <= MAX_SITES:
         raise ValueError(f"a lab has sites 1..{MAX_SITES}, not {index}")
     return f"10.{213 + index}.{subnet}.0/24"
-
-
-def cut_ruleset(addresses: Iterable[str]) -> str:
-    """`nft -f` input for one host's namespace: drop UDP to and from `addresses` (none: no table)."""
-    found = sorted(set(addresses))
-    if not found:
-        return labhost.replace_table("inet", CUT_TABLE, "")
-    them = "{ " + ", ".join(found) + " }"
-    chains = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority filter;\n"
-                     f"    ip {side} {them} meta l4proto udp drop\n  }}\n"
-                     for hook, side in (("input", "saddr"), ("output", "daddr")))
-    return labhost.replace_table("inet", CUT_TABLE, f"table inet {CUT_TABLE} {{\n{chains}}}\n")
 
 
 def can_run() -> str | None:
@@ -262,7 +238,7 @@ class Lab:
         for routed in self._routed():
             sh("ip", "-n", site.netns, "route", "replace", routed.lan, "via", routed.wan)
         if kind == "nat":
-            sh("ip", "netns", "exec", site.netns, "nft", "-f", "-", stdin=labhost.nat_ruleset())
+            sh("ip", "netns", "exec", site.netns, "nft", "-f", "-", stdin=nft.nat_ruleset())
         else:
             boxes = [["ip"]] + [["ip", "-n", box] for box in self._public_netns()]
             for box in boxes:

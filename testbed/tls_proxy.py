@@ -27,8 +27,8 @@ from pathlib import Path
 import jinja2
 import psutil
 
-from tests.control.servers import stop_group
-from tests.pg import free_port
+from testbed.control_process import stop_group
+from testbed.pg import free_port
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "roles/meshvpn_control/templates/haproxy.cfg.j2"
 FD_MARGIN = 512  # descriptors of an instance besides its connections (listeners, pollers, logs)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.pg import free_port
+from testbed.pg import free_port
 
 MESHCTL = str(Path(sys.executable).with_name("meshctl"))
 
