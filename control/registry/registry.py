@@ -1,13 +1,13 @@
 """The registry: every membership change, each in one database transaction.
 
 Owns the business rules: enrolment with join tokens (`join_tokens.py`) and proof of key possession
-(`challenges.py`), stable mesh IPs, node tokens, heartbeats, offline sweeps, and the revision that
-every netmap-visible change bumps exactly once. Takes plain arguments and returns plain data
-(`control.rules.records`); the SQL is in `store/`, answer shapes in `views.py`. With its two parts it is
-the one gateway to the store for the rest of the control plane. Blocking (peewee): the runtime runs
-it in threads. Transactions that bump the revision lock the mesh-state row first, so all of them
-serialize across workers and instances and take locks in one order. Must not import the HTTP
-layer, its schemas or the runtime.
+(`challenges.py`), stable mesh IPs, node tokens, liveness (`liveness.py`: heartbeats, offline
+sweeps), and the revision that every netmap-visible change bumps exactly once. Takes plain
+arguments and returns plain data (`control.rules.records`); the SQL is in `store/`, answer shapes
+in `api/views.py`. With its parts it is the one gateway to the store for the rest of the control
+plane. Blocking (peewee): the runtime runs it in threads. Transactions that bump the revision lock
+the mesh-state row first, so all of them serialize across workers and instances and take locks in
+one order. Must not import the HTTP layer, its schemas or the runtime.
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import dataclasses
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from control.registry import liveness
 from control.registry.challenges import Challenges
 from control.registry.join_tokens import JoinTokens
+from control.registry.written import T, Written
 from control.rules import ipam, pair_health, tokens
-from control.rules.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized, Unavailable
-from control.rules.liveness import decide_sweep
+from control.rules.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized
 from control.rules.records import (
     Enrolled,
     HeartbeatReport,
@@ -36,7 +36,6 @@ from control.store import db as database
 from meshcommon.contract.wire import ChallengeAnswer
 from meshcommon.plumbing.events import emit
 
-T = TypeVar("T")
 ENROL_ATTEMPTS = 20  # picks of a mesh IP and node id before giving up on conflicts with other writers
 KEY_TAKEN = "this public key is already registered; re-register with that node's token"
 
@@ -44,14 +43,6 @@ KEY_TAKEN = "this public key is already registered; re-register with that node's
 def new_id() -> str:
     """An id for a node or a join token."""
     return secrets.token_hex(8)
-
-
-@dataclass(frozen=True)
-class Written(Generic[T]):
-    """What a write transaction returns: its result, and the revision it reached (None: no change)."""
-
-    value: T
-    revision: int | None
 
 
 class Registry:
@@ -173,80 +164,12 @@ class Registry:
     # -- liveness ---------------------------------------------------------
 
     def record_heartbeats(self, batch: dict[str, HeartbeatReport]) -> list[str]:
-        """Store a batch of heartbeats; nodes that were offline come back online (returns those ids),
-        and a node whose requests now come from another address gets that reflexive endpoint.
-
-        One transaction for the batch; if the store refuses it for any reason but being unavailable,
-        each node is written alone and only the nodes whose record fails are dropped (and logged),
-        so one node's bad data never costs another node its liveness. `Unavailable` means nothing
-        was stored and the caller may keep the batch for the next try.
-        """
-        try:
-            self._store_heartbeats(batch)
-        except database.STORE_DOWN as exc:
-            raise Unavailable(f"store unavailable: {exc}") from None
-        except Exception:
-            for node_id in sorted(batch):
-                try:
-                    self._store_heartbeats({node_id: batch[node_id]})
-                except database.STORE_DOWN as exc:
-                    raise Unavailable(f"store unavailable: {exc}") from None
-                except Exception as exc:
-                    emit("heartbeat_dropped", node=node_id, reason=f"store refused it: {exc}")
-        stored = nodes.liveness(batch)
-        returning = [node_id for node_id, (online, _) in stored.items() if not online]
-        moved = {node_id: report.reflexive_endpoint for node_id, report in batch.items()
-                 if node_id in stored and stored[node_id][1] != report.reflexive_endpoint}
-        if not returning and not moved:
-            return []
-        return self._write(lambda: self._after_heartbeats(returning, moved))
-
-    @staticmethod
-    def _store_heartbeats(batch: dict[str, HeartbeatReport]) -> None:
-        database.retrying(lambda: nodes.record_heartbeats(batch))
-
-    @staticmethod
-    def _after_heartbeats(candidates: list[str], moved: dict[str, str | None]) -> Written[list[str]]:
-        """One revision for the nodes a batch brings back online and those it finds at a new address."""
-        mesh_state.lock()
-        ids = nodes.offline_among(candidates) if candidates else []
-        stored = nodes.reflexive_endpoints(moved)
-        moved = {node_id: found for node_id, found in moved.items() if node_id in stored and stored[node_id] != found}
-        if not ids and not moved:
-            return Written([], None)
-        revision = mesh_state.bump(sorted(set(ids) | moved.keys()))
-        if ids:
-            nodes.set_online(ids, True, revision)
-        for node_id in ids:
-            emit("node_online", node=node_id, reason="heartbeat", revision=revision)
-        for node_id, found in sorted(moved.items()):
-            nodes.set_reflexive(node_id, found, revision)
-            emit("node_reflexive_changed", node=node_id, reflexive_endpoint=found, before=stored[node_id],
-                 reason="heartbeat", revision=revision)
-        return Written(ids, revision)
+        """Store a batch of heartbeats; the ids of the nodes it brings back online (`liveness.record`)."""
+        return liveness.record(batch, self._write)
 
     def sweep(self) -> list[str]:
         """Declare offline every node silent for longer than the offline threshold. Idempotent."""
-        return self._write(self._sweep)
-
-    def _sweep(self) -> Written[list[str]]:
-        now = self.clock()
-        state = mesh_state.lock()
-        stale = nodes.online_silent_since(now - self.settings.offline_after)
-        decision = decide_sweep(now, state.last_sweep_at, state.grace_until, stale,
-                                self.settings.offline_after, self.settings.gap_limit)
-        mesh_state.record_sweep(now, decision.grace_until)
-        if decision.grace_started and state.last_sweep_at is not None:
-            emit("liveness_grace", reason="sweeping_resumed", paused_for=round(now - state.last_sweep_at, 3),
-                 grace_until=decision.grace_until)
-        if not decision.offline:
-            return Written([], None)
-        revision = mesh_state.bump(decision.offline)
-        nodes.set_online(decision.offline, False, revision)
-        for node_id in decision.offline:
-            emit("node_offline", node=node_id, reason="no_heartbeat", last_seen=stale[node_id],
-                 silent_for=round(now - stale[node_id], 3), revision=revision)
-        return Written(list(decision.offline), revision)
+        return self._write(lambda: liveness.sweep(self.clock(), self.settings))
 
     # -- removal ----------------------------------------------------------
 

@@ -5,7 +5,7 @@ from falcon import testing
 
 from control.api import edge, schemas
 from control.rules.errors import BodyTooLarge, InvalidRequest
-from control.rules.records import Registration, TunnelDown
+from control.rules.records import HeartbeatSent, Registration, ReportedDown
 
 pytestmark = pytest.mark.anyio
 
@@ -48,9 +48,15 @@ def test_schemas_become_the_registry_s_plain_arguments():
     register = schemas.RegisterBody(public_key="A" * 42 + "E=", name="a", endpoint="192.0.2.1:51820")
     assert edge.registration(register, "127.0.0.1") == Registration("A" * 42 + "E=", "a", 51820, "192.0.2.1:51820")
     assert edge.registration(register, "198.51.100.7").reflexive_endpoint == "198.51.100.7:51820"
-    beat = schemas.HeartbeatBody(tunnels_down=[schemas.TunnelDownBody("n2", 1.5, "no_traffic")])
-    assert edge.tunnels_down(beat, 100.0) == (TunnelDown("n2", 98.5, "no_traffic"),)
-    assert edge.tunnels_down(schemas.HeartbeatBody(), 100.0) is None  # not reported: unchanged
-    assert edge.tunnels_down(schemas.HeartbeatBody(tunnels_down=[]), 100.0) == ()  # reported: none down
     request_ = edge.join_token_request(schemas.JoinTokenCreateBody(reusable=True, ttl_seconds=None))
     assert (request_.reusable, request_.ttl_seconds, request_.description) == (True, None, "")
+
+
+async def test_a_heartbeat_is_one_report_with_the_address_it_came_from():
+    reader, source = edge.BodyReader(max_body=1024, body_timeout=1.0), edge.Source(())
+    body = b'{"applied_revision": 4, "tunnels_down": [{"node_id": "n2", "down_for": 1.5, "reason": "no_traffic"}]}'
+    sent = await edge.read_heartbeat(request(body=body), reader, source)
+    assert sent == HeartbeatSent(4, "127.0.0.1", (ReportedDown("n2", 1.5, "no_traffic"),))
+    assert (await edge.read_heartbeat(request(), reader, source)).tunnels_down is None  # not reported: unchanged
+    none_down = await edge.read_heartbeat(request(body=b'{"tunnels_down": []}'), reader, source)
+    assert none_down.tunnels_down == ()  # reported: none down

@@ -3,7 +3,8 @@ import pytest
 
 from control.live.heartbeats import HeartbeatBuffer
 from control.rules.errors import Unavailable
-from control.rules.records import HeartbeatReport, TunnelDown
+from control.rules.records import HeartbeatReport, HeartbeatSent, ReportedDown, TunnelDown
+from meshcommon.contract.wire import NodeView
 from tests.control.support import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -83,3 +84,21 @@ async def test_a_report_of_the_tunnels_down_survives_later_beats_that_report_no_
     store.fail = None
     await buffer.flush()
     assert store.batches == [{"a": HeartbeatReport(100.0, 3, None, down)}]
+
+
+def view(online: bool = True, reflexive: str | None = "198.51.100.7:51820") -> NodeView:
+    return NodeView("a", "a", "100.64.0.2", "K" * 43 + "=", None, 51820, online, reflexive)
+
+
+async def test_a_heartbeat_received_is_dated_here_and_given_its_reflexive_endpoint():
+    store, clock = Store(), FakeClock(100.0)
+    buffer = HeartbeatBuffer(store.record, clock, interval=0.25)
+    buffer.receive("a", HeartbeatSent(3, "198.51.100.7", (ReportedDown("b", 10.0, "no_traffic"),)), view())
+    down = (TunnelDown("b", 90.0, "no_traffic"),)  # reported 10 s down at 100.0
+    assert buffer.pending == {"a": HeartbeatReport(100.0, 3, "198.51.100.7:51820", down)}
+    assert not buffer._kick.is_set()  # online, same address: the next batch is soon enough
+    buffer.receive("a", HeartbeatSent(3, "203.0.113.5", None), view())
+    assert buffer.pending["a"].reflexive_endpoint == "203.0.113.5:51820" and buffer._kick.is_set()  # moved: now
+    buffer._kick.clear()
+    buffer.receive("a", HeartbeatSent(3, "198.51.100.7", None), view(online=False))
+    assert buffer._kick.is_set()  # an offline node's: written at once, so it comes back online
