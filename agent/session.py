@@ -23,16 +23,12 @@ import msgspec
 from agent.client import Gone, Refused, TemporaryError
 from agent.core import intake
 from agent.core.model import ControlStatus, Identity, Netmap
+from agent.core.pacing import REFUSED_CAP, WATCH_CAP, heartbeat_timeout, retry_cap
 from agent.core.settings import AgentSettings
 from agent.statedir import StateDir
 from meshcommon.contract.wire import HeartbeatAnswer, Registered
 from meshcommon.plumbing.backoff import Backoff
 from meshcommon.plumbing.events import emit
-
-ENROLLING_CAP = 10.0  # s: the longest wait between attempts of a node not enrolled yet
-REFUSED_CAP = 30.0  # s: after a refusal (4xx, no join token): a person has to act first
-WATCH_CAP = 5.0  # s: between reconnections of the netmap stream
-HEARTBEAT_TIMEOUT_FLOOR, HEARTBEAT_TIMEOUT_CAP = 0.5, 10.0  # s: one heartbeat's wait for its answer
 
 
 class ControlAPI(Protocol):
@@ -139,22 +135,6 @@ class Session:
         else:
             self.control = replace(self.control, last_error=str(error))
 
-    def retry_cap(self) -> float:
-        """How long to back off at most: an enrolled node must be back within the control
-        plane's grace period after an outage, so it never waits past a third of the offline
-        threshold; a node still enrolling can wait longer."""
-        return self.identity.offline_after / 3 if self.identity else ENROLLING_CAP
-
-    @staticmethod
-    def heartbeat_timeout(identity: Identity) -> float:
-        """How long one heartbeat may wait for its answer (the client's own timeouts are sized for the
-        netmap stream, far longer). When a control host goes silent (lost, not refusing), the last
-        heartbeat it answered may never have been stored and the next one times out; the retry, at
-        once to the next control URL, must still arrive within the offline threshold:
-        2 intervals + this timeout + a round trip. Half of what remains: 1 s with the defaults."""
-        slack = identity.offline_after - 2 * identity.heartbeat_interval
-        return min(HEARTBEAT_TIMEOUT_CAP, max(HEARTBEAT_TIMEOUT_FLOOR, slack / 2))
-
     # -- the session ----------------------------------------------------------------
 
     async def run(self) -> None:
@@ -175,7 +155,7 @@ class Session:
                 return
             if failure is not None:
                 emit("session_failed", node=identity.node_id, reason=repr(failure), revision=self._revision())
-                await self.pause(retry.next(self.retry_cap()))
+                await self.pause(retry.next(retry_cap(self.identity)))
 
     async def register(self) -> Identity | None:
         """Make sure this node is enrolled and its record is current; retried until it is (None: stopped)."""
@@ -194,7 +174,7 @@ class Session:
                 await self.pause(retry.next(REFUSED_CAP))
             except TemporaryError as exc:
                 self._unreachable(exc)
-                await self.pause(retry.next(self.retry_cap()))
+                await self.pause(retry.next(retry_cap(self.identity)))
             except (Refused, OSError) as exc:
                 emit("registration_refused", node=self.settings.name, reason=str(exc))
                 await self.pause(retry.next(REFUSED_CAP))
@@ -237,11 +217,11 @@ class Session:
             try:
                 answer = await self.client.heartbeat(identity.node_id, identity.node_token,
                                                      await self.heartbeat_body(self.netmap),
-                                                     timeout=self.heartbeat_timeout(identity))
+                                                     timeout=heartbeat_timeout(identity))
             except TemporaryError as exc:
                 self._unreachable(exc)
                 first = retry.attempt == 0
-                delay = retry.next(self.retry_cap())
+                delay = retry.next(retry_cap(self.identity))
                 # The first failure that moved the client to another control URL is retried there at
                 # once: the offline threshold leaves no time to wait (see heartbeat_timeout).
                 await self.pause(0.0 if first and self.client.url != url else delay)

@@ -8,8 +8,9 @@ import pytest
 from agent.client import Gone, Refused, TemporaryError
 from agent.core import intake
 from agent.core.model import Identity
+from agent.core.pacing import ENROLLING_CAP, REFUSED_CAP, WATCH_CAP, heartbeat_timeout
 from agent.core.settings import AgentSettings
-from agent.session import ENROLLING_CAP, REFUSED_CAP, WATCH_CAP, Session
+from agent.session import Session
 from agent.statedir import StateDir
 from meshcommon.contract.wire import HeartbeatAnswer
 from meshcommon.plumbing.backoff import Backoff
@@ -253,7 +254,7 @@ async def test_the_netmap_stream_follows_heartbeats_that_failed_over(tmp_path):
 def test_a_heartbeat_waits_half_of_what_the_offline_threshold_leaves_after_two_intervals(
         interval, offline_after, timeout):
     made = msgspec.structs.replace(identity(offline_after), heartbeat_interval=interval)
-    assert Session.heartbeat_timeout(made) == timeout
+    assert heartbeat_timeout(made) == timeout
 
 
 class FailingOverControl(FakeControl):
