@@ -197,7 +197,12 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="meshctl", description="meshvpn control plane and admin CLI")
     top.add_argument("--version", action="version", version=f"meshctl {VERSION}")
     sub = top.add_subparsers(dest="command", required=True)
+    add_serve_commands(sub)
+    add_admin_commands(sub)
+    return top
 
+
+def add_serve_commands(sub) -> None:
     for name, help_text in (("serve", "run the control plane (gunicorn + uvicorn workers)"),
                             ("migrate", "apply database migrations and create the admin token, then exit")):
         p = sub.add_parser(name, help=help_text)
@@ -214,56 +219,62 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--admin-token-file", type=Path, help="default STATE_DIR/admin.token")
         p.set_defaults(func=cmd_serve)
 
-    def admin_parser(name, **kwargs):
-        p = sub.add_parser(name, **kwargs) if not isinstance(name, tuple) else name[0].add_parser(name[1], **kwargs)
-        p.add_argument("--control", help="control plane URL (MESHCTL_CONTROL)")
-        p.add_argument("--admin-token-file", help="admin token file (MESHCTL_ADMIN_TOKEN_FILE)")
-        p.add_argument("--ca", help="CA bundle to verify the control plane's TLS certificate (MESHCTL_CA)")
-        return p
 
-    p = admin_parser("nodes", help="list nodes")
+def admin_parser(parent, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A command that speaks the API: it takes where the control plane is and the admin token."""
+    p = parent.add_parser(name, **kwargs)
+    p.add_argument("--control", help="control plane URL (MESHCTL_CONTROL)")
+    p.add_argument("--admin-token-file", help="admin token file (MESHCTL_ADMIN_TOKEN_FILE)")
+    p.add_argument("--ca", help="CA bundle to verify the control plane's TLS certificate (MESHCTL_CA)")
+    return p
+
+
+def add_admin_commands(sub) -> None:
+    p = admin_parser(sub, "nodes", help="list nodes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_nodes)
 
-    p = admin_parser("health", help="pairs of nodes without a working tunnel (exit 1 if any)")
+    p = admin_parser(sub, "health", help="pairs of nodes without a working tunnel (exit 1 if any)")
     p.add_argument("--json", action="store_true", help='print {"pairs": [...]} ([] on a healthy mesh)')
     p.set_defaults(func=cmd_health)
 
-    p = admin_parser("diagram", help="draw the running mesh (nodes, the control plane, tunnels and their health)")
+    p = admin_parser(sub, "diagram", help="draw the running mesh (nodes, the control plane, tunnels and their health)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="write PATH.dot and PATH.svg instead of printing DOT")
     p.set_defaults(func=cmd_diagram)
 
     node = sub.add_parser("node", help="one node").add_subparsers(dest="action", required=True)
-    p = admin_parser((node, "show"), help="show a node")
+    p = admin_parser(node, "show", help="show a node")
     p.add_argument("node_id")
     p.set_defaults(func=cmd_node_show)
-    p = admin_parser((node, "rename"), help="give a node a new name (kept through its re-registrations)")
+    p = admin_parser(node, "rename", help="give a node a new name (kept through its re-registrations)")
     p.add_argument("node_id")
     p.add_argument("name", help="1-63 of letters, digits, -, _, .")
     p.set_defaults(func=cmd_node_rename)
-    p = admin_parser((node, "rm"), help="remove a node from the mesh")
+    p = admin_parser(node, "rm", help="remove a node from the mesh")
     p.add_argument("node_id")
     p.set_defaults(func=cmd_node_rm)
 
+    add_token_commands(sub)
+    p = admin_parser(sub, "watch", help="stream membership changes")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.set_defaults(func=cmd_watch)
+
+
+def add_token_commands(sub) -> None:
     token = sub.add_parser("token", help="join tokens").add_subparsers(dest="action", required=True)
-    p = admin_parser((token, "create"), help="create a join token; prints it alone on stdout")
+    p = admin_parser(token, "create", help="create a join token; prints it alone on stdout")
     p.add_argument("--reusable", action="store_true", help="allow many nodes to join with it")
     p.add_argument("--ttl", type=duration, default=3600.0, help="lifetime, e.g. 15m, 1h, 7d (default 1h)")
     p.add_argument("--no-expiry", action="store_true", help="never expires (until revoked)")
     p.add_argument("--description", default="")
     p.set_defaults(func=cmd_token_create)
-    p = admin_parser((token, "list"), help="list join tokens")
+    p = admin_parser(token, "list", help="list join tokens")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_token_list)
-    p = admin_parser((token, "revoke"), help="revoke a join token")
+    p = admin_parser(token, "revoke", help="revoke a join token")
     p.add_argument("token_id")
     p.set_defaults(func=cmd_token_revoke)
-
-    p = admin_parser("watch", help="stream membership changes")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.set_defaults(func=cmd_watch)
-    return top
 
 
 def main(argv: list[str] | None = None) -> int:
