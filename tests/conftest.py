@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from testbed import pg
@@ -9,6 +11,17 @@ pytest_plugins = ["testbed.meshlab"]  # lab and lab_control fixtures
 def pg_admin_url():
     with pg.server() as url:
         yield url
+
+
+@pytest.fixture
+def pg_database(pg_admin_url):
+    """The URL of a fresh database on the test PostgreSQL server (skipped where none is installed,
+    failed when MESHVPN_REQUIRE_PG says it must run)."""
+    if pg_admin_url is None:
+        if os.environ.get("MESHVPN_REQUIRE_PG"):
+            pytest.fail("PostgreSQL is required (MESHVPN_REQUIRE_PG) but not installed")
+        pytest.skip("PostgreSQL is not installed")
+    return pg.fresh_database(pg_admin_url)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 `store_url` is a fresh store, on SQLite and (once PostgreSQL is installed) on a real PostgreSQL:
 tests that request it, or `control`, run on both. Pure tests request neither and start nothing.
 """
-import os
 
 import pytest
 from falcon import testing
@@ -12,7 +11,6 @@ from control import config
 from control.api.app import create_app
 from control.live.runtime import Runtime
 from control.store import db
-from testbed import pg
 from tests.control.support import Control, FakeClock
 
 
@@ -20,12 +18,7 @@ from tests.control.support import Control, FakeClock
 def store_url(request, tmp_path):
     if request.param == "sqlite":
         return config.sqlite_url(tmp_path / "control.db")
-    pg_admin_url = request.getfixturevalue("pg_admin_url")  # PostgreSQL starts for the first test that needs it
-    if pg_admin_url is None:
-        if os.environ.get("MESHVPN_REQUIRE_PG"):
-            pytest.fail("PostgreSQL is required (MESHVPN_REQUIRE_PG) but not installed")
-        pytest.skip("PostgreSQL is not installed")
-    return pg.fresh_database(pg_admin_url)
+    return request.getfixturevalue("pg_database")  # PostgreSQL starts for the first test that needs it
 
 
 @pytest.fixture

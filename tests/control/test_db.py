@@ -1,6 +1,5 @@
 """The store's connections on a real PostgreSQL: a thread whose connection the server closed (a
 restart, a terminated backend) connects again, rather than failing for good."""
-import os
 
 import peewee
 import psycopg2
@@ -8,18 +7,12 @@ import pytest
 
 from control.store import db as database
 from control.store.models import db
-from testbed import pg
 
 
 @pytest.fixture
-def pg_url(pg_admin_url):
-    if pg_admin_url is None:
-        if os.environ.get("MESHVPN_REQUIRE_PG"):
-            pytest.fail("PostgreSQL is required (MESHVPN_REQUIRE_PG) but not installed")
-        pytest.skip("PostgreSQL is not installed")
-    url = pg.fresh_database(pg_admin_url)
-    database.connect(url)
-    yield url
+def pg_url(pg_database):
+    database.connect(pg_database)
+    yield pg_database
     db.close()
 
 

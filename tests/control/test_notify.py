@@ -1,6 +1,5 @@
 """The store's revision channel on a real PostgreSQL: a listener that loses its connection listens again."""
 import asyncio
-import os
 import time
 
 import psycopg2
@@ -9,22 +8,16 @@ import pytest
 from control.store import db as database
 from control.store import notify
 from control.store.models import db
-from testbed import pg
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def pg_store(pg_admin_url):
+def pg_store(pg_database):
     """A migrated PostgreSQL store (the channel is PostgreSQL's; SQLite workers poll)."""
-    if pg_admin_url is None:
-        if os.environ.get("MESHVPN_REQUIRE_PG"):
-            pytest.fail("PostgreSQL is required (MESHVPN_REQUIRE_PG) but not installed")
-        pytest.skip("PostgreSQL is not installed")
-    url = pg.fresh_database(pg_admin_url)
-    database.connect(url)
+    database.connect(pg_database)
     database.migrate()
-    yield url
+    yield pg_database
     database.db.close()
 
 

@@ -9,17 +9,15 @@ import httpx
 import pytest
 from httpx_sse import EventSource
 
-from testbed import enrol, pg
+from testbed import enrol
 from testbed.control_process import ControlProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
 
 @pytest.fixture
-def pg_url(pg_admin_url):
-    if pg_admin_url is None:
-        pytest.skip("PostgreSQL is not installed")
-    return pg.fresh_database(pg_admin_url)
+def pg_url(pg_database):
+    return pg_database
 
 
 @pytest.fixture
