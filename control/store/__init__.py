@@ -4,8 +4,9 @@ Owns reading and writing rows: `nodes`, `join_tokens`, `mesh_state` (the one row
 its lock, bumps and the change-log pruning), `changes` (the change log), `challenges` (nonces and
 the control key) and `notify` (PostgreSQL NOTIFY/LISTEN of new revisions). Functions take and
 return plain values and `control.rules.records`; they run in the caller's transaction and decide no
-rule. Only the registry and its two parts (`control.registry.challenges`, `control.registry.join_tokens`) call
-them (checked: the `control-gateway` contract in .importlinter).
+rule. Only `control.registry` calls them (checked: the `control-layers` and `control-gateway`
+contracts in .importlinter). `db` turns a URL into the database (SQLite or PostgreSQL) and runs
+`migrations/`; `models` is the table layout.
 """
 from __future__ import annotations
 
