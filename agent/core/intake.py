@@ -100,9 +100,11 @@ def check_node(node: NodeView, prefix: Prefix) -> tuple[NodeView | None, str | N
     for endpoint in (node.endpoint, node.reflexive_endpoint):
         if endpoint is not None:
             try:
-                endpoints.parse(endpoint)
+                address, _ = endpoints.parse(endpoint)
             except endpoints.BadEndpoint as exc:
                 return None, str(exc)
+            if address in prefix:  # the tunnel's packets would be sent into the tunnel
+                return None, f"endpoint {endpoint} is a mesh IP"
     name = node.name if NAME.fullmatch(node.name) else "?"
     return msgspec.structs.replace(node, name=name, mesh_ip=str(ip)), None
 

@@ -81,10 +81,11 @@ class Source:
 
 # -- from schema to plain arguments ----------------------------------------------
 
-def registration(body: schemas.RegisterBody, source_address: str | None) -> Registration:
+def registration(body: schemas.RegisterBody, source_address: str | None, mesh_prefix: Network) -> Registration:
     return Registration(public_key=body.public_key, name=body.name, listen_port=body.listen_port,
                         endpoint=body.endpoint, nonce=body.nonce, proof=body.proof,
-                        reflexive_endpoint=reflexive.reflexive_endpoint(source_address, body.listen_port))
+                        reflexive_endpoint=reflexive.reflexive_endpoint(source_address, body.listen_port,
+                                                                         mesh_prefix))
 
 
 async def read_heartbeat(req: Any, body: BodyReader, source: Source) -> HeartbeatSent:

@@ -174,12 +174,14 @@ IPV6 = "|".join([  # RFC 3986's IPv6address, which is what Python's ipaddress re
     rf"(({H16}:){{0,3}}{H16})?::{H16}:{LS32}", rf"(({H16}:){{0,4}}{H16})?::{LS32}",
     rf"(({H16}:){{0,5}}{H16})?::{H16}", rf"(({H16}:){{0,6}}{H16})?::"])
 PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-ENDPOINT = rf"^({IPV4}|\[({IPV6})(%[A-Za-z0-9_.-]{{1,15}})?\]):{PORT}$"
+ENDPOINT = rf"^({IPV4}|\[({IPV6})\]):{PORT}$"
 # IPv4-mapped IPv6 (::ffff:0:0/96) in every spelling: five zero groups, ffff, then IPv4 or two groups.
 MAPPED = rf"((::|(0{{1,4}}:){{1,4}}:)(0{{1,4}}:){{0,3}}|(0{{1,4}}:){{5}})[Ff]{{4}}:({IPV4}|{H16}:{H16})"
-NOT_UNICAST = (r"^(0\.[0-9.]+|127\.[0-9.]+|2(2[4-9]|3[0-9])\.[0-9.]+|255\.255\.255\.255"  # IPv4
-               rf"|\[([0:]*(0{{0,3}}1|0\.0\.0\.[01])?|[Ff]{{2}}[0-9A-Fa-f]{{2}}:[^\]]*|{MAPPED})"  # IPv6
-               r"(%[^\]]*)?\]):")
+NOT_UNICAST = (r"^(0\.[0-9.]+|127\.[0-9.]+|169\.254\.[0-9.]+|2(2[4-9]|3[0-9])\.[0-9.]+"  # IPv4: this network,
+               r"|255\.255\.255\.255"  # loopback, link-local, multicast and reserved, broadcast
+               rf"|\[([0:]*(0{{0,3}}1|0\.0\.0\.[01])?"  # IPv6: unspecified, loopback,
+               rf"|[Ff]{{2}}[0-9A-Fa-f]{{2}}:[^\]]*|[Ff][Ee][89AaBb][0-9A-Fa-f]:[^\]]*"  # multicast, link-local,
+               rf"|{MAPPED})\]):")  # IPv4-mapped
 P25519 = 2**255 - 19
 LOW_ORDER_KEYS = [  # libsodium's blocklist of X25519 u-coordinates, each also with bit 255 set (X25519 ignores it)
     keys.encode((u | high).to_bytes(32, "little"))

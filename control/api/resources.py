@@ -103,7 +103,8 @@ class RegisterResource:
     async def on_post(self, req, resp):
         token = enrolling_token(req)  # before the body: a stranger gets a 401 for free
         request = await self.body.read(req, schemas.RegisterBody)
-        enrolled = await self.registry.register(token, edge.registration(request, self.source.address(req)))
+        registration = edge.registration(request, self.source.address(req), self.settings.prefix)
+        enrolled = await self.registry.register(token, registration)
         resp.media = views.registered(enrolled, self.settings)
 
 

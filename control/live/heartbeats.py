@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from control.rules.errors import Unavailable
 from control.rules.records import HeartbeatReport, HeartbeatSent, TunnelDown
 from control.rules.reflexive import reflexive_endpoint
+from meshcommon.contract.addresses import Network
 from meshcommon.contract.wire import NodeView
 from meshcommon.plumbing.events import emit
 
@@ -32,10 +33,11 @@ def superseding(earlier: HeartbeatReport | None, later: HeartbeatReport | None) 
 
 class HeartbeatBuffer:
     def __init__(self, record: Callable[[dict[str, HeartbeatReport]], Awaitable[object]],
-                 clock: Callable[[], float], interval: float):
+                 clock: Callable[[], float], interval: float, mesh_prefix: Network | None = None):
         self.record = record  # async (batch) -> list of node ids brought online
         self.clock = clock
         self.interval = interval
+        self.mesh_prefix = mesh_prefix  # a request from a mesh IP has no reflexive endpoint
         self.pending: dict[str, HeartbeatReport] = {}
         self._kick = asyncio.Event()
         self._closed = False
@@ -46,7 +48,7 @@ class HeartbeatBuffer:
         reflexive endpoint worked out, and written at once when the node was offline or the
         heartbeat comes from a new address."""
         now = self.clock()
-        endpoint = reflexive_endpoint(sent.source_address, view.listen_port)
+        endpoint = reflexive_endpoint(sent.source_address, view.listen_port, self.mesh_prefix)
         down = None if sent.tunnels_down is None else \
             tuple(TunnelDown(d.node_id, now - d.down_for, d.reason) for d in sent.tunnels_down)
         self.add(node_id, HeartbeatReport(now, sent.applied_revision, endpoint, down),

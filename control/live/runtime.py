@@ -117,7 +117,8 @@ class Runtime:
         self.feed_executor = ThreadPoolExecutor(1, thread_name_prefix="feed")
         poll = ANNOUNCED_POLL_INTERVAL if self.registry.announces_changes() else config.poll_interval
         self.feed = RevisionFeed(self.cache, self._load, poll, config.max_wait)
-        self.heartbeats = HeartbeatBuffer(self._record_heartbeats, clock, config.heartbeat_flush_interval)
+        self.heartbeats = HeartbeatBuffer(self._record_heartbeats, clock, config.heartbeat_flush_interval,
+                                          self.settings.prefix)
         self.auth = Auth(tokens.ensure_admin_token(config.admin_token_path), self.cache, self.feed)
         self.async_registry = AsyncRegistry(self.registry, self.feed, self.executor)
         self.listener: Stoppable | None = None  # the store's change listener, once started (PostgreSQL)

@@ -22,7 +22,7 @@ from control.registry.challenges import Challenges
 from control.registry.join_tokens import JoinTokens
 from control.registry.written import T, Written
 from control.rules import ipam, pair_health, tokens
-from control.rules.errors import AddressSpaceExhausted, KeyTaken, NotFound, Unauthorized
+from control.rules.errors import AddressSpaceExhausted, InvalidRequest, KeyTaken, NotFound, Unauthorized
 from control.rules.records import (
     Enrolled,
     HeartbeatReport,
@@ -33,6 +33,7 @@ from control.rules.records import (
 )
 from control.store import changes, mesh_state, nodes, notify
 from control.store import db as database
+from meshcommon.contract.addresses import host
 from meshcommon.contract.wire import ChallengeAnswer
 from meshcommon.plumbing.events import emit
 
@@ -81,6 +82,10 @@ class Registry:
     # -- enrolment --------------------------------------------------------
 
     def register(self, bearer: str, registration: Registration) -> Enrolled:
+        advertised = host(registration.endpoint)
+        if advertised is not None and advertised in self.settings.prefix:
+            raise InvalidRequest(f"endpoint {registration.endpoint!r} is a mesh IP ({self.settings.prefix}): peers "
+                                 "would send the tunnel's packets into the tunnel")
         if bearer.startswith(tokens.NODE):
             return self._write(lambda: self._reregister(bearer, registration))
         for _ in range(ENROL_ATTEMPTS):

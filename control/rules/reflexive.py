@@ -15,6 +15,9 @@ import ipaddress
 from meshcommon.contract import endpoint as endpoints
 from meshcommon.contract.addresses import Address, Network
 
+MAX_FORWARDED = 1024  # characters of X-Forwarded-For read, from the right: far more than any proxy chain
+MAX_HOPS = 16  # entries of it looked at, from the right
+
 
 def parse_networks(text: str) -> tuple[Network, ...]:
     """Comma-separated CIDRs (the `trusted_proxies` setting); ValueError naming the bad one."""
@@ -44,32 +47,37 @@ def among(address: str | None, networks: tuple[Network, ...]) -> bool:
     return found is not None and any(found in net for net in networks)
 
 
-@functools.lru_cache(maxsize=16384)
 def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str | None:
     """The address a request came from: the connection's peer, unless that peer is a trusted
     proxy; then the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries
-    further left were written by the client and prove nothing)."""
+    further left were written by the client and prove nothing). Not cached: the header is the
+    client's, and a cache keyed on it is memory any client can fill; a header longer than
+    `MAX_FORWARDED` is read from its right end only (the entries a trusted proxy appended)."""
     source = _address(peer)
     if source is None:
         return None
-    if not trusted or not any(source in net for net in trusted) or not forwarded_for:
+    if not trusted or not among(str(source), trusted) or not forwarded_for:
         return str(source)
-    for entry in reversed(forwarded_for.split(",")):
+    whole = len(forwarded_for) <= MAX_FORWARDED
+    # Cut, the chain's first entry may be a fragment of one: never read it as an address.
+    chain = forwarded_for.split(",") if whole else forwarded_for[-MAX_FORWARDED:].split(",")[1:]
+    for entry in reversed(chain[-MAX_HOPS:]):
         hop = _address(entry)
         if hop is None:
             return None  # a garbled chain: no address rather than a wrong one
         if not any(hop in net for net in trusted):
             return str(hop)
-    return str(source)
+    return str(source) if whole and len(chain) <= MAX_HOPS else None  # past what was read: unknown
 
 
 @functools.lru_cache(maxsize=16384)
-def reflexive_endpoint(address: str | None, listen_port: int) -> str | None:
-    """`address` with the node's WireGuard port, or None when peers could not use it (loopback, ...)."""
+def reflexive_endpoint(address: str | None, listen_port: int, mesh_prefix: Network | None = None) -> str | None:
+    """`address` with the node's WireGuard port, or None when peers could not use it (loopback,
+    link-local, ..., or a mesh IP: a node that reaches the control plane over the mesh)."""
     ip = _address(address)
-    if ip is None:
-        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if ip is None or (mesh_prefix is not None and ip in mesh_prefix):
+        return None
     text = f"[{ip}]:{listen_port}" if ip.version == 6 else f"{ip}:{listen_port}"
     return text if endpoints.is_valid(text) else None

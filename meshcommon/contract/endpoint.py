@@ -1,10 +1,13 @@
 """The syntax of a WireGuard endpoint as meshvpn accepts it: a numeric unicast address and a port.
 
 Pure. Owns the one rule the control plane enforces at its edge and the agent enforces again on
-intake: `IPv4:PORT` or `[IPv6]:PORT` (an IPv6 scope id only as an interface name; no IPv4-mapped
-IPv6, whose special ranges `ipaddress` does not see through), the port plain
-ASCII digits without leading zeros in 1-65535. No DNS names: resolving a name inside `wg syncconf`
-blocks the whole configuration for seconds, so one node's bad name would stall every agent.
+intake: `IPv4:PORT` or `[IPv6]:PORT` (no IPv4-mapped IPv6, whose special ranges `ipaddress` does
+not see through), the port plain ASCII digits without leading zeros in 1-65535, the address one
+other nodes can reach. No DNS names: resolving a name inside `wg syncconf` blocks the whole
+configuration for seconds, so one node's bad name would stall every agent. No scope id
+(`[fe80::1%eth0]`) and no link-local address (169.254.0.0/16, fe80::/10, the cloud metadata
+address among them): a scope names an interface of the host that wrote it, never one of its
+peers', and a peer's kernel cannot resolve it (a `wg syncconf` with it fails whole).
 """
 from __future__ import annotations
 
@@ -12,12 +15,11 @@ import ipaddress
 import re
 
 PORT = re.compile(r"[1-9][0-9]{0,4}")
-SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # an interface name, as Linux allows (IFNAMSIZ - 1)
 IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
 IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host on this network": never a destination
-MAX_LENGTH = 64  # "[" + 45 characters of IPv6 + "%" + 15 of scope + "]:" + 5 of port, rounded up
+MAX_LENGTH = 64  # "[" + 45 characters of IPv6 + "]:" + 5 of port, with room to name what is wrong
 
 
 class BadEndpoint(ValueError):
@@ -32,9 +34,11 @@ def parse(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int
     if not sep or not PORT.fullmatch(port) or int(port) > 65535:
         raise BadEndpoint(f"endpoint {text!r} must end in :PORT, PORT 1-65535 without leading zeros")
     if host.startswith("[") and host.endswith("]"):
-        address, _, scope = host[1:-1].partition("%")
-        if not IPV6.fullmatch(address) or (host.count("%") and not SCOPE.fullmatch(scope)):
-            raise BadEndpoint(f"endpoint {text!r}: [IPv6] expected, a scope id only as an interface name")
+        if "%" in host:
+            raise BadEndpoint(f"endpoint {text!r} has a scope id: it names an interface of the node that sent it, "
+                              "not of its peers")
+        if not IPV6.fullmatch(host[1:-1]):
+            raise BadEndpoint(f"endpoint {text!r}: [IPv6] expected")
         try:
             ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(host[1:-1])
         except ValueError:
@@ -50,6 +54,8 @@ def parse(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int
         raise BadEndpoint(f"endpoint {text!r} is an IPv4-mapped IPv6 address: give the IPv4 address")
     if ip.is_unspecified or ip.is_multicast or ip.is_loopback or ip == LIMITED_BROADCAST or ip in THIS_NETWORK:
         raise BadEndpoint(f"endpoint {text!r} is not a unicast address other nodes can reach")
+    if ip.is_link_local:
+        raise BadEndpoint(f"endpoint {text!r} is link-local: it means another host on every peer's own link")
     return ip, int(port)
 
 

@@ -19,6 +19,10 @@ def test_bad_entries_are_rejected_alone_and_never_kept():
                "n": entry("n", "100.64.0.0"),
                "i": entry("i", "not an ip"),
                "t": {**entry("t", "100.64.0.9"), "online": "yes"},
+               "s": entry("s", "100.64.0.10", endpoint="[fe80::1%evil0]:51820"),  # a scope: no peer has evil0
+               "l": entry("l", "100.64.0.11", endpoint="169.254.169.254:51820"),
+               "m": entry("m", "100.64.0.12", endpoint="100.64.0.2:51820"),  # a mesh IP: into the tunnel
+               "r": {**entry("r", "100.64.0.13"), "reflexive_endpoint": "[2001:db8::5%evil0]:51820"},
                "junk": "not an object"}
     got = netmap(entries)
     assert [p.node_id for p in got.peers] == ["a"]
@@ -27,6 +31,8 @@ def test_bad_entries_are_rejected_alone_and_never_kept():
     assert "outside" in reasons["o"] and "outside" in reasons["n"] and "duplicate mesh IP" in reasons["d"]
     assert reasons["k"] == reasons["z"] == "invalid public key" and reasons["i"] == "invalid mesh IP"
     assert "malformed" in reasons["junk"] and "malformed" in reasons["t"] and "name" in reasons["h"]
+    assert "scope" in reasons["s"] and "scope" in reasons["r"] and "link-local" in reasons["l"]
+    assert reasons["m"] == "endpoint 100.64.0.2:51820 is a mesh IP"
 
 
 def test_a_peer_claiming_this_nodes_key_or_another_peers_key_is_rejected():
@@ -47,7 +53,7 @@ def test_this_node_listed_among_its_peers_is_skipped_not_rejected():
 def test_names_are_made_safe_and_mesh_ips_normalised():
     got = netmap({"x": entry("x", "100.64.0.9", name="x\n[Peer]"), "y": entry("y", "100.64.0.10", name="ok-1.b_c")})
     assert [p.name for p in got.peers] == ["?", "ok-1.b_c"]
-    six = entry("me", "fd00::0001", endpoint="[fd00::2]:51820")
+    six = entry("me", "fd00::0001", endpoint="[2001:db8::2]:51820")
     assert netmap({}, me=six, prefix="fd00::/64").me.mesh_ip == "fd00::1"
 
 

@@ -36,7 +36,10 @@ BAD_REGISTRATIONS = [
     *[json.dumps({"public_key": KEY, "name": "a", "endpoint": bad}).encode() for bad in [
         "nonexistent.invalid:51820", "999.1.1.1:51820", "0.0.0.0:51820", "[::]:51820", "224.0.0.1:51820",
         "255.255.255.255:51820", "127.0.0.1:51820", "[fe80::1%eth0\x1b]:51820", "[fe80::1%a/b]:51820",
-        "192.0.2.1:051820", "192.0.2.1:\uff15\uff11\uff18\uff12\uff10", "192.0.2.1:51820\u0085"]],
+        "192.0.2.1:051820", "192.0.2.1:\uff15\uff11\uff18\uff12\uff10", "192.0.2.1:51820\u0085",
+        # a scope id (an interface of the sender, which no peer has), link-local, a mesh IP
+        "[fe80::1%eth0]:51820", "[2001:db8::5%evil0]:51820", "[fe80::1]:51820", "169.254.169.254:51820",
+        "100.64.0.9:51820", "[::ffff:100.64.0.9]:51820"]],
     *[json.dumps({"public_key": low_order, "name": "a"}).encode() for low_order in [
         "A" * 43 + "=", "AQ" + "A" * 41 + "=", "4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuAA="]],
     json.dumps({"public_key": KEY, "name": "a", "nonce": KEY}).encode(),  # a nonce without its proof

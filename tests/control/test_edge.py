@@ -1,4 +1,6 @@
 """Reading a request at the edge: bearer, long-poll parameters, bounded bodies, plain arguments (no server)."""
+import ipaddress
+
 import falcon
 import pytest
 from falcon import testing
@@ -46,8 +48,11 @@ async def test_a_body_is_bounded_and_decoded_into_its_schema():
 
 def test_schemas_become_the_registry_s_plain_arguments():
     register = schemas.RegisterBody(public_key="A" * 42 + "E=", name="a", endpoint="192.0.2.1:51820")
-    assert edge.registration(register, "127.0.0.1") == Registration("A" * 42 + "E=", "a", 51820, "192.0.2.1:51820")
-    assert edge.registration(register, "198.51.100.7").reflexive_endpoint == "198.51.100.7:51820"
+    prefix = ipaddress.ip_network("100.64.0.0/10")
+    assert edge.registration(register, "127.0.0.1", prefix) == Registration("A" * 42 + "E=", "a", 51820,
+                                                                             "192.0.2.1:51820")
+    assert edge.registration(register, "198.51.100.7", prefix).reflexive_endpoint == "198.51.100.7:51820"
+    assert edge.registration(register, "100.64.0.7", prefix).reflexive_endpoint is None  # over the mesh
     request_ = edge.join_token_request(schemas.JoinTokenCreateBody(reusable=True, ttl_seconds=None))
     assert (request_.reusable, request_.ttl_seconds, request_.description) == (True, None, "")
 

@@ -87,3 +87,22 @@ def test_the_reason_names_an_offline_peer_then_a_double_nat_then_what_the_agents
     assert pair_reason(node("a", **natted), node("b", **natted), ["no_traffic"]) == "nothing received"
     assert pair_reason(node("a", **natted), node("b"), ["no_handshake"]) == "no handshake"
     assert pair_reason(node("a"), node("b"), ["stale_handshake", "no_traffic"]) == "nothing received, handshake expired"
+
+
+def test_a_request_from_a_mesh_ip_has_no_reflexive_endpoint():
+    mesh = ipaddress.ip_network("100.64.0.0/10")
+    assert reflexive_endpoint("100.64.0.7", 51820, mesh) is None
+    assert reflexive_endpoint("::ffff:100.64.0.7", 51820, mesh) is None
+    assert reflexive_endpoint("198.51.100.7", 51820, mesh) == "198.51.100.7:51820"
+
+
+def test_the_forwarded_header_is_read_from_its_right_end_and_nothing_keyed_on_it_is_kept():
+    assert not hasattr(client_address, "cache_info")  # any client could fill a cache keyed on its header
+    padded = "203.0.113.9, " * 10_000 + "198.51.100.7"  # 130 KB: only its last 1,024 characters are read
+    assert client_address("10.9.0.1", padded, PROXY) == "198.51.100.7"
+    # Cut in the middle of an entry ("...12.3.4.5" read as "2.3.4.5"): the fragment is never an address.
+    chain = "1" * 1020 + "12.3.4.5, 10.9.0.2"
+    assert len(chain) > 1024 and client_address("10.9.0.1", chain, PROXY) is None
+    too_many = ", ".join(["10.9.0.2"] * 20)  # more trusted hops than are looked at: origin unknown
+    assert client_address("10.9.0.1", too_many, PROXY) is None
+    assert client_address("10.9.0.1", "10.9.0.2, 10.9.0.3", PROXY) == "10.9.0.1"  # all proxies: the last one

@@ -55,7 +55,9 @@ def test_the_spec_accepts_the_endpoints_the_server_accepts(text):
                                   "[::ffff:127.0.0.1]:1", "[ff::1]:1", "0.1.2.3:1", "240.0.0.1:65535",
                                   "[::ffff:192.0.2.1]:1", "[::ffff:7f00:1]:1", "[0:0:0:0:0:ffff:1:2]:1",
                                   "[0::0:0:ffff:1.2.3.4]:1", "[::FFFF:1:2%eth0]:1", "[::ffff:1]:1",
-                                  "[::ffff:1:2:3]:1", "[1::ffff:1:2]:1", "[::0:ffff:1:2]:1"])
+                                  "[::ffff:1:2:3]:1", "[1::ffff:1:2]:1", "[::0:ffff:1:2]:1",
+                                  "[fe80::1]:1", "[febf::1]:1", "[fec0::1]:1", "[fe7f::1]:1", "169.254.169.254:1",
+                                  "169.254.0.1:1", "169.253.0.1:1", "[2001:db8::5%evil0]:1"])
 def test_the_spec_and_the_server_agree_on_edge_endpoints(text):
     assert spec_accepts({"public_key": new_key(), "name": "a", "endpoint": text}) == endpoint.is_valid(text)
 
