@@ -67,7 +67,7 @@ class EventFormatter(JsonFormatter):
 
 # Loggers that write a line per failed accept() or refused connection: under a flood of hostile
 # connections they would write megabytes a second (asyncio logs each failed accept with a traceback).
-NOISY_LOGGERS = ("asyncio", "uvicorn.error", "gunicorn.error")
+NOISY_LOGGERS = ("asyncio", "uvicorn.error", "gunicorn.error", "falcon")
 
 
 class RepeatFilter(logging.Filter):

@@ -1,4 +1,6 @@
 """Hostile nodes: one node's bad data never costs another node anything; keys need their private key."""
+import logging
+
 import pytest
 
 from control.registry.challenges import MAX_OUTSTANDING
@@ -167,3 +169,20 @@ async def test_since_values_a_delta_cannot_answer_are_not_cached_and_the_cache_i
     for since in range(cache.revision):
         cache.answer(node["node_id"], since)
     assert 0 < len(cache._deltas) <= MAX_SHARED_DELTAS
+
+
+@pytest.mark.parametrize("depth", [600, 100_000])
+async def test_deep_nesting_is_a_4xx_on_every_route_that_reads_a_body_and_logs_no_traceback(control, caplog, depth):
+    token = await control.join_token(reusable=True)
+    node = await control.node(token, "n")
+    deep = b"[" * depth + b"1.0" + b"]" * depth
+    sent = [("/v1/register", {"Authorization": "Bearer mvj_x"}, b'{"name": ' + deep + b"}"),
+            ("/v1/register", {"Authorization": f"Bearer {token}"}, b'{"name": ' + deep + b"}"),
+            (f"/v1/nodes/{node['node_id']}/heartbeat", bearer(node), b'{"tunnels_down": ' + deep + b"}"),
+            ("/v1/join-tokens", control.admin, b'{"description": ' + deep + b"}")]
+    with caplog.at_level(logging.INFO):
+        for path, headers, body in sent:
+            answer = await control.client.simulate_post(path, body=body,
+                                                        headers={**headers, "Content-Type": "application/json"})
+            assert 400 <= answer.status_code < 500, (path, answer.status_code)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
