@@ -73,12 +73,15 @@ ERRORS = {str(code): {"description": text, "content": {"application/json": {"sch
           for code, text in [(400, "Invalid request"), (401, "Missing or wrong token"), (403, "Not allowed"),
                              (404, "Not found"), (408, "Body not received within body_timeout"),
                              (409, "Conflict"), (413, "Body too large"),
-                             (429, "Too many outstanding challenges"), (507, "Mesh address space exhausted")]}
+                             (429, "Too many outstanding challenges"),
+                             (503, "Store down, busy or full: nothing was written, try again"),
+                             (507, "Mesh address space exhausted")]}
 NOT_MODIFIED = {"304": {"description": "Not modified", "headers": ETAG}}
 
 
 def errors(*codes: int) -> dict:
-    return {str(code): ERRORS[str(code)] for code in sorted(codes)}
+    """The error answers of a route: those given, and 503 (the store down or full) for every route."""
+    return {str(code): ERRORS[str(code)] for code in sorted({*codes, 503})}
 
 
 BODY_ERRORS = (400, 408, 413)  # any route that reads a body: bad JSON or schema, too slow, too large

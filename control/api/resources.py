@@ -123,7 +123,7 @@ class HeartbeatResource:
         view = self.cache.nodes.get(node_id)
         if view is None:  # removed while its body was read
             raise Unauthorized("this node was removed from the mesh")
-        self.heartbeats.receive(node_id, sent, view)
+        self.heartbeats.receive(node_id, sent, view, self.cache.nodes)
         resp.media = views.heartbeat_answer(self.cache.revision, self.settings)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 
 from control.rules.errors import Unavailable
 from control.rules.records import HeartbeatReport, HeartbeatSent, TunnelDown
@@ -43,14 +43,20 @@ class HeartbeatBuffer:
         self._closed = False
         self._flushing = asyncio.Lock()  # one flush at a time: when flush() returns, all added before it is stored
 
-    def receive(self, node_id: str, sent: HeartbeatSent, view: NodeView) -> None:
+    def receive(self, node_id: str, sent: HeartbeatSent, view: NodeView, members: Container[str]) -> None:
         """A heartbeat of `node_id` (which the cache shows as `view`), received now: dated, its
         reflexive endpoint worked out, and written at once when the node was offline or the
-        heartbeat comes from a new address."""
+        heartbeat comes from a new address. Its tunnels down are kept once each and only for
+        `members` other than itself, so a report never holds more than the mesh has nodes."""
         now = self.clock()
         endpoint = reflexive_endpoint(sent.source_address, view.listen_port, self.mesh_prefix)
-        down = None if sent.tunnels_down is None else \
-            tuple(TunnelDown(d.node_id, now - d.down_for, d.reason) for d in sent.tunnels_down)
+        down = None
+        if sent.tunnels_down is not None:
+            named: dict[str, TunnelDown] = {}
+            for d in sent.tunnels_down:
+                if d.node_id in members and d.node_id != node_id and d.node_id not in named:
+                    named[d.node_id] = TunnelDown(d.node_id, now - d.down_for, d.reason)
+            down = tuple(named.values())
         self.add(node_id, HeartbeatReport(now, sent.applied_revision, endpoint, down),
                  urgent=not view.online or endpoint != view.reflexive_endpoint)
 

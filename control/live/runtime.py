@@ -55,7 +55,7 @@ class AsyncRegistry:
         self.executor = executor
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.registry.guarded, fn, *args)
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         result = await self._call(fn, *args)

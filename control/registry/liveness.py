@@ -8,6 +8,7 @@ the registry inside its write transactions; must not import the HTTP layer or th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from control.registry.written import Written
 from control.rules.errors import Unavailable
@@ -17,6 +18,7 @@ from control.store import db as database
 from control.store import mesh_state, nodes
 from meshcommon.plumbing.events import emit
 
+DROPPED_LOGGED = 10  # nodes whose dropped heartbeat is logged by name in one batch
 Write = Callable[[Callable[[], Written[list[str]]]], list[str]]  # the registry's write: a transaction, announced
 
 
@@ -24,23 +26,23 @@ def record(batch: dict[str, HeartbeatReport], write: Write) -> list[str]:
     """Store a batch of heartbeats; nodes that were offline come back online (returns those ids),
     and a node whose requests now come from another address gets that reflexive endpoint.
 
-    One transaction for the batch; if the store refuses it for any reason but being unavailable,
-    each node is written alone and only the nodes whose record fails are dropped (and logged),
-    so one node's bad data never costs another node its liveness. `Unavailable` means nothing
-    was stored and the caller may keep the batch for the next try.
+    One transaction for the batch. If the store refuses it (full, a value it cannot hold) rather
+    than being down, each node is written alone; a node whose report is refused is written again
+    without its tunnels (its liveness is what counts), and only if that fails too is its
+    heartbeat dropped (and logged): one node's data never costs another node its liveness.
+    `Unavailable` means the store is down or busy: the caller may keep the batch for the next try.
     """
     try:
         _store(batch)
-    except database.STORE_DOWN as exc:
-        raise Unavailable(f"store unavailable: {exc}") from None
-    except Exception:
-        for node_id in sorted(batch):
-            try:
-                _store({node_id: batch[node_id]})
-            except database.STORE_DOWN as exc:
-                raise Unavailable(f"store unavailable: {exc}") from None
-            except Exception as exc:
-                emit("heartbeat_dropped", node=node_id, reason=f"store refused it: {exc}")
+    except Exception as exc:  # refused whole (full, or a value the store cannot hold), or down
+        if database.unavailable(exc):
+            raise Unavailable(f"store unavailable: {exc}") from None
+        dropped = {node_id: reason for node_id in sorted(batch)
+                   if (reason := _store_alone(node_id, batch[node_id])) is not None}
+        for node_id, reason in list(dropped.items())[:DROPPED_LOGGED]:
+            emit("heartbeat_dropped", node=node_id, reason=f"store refused it: {reason}")
+        if len(dropped) > DROPPED_LOGGED:  # a full store refuses everyone's: one line, not one per node
+            emit("heartbeat_dropped", nodes=len(dropped) - DROPPED_LOGGED, reason="store refused them too")
     stored = nodes.liveness(batch)
     returning = [node_id for node_id, (online, _) in stored.items() if not online]
     moved = {node_id: report.reflexive_endpoint for node_id, report in batch.items()
@@ -48,6 +50,23 @@ def record(batch: dict[str, HeartbeatReport], write: Write) -> list[str]:
     if not returning and not moved:
         return []
     return write(lambda: _after(returning, moved))
+
+
+def _store_alone(node_id: str, report: HeartbeatReport) -> str | None:
+    """Store one node's report, without its tunnels if the store refuses it whole; why it was
+    refused altogether (None: stored)."""
+    attempts = [report] if report.tunnels_down is None else [report, replace(report, tunnels_down=None)]
+    for attempt in attempts:
+        try:
+            _store({node_id: attempt})
+            if attempt is not report:
+                emit("heartbeat_trimmed", node=node_id, reason="store refused its tunnels_down report")
+            return None
+        except Exception as exc:
+            if database.unavailable(exc):
+                raise Unavailable(f"store unavailable: {exc}") from None
+            failure: Exception = exc
+    return str(failure)
 
 
 def _store(batch: dict[str, HeartbeatReport]) -> None:

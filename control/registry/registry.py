@@ -22,7 +22,14 @@ from control.registry.challenges import Challenges
 from control.registry.join_tokens import JoinTokens
 from control.registry.written import T, Written
 from control.rules import ipam, pair_health, tokens
-from control.rules.errors import AddressSpaceExhausted, InvalidRequest, KeyTaken, NotFound, Unauthorized
+from control.rules.errors import (
+    AddressSpaceExhausted,
+    InvalidRequest,
+    KeyTaken,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from control.rules.records import (
     Enrolled,
     HeartbeatReport,
@@ -63,6 +70,16 @@ class Registry:
         if written.revision is not None:
             self.on_change(written.revision)
         return written.value
+
+    @staticmethod
+    def guarded(fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)`, with a store that is down, busy or refusing the write as `Unavailable`
+        (503: nothing written, try again) rather than an error nobody handles."""
+        try:
+            return fn(*args)
+        except database.STORE_ERRORS as exc:
+            said = "unavailable" if database.unavailable(exc) else "refused the write"
+            raise Unavailable(f"store {said}: {exc}") from None
 
     def current_revision(self) -> int:
         return mesh_state.revision()

@@ -29,8 +29,29 @@ SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 10000, "synchronous": "
                   "foreign_keys": 1}
 # PostgreSQL's single-int advisory lock key for "migrations in progress".
 MIGRATION_LOCK = 0x6D657368
-# The store itself is down or busy past retries: nothing about the data, worth trying again.
-STORE_DOWN = (peewee.OperationalError, peewee.InterfaceError)
+# What the store can fail with besides a refused constraint: down, busy, or refusing the write.
+STORE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+# PostgreSQL's SQLSTATE classes that mean the server, not the data: connection exception, operator
+# intervention (shutdown), transaction rollback (serialization, deadlock), object not in
+# prerequisite state (lock not available); and too many connections.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57", "40", "55")
+UNAVAILABLE_SQLSTATES = ("53300",)
+# SQLite's words for a write the store refuses (not for being down or busy): full, or too large.
+REFUSED_SQLITE = ("full", "too big")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether a failed statement means the store is down or busy (the same write may succeed
+    later) rather than that it refused this write (disk full, a value too large: a smaller write
+    may succeed now). PostgreSQL says so by SQLSTATE (disk full is class 53); SQLite in words."""
+    if isinstance(exc, peewee.InterfaceError):
+        return True
+    if not isinstance(exc, peewee.OperationalError):
+        return False
+    code = getattr(exc.__cause__ or exc.__context__, "pgcode", None)
+    if code:
+        return code[:2] in UNAVAILABLE_SQLSTATE_CLASSES or code in UNAVAILABLE_SQLSTATES
+    return not any(words in str(exc).lower() for words in REFUSED_SQLITE)
 # A unique constraint refused a write: another writer took the value first.
 Conflict = peewee.IntegrityError
 
@@ -81,14 +102,16 @@ _sqlite_writer = threading.Lock()
 RETRY_CAP = 1.0  # seconds between attempts of a write transaction, at most
 
 
-def retrying(fn: Callable[[], T], attempts: int = 8,
-             retry_on: tuple[type[Exception], ...] = (peewee.OperationalError,)) -> T:
-    """Run `fn` in a write transaction, retrying deadlocks and lock timeouts with backoff."""
+def retrying(fn: Callable[[], T], attempts: int = 8) -> T:
+    """Run `fn` in a write transaction, retrying with backoff while the store is busy or down
+    (deadlocks, lock timeouts, a lost connection); a write it refuses is the caller's at once."""
     backoff = Backoff(first=0.01)
     for _ in range(attempts - 1):
         try:
             return _in_write_transaction(fn)
-        except retry_on:
+        except STORE_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             time.sleep(backoff.next(RETRY_CAP))
     return _in_write_transaction(fn)  # the last attempt: its error is the caller's
 

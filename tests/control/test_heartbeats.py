@@ -86,6 +86,9 @@ async def test_a_report_of_the_tunnels_down_survives_later_beats_that_report_no_
     assert store.batches == [{"a": HeartbeatReport(100.0, 3, None, down)}]
 
 
+MEMBERS = {"a", "b", "c"}
+
+
 def view(online: bool = True, reflexive: str | None = "198.51.100.7:51820") -> NodeView:
     return NodeView("a", "a", "100.64.0.2", "K" * 43 + "=", None, 51820, online, reflexive)
 
@@ -93,12 +96,22 @@ def view(online: bool = True, reflexive: str | None = "198.51.100.7:51820") -> N
 async def test_a_heartbeat_received_is_dated_here_and_given_its_reflexive_endpoint():
     store, clock = Store(), FakeClock(100.0)
     buffer = HeartbeatBuffer(store.record, clock, interval=0.25)
-    buffer.receive("a", HeartbeatSent(3, "198.51.100.7", (ReportedDown("b", 10.0, "no_traffic"),)), view())
+    buffer.receive("a", HeartbeatSent(3, "198.51.100.7", (ReportedDown("b", 10.0, "no_traffic"),)), view(), MEMBERS)
     down = (TunnelDown("b", 90.0, "no_traffic"),)  # reported 10 s down at 100.0
     assert buffer.pending == {"a": HeartbeatReport(100.0, 3, "198.51.100.7:51820", down)}
     assert not buffer._kick.is_set()  # online, same address: the next batch is soon enough
-    buffer.receive("a", HeartbeatSent(3, "203.0.113.5", None), view())
+    buffer.receive("a", HeartbeatSent(3, "203.0.113.5", None), view(), MEMBERS)
     assert buffer.pending["a"].reflexive_endpoint == "203.0.113.5:51820" and buffer._kick.is_set()  # moved: now
     buffer._kick.clear()
-    buffer.receive("a", HeartbeatSent(3, "198.51.100.7", None), view(online=False))
+    buffer.receive("a", HeartbeatSent(3, "198.51.100.7", None), view(online=False), MEMBERS)
     assert buffer._kick.is_set()  # an offline node's: written at once, so it comes back online
+
+
+def test_a_report_of_tunnels_down_names_each_other_member_once_at_most():
+    buffer = HeartbeatBuffer(Store().record, FakeClock(100.0), interval=0.25)
+    flood = [ReportedDown("b", 5.0, "no_traffic"), ReportedDown("a", 1.0, "no_traffic"),  # itself
+             *[ReportedDown(f"x{i}", 1.0, "no_traffic") for i in range(13_000)],  # no such nodes
+             ReportedDown("c", 7.0, "no_handshake"), ReportedDown("b", 9.0, "stale_handshake")]  # b again
+    buffer.receive("a", HeartbeatSent(3, None, tuple(flood)), view(), MEMBERS)
+    assert buffer.pending["a"].tunnels_down == (TunnelDown("b", 95.0, "no_traffic"),
+                                                 TunnelDown("c", 93.0, "no_handshake"))

@@ -186,3 +186,21 @@ async def test_deep_nesting_is_a_4xx_on_every_route_that_reads_a_body_and_logs_n
                                                         headers={**headers, "Content-Type": "application/json"})
             assert 400 <= answer.status_code < 500, (path, answer.status_code)
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("failure", ["attempt to write a readonly database", "database or disk is full"])
+async def test_a_store_that_cannot_write_is_a_503_not_a_500(control, caplog, failure):
+    import peewee
+    token = await control.join_token(reusable=True)
+
+    def refuse(*args, **kwargs):
+        raise peewee.OperationalError(failure)
+
+    control.runtime.registry.challenges.issue = refuse  # the store's write fails under it
+    control.runtime.registry.join_tokens.create = refuse
+    with caplog.at_level(logging.INFO):
+        challenge = await control.client.simulate_get("/v1/challenge", headers={"Authorization": f"Bearer {token}"})
+        created = await control.client.simulate_post("/v1/join-tokens", json={}, headers=control.admin)
+    assert (challenge.status_code, created.status_code) == (503, 503)
+    assert challenge.json["error"] == "unavailable" and failure in challenge.json["message"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -1,11 +1,13 @@
 """The registry's rules, called directly with plain arguments (no HTTP), on SQLite and PostgreSQL."""
+import logging
+
 import msgspec
 import pytest
 
 from control.registry.registry import Registry
 from control.rules import ipam, tokens
 from control.rules.errors import KeyTaken, NotFound, ProofRejected, Unauthorized
-from control.rules.records import HeartbeatReport, JoinTokenRequest, Registration, RegistrySettings
+from control.rules.records import HeartbeatReport, JoinTokenRequest, Registration, RegistrySettings, TunnelDown
 from testbed.enrol import new_key, proven
 from tests.control.support import FakeClock, Ids
 
@@ -126,3 +128,27 @@ def test_load_is_full_from_nothing_and_partial_from_a_retained_revision(mesh):
     assert not partial.full and partial.changes == [(3, a.id)] and partial.nodes == {}
     view, token_hash = full.nodes[b.id]
     assert (view.node_id, view.mesh_ip, token_hash) == (b.id, b.mesh_ip, b.token_hash)
+
+
+def test_a_nearly_full_store_keeps_every_node_alive_and_drops_only_the_report_it_cannot_hold(mesh, store, caplog):
+    if not store.startswith("sqlite"):
+        pytest.skip("fills the store with SQLite's max_page_count; PostgreSQL says disk full by SQLSTATE 53100")
+    from control.store import db
+    token = mesh.join_token(reusable=True)
+    big, small, other = (mesh.enrol(token, name).node.id for name in ("big", "small", "other"))
+    pages = db.db.execute_sql("PRAGMA page_count").fetchone()[0]
+    db.db.execute_sql(f"PRAGMA max_page_count = {pages + 2}")  # a little free space left
+    try:
+        mesh.clock.now += 1
+        flood = tuple(TunnelDown(f"{i:016x}", 1.0, "no_traffic") for i in range(13_000))  # ~900 KB of JSON
+        batch = {big: HeartbeatReport(mesh.clock(), 1, None, flood),
+                 small: HeartbeatReport(mesh.clock(), 2), other: HeartbeatReport(mesh.clock(), 3)}
+        with caplog.at_level(logging.INFO, logger="meshvpn"):
+            assert mesh.registry.record_heartbeats(batch) == []  # not Unavailable: nothing to keep for later
+        _, listed = mesh.registry.list_nodes()
+        seen = {node.id: (node.last_seen, node.applied_revision, node.tunnels_down) for node in listed}
+        assert seen == {big: (mesh.clock(), 1, ()), small: (mesh.clock(), 2, ()), other: (mesh.clock(), 3, ())}
+        assert [r.node for r in caplog.records if r.getMessage() == "heartbeat_trimmed"] == [big]
+        assert mesh.sweep_for(3) == []  # every node heartbeated: none goes offline
+    finally:
+        db.db.execute_sql("PRAGMA max_page_count = 1073741823")
