@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from chat.guard import TOKEN_HEADER
+from meshcommon.contract.terminal import visible
 from meshcommon.contract.version import VERSION
 from meshcommon.plumbing.events import emit, setup_logging
 
@@ -90,7 +91,7 @@ def reason(answer: httpx.Response) -> str:
 
 def answered(answer: httpx.Response) -> dict:
     if answer.status_code != 200:
-        raise SystemExit(f"meshchat: {reason(answer)}")
+        raise SystemExit(f"meshchat: {visible(reason(answer))}")
     return answer.json()
 
 
@@ -103,7 +104,7 @@ def cmd_send(args) -> int:
     if row["state"] == "delivered":
         print(f"delivered to {args.mesh_ip}")
         return 0
-    print(f"not delivered to {args.mesh_ip}: {row['reason']}", file=sys.stderr)
+    print(f"not delivered to {args.mesh_ip}: {visible(row['reason'])}", file=sys.stderr)
     return 1
 
 
@@ -112,9 +113,9 @@ def cmd_peers(args) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    print(f"this node: {data.get('name')} {data.get('mesh_ip')} (agent {data.get('agent')})")
+    print(f"this node: {visible(data.get('name'))} {visible(data.get('mesh_ip'))} (agent {visible(data.get('agent'))})")
     for peer in data["peers"]:
-        print(f"  {peer['name']:20} {peer['mesh_ip']:15} {'online' if peer['online'] else 'offline'}")
+        print(f"  {visible(peer['name']):20} {visible(peer['mesh_ip']):15} {'online' if peer['online'] else 'offline'}")
     return 0
 
 
@@ -123,7 +124,7 @@ def cmd_history(args) -> int:
     for m in messages:
         arrow = "->" if m["direction"] == "out" else "<-"
         state = m["state"] + (f" ({m['reason']})" if m.get("reason") else "")
-        print(f"{arrow} {m['text']}  [{state}]")
+        print(f"{arrow} {visible(m['text'])}  [{visible(state)}]")  # a peer wrote it: no escapes pass
     return 0
 
 

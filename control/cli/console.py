@@ -8,18 +8,11 @@ words are ours. Pure but for `say`, `print_table` and `print_json`, which write 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections import Counter
 from typing import Any
 
-# C0 controls (newline and tab included: they would forge table rows and watch lines), DEL and C1.
-TERMINAL_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def visible(value: object) -> str:
-    """`value` as text with every terminal control shown as a \\xNN escape, never sent to the terminal (pure)."""
-    return TERMINAL_CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value))
+from meshcommon.contract.terminal import visible
 
 
 def safe(value: object) -> str:

@@ -106,3 +106,16 @@ def test_the_cli_finds_the_daemon_and_its_token_through_the_pointer_file(daemon)
     logged = [json.loads(line) for line in (state_dir / "chat.log").read_text().splitlines()]
     assert logged and all({"ts", "host", "event"} <= set(line) for line in logged)
     assert "chat_started" in {line["event"] for line in logged}
+
+
+def test_history_shows_a_peers_terminal_escapes_as_text(monkeypatch, capsys, tmp_path):
+    hostile = ("\x1b]0;owned\x07"  # set the window title
+               "\x1b[2K\rforged line\n"  # erase the line, write another
+               "\x1b]52;c;cm0gLXJmIH4=\x07\x9b")  # write the clipboard; a C1 CSI
+    messages = [{"direction": "in", "text": hostile, "state": "received"},
+                {"direction": "out", "text": "ok", "state": "failed", "reason": "peer\x1b[31m offline"}]
+    monkeypatch.setattr(cli, "call", lambda *args, **kwargs: httpx.Response(200, json={"messages": messages}))
+    assert cli.main(["--state-dir", str(tmp_path), "history", PEER]) == 0
+    out = capsys.readouterr().out
+    assert not any((ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f for c in out)
+    assert out.count("\n") == 2 and "\\x1b]52;c;" in out and "forged line" in out
