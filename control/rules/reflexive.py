@@ -47,6 +47,19 @@ def among(address: str | None, networks: tuple[Network, ...]) -> bool:
     return found is not None and any(found in net for net in networks)
 
 
+@functools.lru_cache(maxsize=16384)
+def counted_as(address: str | None) -> str | None:
+    """The client a connection from `address` counts for in per-client caps: an IPv4 address, or
+    the /64 of an IPv6 one (one host commonly holds a whole /64, and would otherwise take every
+    slot); None for no address. Cached: asked at every connection, keyed on the TCP peer."""
+    found = _address(address)
+    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
+        found = found.ipv4_mapped
+    if isinstance(found, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((found, 64), strict=False))
+    return None if found is None else str(found)
+
+
 def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str | None:
     """The address a request came from: the connection's peer, unless that peer is a trusted
     proxy; then the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (entries

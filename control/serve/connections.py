@@ -8,8 +8,9 @@ cheap per request: `http_parser`, by default httptools when it is installed):
   the connection is answered 408 (if part of a request came) and closed;
 - connection cap: at `max_connections` open connections requests are answered 503 (uvicorn's
   `limit_concurrency`) and further connections are closed as soon as they are accepted; a client
-  address may hold at most `max_connections_per_address` of them, so one client cannot take all
-  (a trusted proxy's address is exempt: every node behind it shares it, and the proxy bounds them);
+  address (an IPv6 one counted by its /64) may hold at most `max_connections_per_address` of
+  them, so one client cannot take all (a trusted proxy's address is exempt: every node behind it
+  shares it, and the proxy bounds them);
 - write timeout: a connection whose client stopped reading (writes paused for `write_timeout`)
   is aborted, so a slow reader holds neither a connection nor its buffered responses for long;
 - a response sent before its request body was read closes the connection;
@@ -83,7 +84,8 @@ class Bounds(_Protocol):
             return
         peer = transport.get_extra_info("peername")
         address = peer[0] if isinstance(peer, tuple) else None
-        self.address = None if reflexive.among(address, self.exempt) else address  # counted by address, or not
+        # Counted by address (an IPv6 host by its /64), or not at all for a trusted proxy.
+        self.address = None if reflexive.among(address, self.exempt) else reflexive.counted_as(address)
         if self.address is not None:
             self.per_address_open[self.address] += 1
             if self.per_address_open[self.address] > self.per_address:

@@ -6,7 +6,7 @@ import pytest
 from control.rules.pair_health import nat as behind_nat
 from control.rules.pair_health import pair_reason, unhealthy_pairs
 from control.rules.records import NodeRecord, TunnelDown
-from control.rules.reflexive import client_address, parse_networks, reflexive_endpoint
+from control.rules.reflexive import client_address, counted_as, parse_networks, reflexive_endpoint
 
 PROXY = (ipaddress.ip_network("10.9.0.0/16"),)
 
@@ -106,3 +106,11 @@ def test_the_forwarded_header_is_read_from_its_right_end_and_nothing_keyed_on_it
     too_many = ", ".join(["10.9.0.2"] * 20)  # more trusted hops than are looked at: origin unknown
     assert client_address("10.9.0.1", too_many, PROXY) is None
     assert client_address("10.9.0.1", "10.9.0.2, 10.9.0.3", PROXY) == "10.9.0.1"  # all proxies: the last one
+
+
+@pytest.mark.parametrize("address, counted", [("198.51.100.7", "198.51.100.7"), ("::ffff:198.51.100.7", "198.51.100.7"),
+                                              ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+                                              ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+                                              ("2001:db8:1:3::1", "2001:db8:1:3::/64"), (None, None), ("x", None)])
+def test_a_connection_counts_for_its_ipv4_address_or_the_64_of_its_ipv6_one(address, counted):
+    assert counted_as(address) == counted
