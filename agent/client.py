@@ -35,6 +35,7 @@ class Refused(Exception):
 
 
 class _Problem(msgspec.Struct):
+    error: str | None = None
     message: str | None = None
 
 
@@ -130,7 +131,13 @@ class ControlClient:
                         continue  # a keepalive comment: httpx_sse dispatches it as an empty event
                     data = event.data.encode()
                     if event.event == "error":
-                        raise Gone(msgspec.json.decode(data, type=_Problem).message or event.data)
+                        problem = msgspec.json.decode(data, type=_Problem)
+                        said = problem.message or event.data
+                        # Only a node that is no longer known is gone; any other refusal (too many
+                        # streams open, say) is worth trying again after a backoff.
+                        if problem.error in (None, "unauthorized"):
+                            raise Gone(said)
+                        raise TemporaryError(f"{url}: {said}")
                     yield wire.decode_netmap_entries(data)
         except (httpx.HTTPError, SSEError) as exc:
             if self.url == url:

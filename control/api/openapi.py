@@ -39,7 +39,8 @@ LONG_POLL = [
 STREAM = {"name": "stream", "in": "query", "schema": {"type": "boolean"},
           "description": "Keep the response open as server-sent events (text/event-stream): a `netmap` event "
                          "whose data is the answer for `since` (none if current), then one per new revision "
-                         "(id = revision), a keepalive comment every 15 s, an `error` event if the node is removed."}
+                         "(id = revision), a keepalive comment every 15 s, an `error` event if the node is removed "
+                         "(`unauthorized`) or already holds 4 streams on this worker (`too_many_requests`)."}
 ETAG = {"ETag": {"description": "\"rREV\", REV the revision answered", "schema": {"type": "string"}}}
 
 

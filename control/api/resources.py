@@ -8,8 +8,9 @@ are raised as domain errors and turned into JSON by the app.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import falcon
@@ -25,8 +26,12 @@ from control.live.membership import MembershipCache
 from control.live.runtime import AsyncRegistry
 from control.live.watch import RevisionFeed
 from control.rules import tokens
-from control.rules.errors import Unauthorized
+from control.rules.errors import TooManyRequests, Unauthorized
 from control.rules.records import RegistrySettings
+
+# Netmap streams one node may hold open in one worker: an agent holds one, and for a moment a
+# second while it reconnects; a node holding thousands would hold a worker's connections and memory.
+STREAMS_PER_NODE = 4
 
 
 def tagged(resp: Any, media: Any, revision: int) -> None:
@@ -135,6 +140,7 @@ class NetmapResource:
     feed: RevisionFeed
     cache: MembershipCache
     keepalive: float  # seconds between comments on an idle stream: both ends notice a dead connection
+    streams: Counter[str] = field(default_factory=Counter)  # this worker's open streams by node
 
     async def on_get(self, req, resp):
         node_id = await self.auth.node_for(bearer(req))
@@ -173,6 +179,20 @@ class NetmapResource:
         every stream would send its comment at the same moment, `keepalive` seconds after each
         change, and stall the worker for as long as a change's fan-out.
         """
+        if self.streams[node_id] >= STREAMS_PER_NODE:
+            yield SSEvent(event="error", data=msgspec.json.encode(TooManyRequests(
+                f"{STREAMS_PER_NODE} netmap streams of this node are open here already").body()))
+            return
+        self.streams[node_id] += 1
+        try:
+            async for event in self._events(node_id, since):
+                yield event
+        finally:
+            self.streams[node_id] -= 1
+            if not self.streams[node_id]:
+                del self.streams[node_id]
+
+    async def _events(self, node_id: str, since: int | None) -> AsyncIterator[SSEvent | None]:
         loop = asyncio.get_running_loop()
         keepalive_at = loop.time() + self.keepalive
         woken = False

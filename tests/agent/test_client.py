@@ -148,6 +148,12 @@ async def test_an_error_event_means_the_node_is_gone():
     assert answers == [] and isinstance(ended, Gone) and str(ended) == "this node was removed"
 
 
+async def test_an_error_event_of_any_other_kind_is_temporary_never_gone():
+    answers, ended = await collect(client(lambda request: sse(
+        'event: error\ndata: {"error": "too_many_requests", "message": "4 netmap streams are open"}\n\n')))
+    assert answers == [] and isinstance(ended, TemporaryError) and "4 netmap streams" in str(ended)
+
+
 @pytest.mark.parametrize("data", ["{not json", json.dumps({"revision": 1}), json.dumps({**NETMAP, "self": "me"})])
 async def test_a_malformed_netmap_event_ends_the_stream_as_temporary(data):
     answers, ended = await collect(client(lambda request: sse(f"event: netmap\ndata: {data}\n\n")))

@@ -4,6 +4,7 @@ import asyncio
 import msgspec
 import pytest
 
+from control.api.resources import STREAMS_PER_NODE
 from control.api.resources import NetmapResource as Netmap
 from control.live.membership import MembershipCache
 from control.rules.records import Loaded
@@ -56,3 +57,22 @@ async def test_keepalives_keep_the_streams_phase_whatever_the_changes_in_between
     assert first <= KEEPALIVE
     assert after_change <= KEEPALIVE - 0.05  # what was left of the same period, not a new one
     assert after_keepalive <= KEEPALIVE  # the next period follows on
+
+
+async def test_a_node_holds_a_few_streams_at_most_and_a_closed_one_frees_its_place():
+    cache = MembershipCache("100.64.0.0/24")
+    cache.apply(Loaded(1, 0, [(1, "me")], {"me": (view("me"), "hme")}, True))
+    feed = ScriptedFeed(cache, [(10.0, 2)] * 8)  # every stream waits for a change that comes late
+    stream = Netmap(auth=None, feed=feed, cache=cache, keepalive=KEEPALIVE)
+    held = [asyncio.ensure_future(stream.events("me", 1).__anext__()) for _ in range(STREAMS_PER_NODE)]
+    await asyncio.sleep(0.05)  # each is open, waiting in the feed
+    assert stream.streams == {"me": STREAMS_PER_NODE}
+    refused = await stream.events("me", 1).__anext__()
+    assert refused.event == "error" and b"too_many_requests" in refused.data
+    held[0].cancel()  # its client went away
+    await asyncio.sleep(0.05)
+    assert stream.streams == {"me": STREAMS_PER_NODE - 1}
+    for task in held[1:]:
+        task.cancel()
+    await asyncio.sleep(0.05)
+    assert stream.streams == {}
