@@ -22,6 +22,7 @@ from agent.core.desired import desired_state
 from agent.core.diff import diff
 from agent.core.metrics import Durations
 from agent.core.model import DesiredState, Netmap, Observed, Plan
+from agent.core.pacing import PASS_EVERY
 from agent.core.render import render
 from agent.observe import observe
 from agent.statedir import StateDir
@@ -45,6 +46,7 @@ class Reconciler:
     durations: Durations = field(default_factory=Durations)  # how long each pass took
     timer: Callable[[], float] = time.perf_counter
     recorded: tuple[DesiredState, int] | None = None  # what the config file says (desired state, revision)
+    reconciled: Netmap | None = None  # the netmap of the last pass that reached it
 
     def choose_endpoints(self, netmap: Netmap, observed: Observed) -> tuple[dict[str, str | None], list[str]]:
         """Each online peer's endpoint to write (None: leave WireGuard's), and the mesh IPs of the
@@ -66,17 +68,27 @@ class Reconciler:
         self.attempts = attempts
         return chosen, switched
 
+    def unchanged_but_revision(self, netmap: Netmap) -> bool:
+        """Whether `netmap` is the one the last pass reached but for its revision (another node's
+        change that this node's map does not show), and no endpoint attempt has run out (one that
+        runs out later wakes a pass of its own): no pass needed."""
+        last, due = self.reconciled, self.next_due()
+        return (last is not None and self.applied_revision == last.revision and (due is None or due > 0)
+                and (netmap.me, netmap.peers, netmap.mesh_prefix) == (last.me, last.peers, last.mesh_prefix))
+
     def next_due(self) -> float | None:
         """Seconds until an endpoint attempt runs out (None: no attempt under way)."""
         return paths.due(self.attempts, self.clock())
 
-    def record(self, desired: DesiredState, revision: int, plan: Plan) -> None:
-        """Keep the config file the record of the desired state: rendered when that changed, or
-        when this pass writes (the kernel's `wg syncconf` reads it); not on a pass with nothing new."""
-        if plan.empty and self.recorded == (desired, revision):
-            return
+    def record(self, desired: DesiredState, revision: int, plan: Plan) -> bool:
+        """Keep the config file the record of the desired state: rendered (at this revision) when
+        that changed, or when this pass writes (the kernel's `wg syncconf` reads it); not for a
+        revision that changes nothing on this node. Whether it was rendered."""
+        if plan.empty and self.recorded is not None and self.recorded[0] == desired:
+            return False
         self.state.save_conf(render(desired, self.private_key, revision))
         self.recorded = (desired, revision)
+        return True
 
     def reconcile(self, netmap: Netmap, announce_noop: bool = True) -> list[Change]:
         """One pass: converge the interface on `netmap`. What it changed (and what failed)."""
@@ -91,13 +103,14 @@ class Reconciler:
         endpoints, switched = self.choose_endpoints(netmap, observed)
         desired = desired_state(netmap, self.interface, self.listen_port, endpoints, self.public_key)
         plan = diff(observed, desired)
-        self.record(desired, netmap.revision, plan)
+        rendered = self.record(desired, netmap.revision, plan)
         if plan.empty:
             if switched:
                 nudge(switched)  # the endpoint already is the candidate: just ask for a handshake
-            if announce_noop and self.applied_revision != netmap.revision:
+            if announce_noop and rendered:  # a revision that changes nothing here is not worth a line
                 emit("apply_noop", node=netmap.me.node_id, reason="converged", revision=netmap.revision)
             self.applied_revision = netmap.revision
+            self.reconciled = netmap
             return []
         result = apply(plan, desired, backend=self.backend, private_key=self.private_key,
                        conf_path=str(self.state.conf_path), wg_log=str(self.state.wg_log), writes=self.writes)
@@ -108,11 +121,16 @@ class Reconciler:
             emit(change.kind.value, **change.fields())
         if not result.failed:
             self.applied_revision = netmap.revision
+            self.reconciled = netmap
         return found
 
     async def run(self, current: Callable[[], Netmap | None], wake: asyncio.Event) -> None:
         """Pass whenever `wake` is set (announcing a pass that had nothing to do), and on every
-        RECHECK_INTERVAL (quietly), over the `current()` netmap; until cancelled."""
+        RECHECK_INTERVAL (quietly), over the `current()` netmap; until cancelled. While netmaps
+        keep coming, passes are PASS_EVERY apart at least: one pass takes every netmap that came
+        meanwhile, so a flood of revisions costs ten passes a second, not one per revision."""
+        loop = asyncio.get_running_loop()
+        passed_at = float("-inf")
         while True:
             due = self.next_due()
             wait = RECHECK_INTERVAL if due is None else min(RECHECK_INTERVAL, due + 0.05)
@@ -121,9 +139,15 @@ class Reconciler:
                 triggered = True
             except TimeoutError:
                 triggered = False
+            await asyncio.sleep(max(0.0, passed_at + PASS_EVERY - loop.time()))
             wake.clear()
+            passed_at = loop.time()
             netmap = current()
             if netmap is None:
+                continue
+            if triggered and self.unchanged_but_revision(netmap):
+                self.applied_revision = netmap.revision  # nothing on this node to read or write
+                self.reconciled = netmap
                 continue
             try:
                 await asyncio.to_thread(self.reconcile, netmap, triggered)  # the only caller: no lock

@@ -10,6 +10,7 @@ owns the format of the cached map (`netmap.json`). Must not do I/O.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -111,6 +112,13 @@ def check_node(node: NodeView, prefix: Prefix) -> tuple[NodeView | None, str | N
 
 def check_entry(entry: msgspec.Raw, prefix: Prefix) -> tuple[NodeView | None, str | None]:
     """One raw peer entry as a checked NodeView, or the reason it is refused."""
+    return _checked(bytes(entry), prefix)
+
+
+# Every revision's map is checked whole, and between two revisions nearly every entry is the same
+# bytes: remembered, a flood of revisions costs a lookup per peer, not a decode and key check each.
+@functools.lru_cache(maxsize=4096)
+def _checked(entry: bytes, prefix: Prefix) -> tuple[NodeView | None, str | None]:
     try:
         node = msgspec.json.decode(entry, type=NodeView)
     except msgspec.DecodeError as exc:

@@ -1,4 +1,5 @@
-"""How long the agent waits: between tries, for a heartbeat's answer, before it reconnects. Pure.
+"""How long the agent waits: between tries, for a heartbeat's answer, before it reconnects, between
+reconcile passes and between writes of its netmap cache. Pure.
 
 Owns the caps of the session's backoff (`meshcommon.plumbing.backoff`) and a heartbeat's timeout,
 each sized so that an enrolled node is never declared offline by a control plane that is back.
@@ -11,6 +12,8 @@ ENROLLING_CAP = 10.0  # s: the longest wait between attempts of a node not enrol
 REFUSED_CAP = 30.0  # s: after a refusal (4xx, no join token): a person has to act first
 WATCH_CAP = 5.0  # s: between reconnections of the netmap stream
 HEARTBEAT_TIMEOUT_FLOOR, HEARTBEAT_TIMEOUT_CAP = 0.5, 10.0  # s: one heartbeat's wait for its answer
+CACHE_EVERY = 5.0  # s: between writes of the netmap cache, at least (a restart asks for what it missed)
+PASS_EVERY = 0.1  # s: between reconcile passes, at least, while netmaps keep coming (one pass takes them all)
 
 
 def retry_cap(identity: Identity | None) -> float:

@@ -77,8 +77,40 @@ def test_a_pass_with_nothing_new_renders_nothing_and_writes_nothing(tmp_path, sy
     for _ in range(3):
         assert passes.reconcile(NETMAP, announce_noop=False) == []
     assert len(rendered) == 1 and made.plans == [] and passes.writes == Writes()
-    passes.reconcile(replace(NETMAP, revision=7))  # a new revision is recorded in the file
+    passes.reconcile(replace(NETMAP, revision=7))  # a revision that changes nothing on this node
+    assert len(rendered) == 1 and passes.applied_revision == 7
+    moved = netmap({"a": entry("a", "100.64.0.2", endpoint="192.0.2.9:51820")}, revision=8)
+    passes.reconcile(moved)  # what this node wants changed: the file says so (and the pass writes)
     assert len(rendered) == 2
+
+
+def test_a_flood_of_revisions_that_change_nothing_here_is_neither_rendered_nor_logged(tmp_path, system, caplog):
+    system(CONVERGED)
+    passes = reconciler(tmp_path)
+    passes.reconcile(NETMAP)
+    written = passes.state.conf_path.stat().st_mtime_ns
+    for revision in range(7, 207):  # another node toggling its name: 200 revisions
+        assert passes.reconcile(replace(NETMAP, revision=revision)) == []
+    assert passes.applied_revision == 206 and len(events(caplog, "apply_noop")) == 1
+    assert passes.state.conf_path.stat().st_mtime_ns == written
+
+
+@pytest.mark.anyio
+async def test_passes_are_spaced_while_netmaps_keep_coming_and_one_takes_them_all(tmp_path, system, monkeypatch):
+    system(CONVERGED)
+    passes = reconciler(tmp_path)
+    seen: list[int] = []
+    monkeypatch.setattr(passes, "reconcile", lambda netmap, announce: seen.append(netmap.revision) or [])
+    current, wake = {"netmap": NETMAP}, asyncio.Event()
+    task = asyncio.create_task(passes.run(lambda: current["netmap"], wake))
+    for revision in range(7, 107):  # 100 revisions in about half a second
+        current["netmap"] = replace(NETMAP, revision=revision)
+        wake.set()
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.3)
+    task.cancel()
+    assert seen[-1] == 106, "the last netmap is reconciled"
+    assert len(seen) <= 10, f"{len(seen)} passes for 100 revisions"
 
 
 def test_a_quiet_recheck_announces_nothing(tmp_path, system, caplog):
@@ -159,3 +191,26 @@ def test_a_peer_without_a_handshake_is_tried_at_its_next_candidate_and_nudged(tm
     [(plan, _, _, _)] = made.plans
     assert [new.endpoint for _, new in plan.peers_updated] == ["192.168.1.2:51820"]
     assert nudged == ["100.64.0.2"] * 2
+
+
+@pytest.mark.anyio
+async def test_a_new_revision_that_changes_nothing_on_this_node_costs_no_pass(tmp_path, system, monkeypatch):
+    made = system(CONVERGED)
+    passes = reconciler(tmp_path)
+    reads: list[str] = []
+    monkeypatch.setattr(reconcile, "observe", lambda interface: reads.append(interface) or made.observe(interface))
+    current, wake = {"netmap": NETMAP}, asyncio.Event()
+    task = asyncio.create_task(passes.run(lambda: current["netmap"], wake))
+    wake.set()
+    await asyncio.sleep(0.15)
+    assert len(reads) == 1 and passes.applied_revision == 6
+    for revision in range(7, 12):  # another node toggling its name, five times
+        current["netmap"] = replace(NETMAP, revision=revision)
+        wake.set()
+        await asyncio.sleep(0.15)
+    assert len(reads) == 1 and passes.applied_revision == 11  # reported as reached, nothing read
+    current["netmap"] = netmap({"a": entry("a", "100.64.0.2", endpoint="192.0.2.9:51820")}, revision=12)
+    wake.set()
+    await asyncio.sleep(0.15)
+    task.cancel()
+    assert len(reads) == 2, "a change this node's map shows is a pass"
