@@ -33,11 +33,16 @@ def superseding(earlier: HeartbeatReport | None, later: HeartbeatReport | None) 
 
 class HeartbeatBuffer:
     def __init__(self, record: Callable[[dict[str, HeartbeatReport]], Awaitable[object]],
-                 clock: Callable[[], float], interval: float, mesh_prefix: Network | None = None):
+                 clock: Callable[[], float], interval: float, mesh_prefix: Network | None = None,
+                 reflexive_hold: float = 0.0):
         self.record = record  # async (batch) -> list of node ids brought online
         self.clock = clock
         self.interval = interval
         self.mesh_prefix = mesh_prefix  # a request from a mesh IP has no reflexive endpoint
+        # A new source address counts once it has held this long: a node alternating between two
+        # addresses would otherwise make a revision of every heartbeat.
+        self.reflexive_hold = reflexive_hold
+        self.moving: dict[str, tuple[str | None, float]] = {}  # node id -> (new reflexive endpoint, seen since)
         self.pending: dict[str, HeartbeatReport] = {}
         self._kick = asyncio.Event()
         self._closed = False
@@ -49,7 +54,8 @@ class HeartbeatBuffer:
         heartbeat comes from a new address. Its tunnels down are kept once each and only for
         `members` other than itself, so a report never holds more than the mesh has nodes."""
         now = self.clock()
-        endpoint = reflexive_endpoint(sent.source_address, view.listen_port, self.mesh_prefix)
+        endpoint = self.settled(node_id, reflexive_endpoint(sent.source_address, view.listen_port, self.mesh_prefix),
+                                view, now)
         down = None
         if sent.tunnels_down is not None:
             named: dict[str, TunnelDown] = {}
@@ -59,6 +65,21 @@ class HeartbeatBuffer:
             down = tuple(named.values())
         self.add(node_id, HeartbeatReport(now, sent.applied_revision, endpoint, down),
                  urgent=not view.online or endpoint != view.reflexive_endpoint)
+
+    def settled(self, node_id: str, endpoint: str | None, view: NodeView, now: float) -> str | None:
+        """The reflexive endpoint to record: a new one once the node's heartbeats have come from it
+        for `reflexive_hold` seconds (at once for a node coming back online), else the one it has."""
+        if endpoint == view.reflexive_endpoint or not view.online:
+            self.moving.pop(node_id, None)
+            return endpoint
+        moving = self.moving.get(node_id)
+        if moving is None or moving[0] != endpoint:
+            self.moving[node_id] = (endpoint, now)
+            moving = self.moving[node_id]
+        if now - moving[1] < self.reflexive_hold:
+            return view.reflexive_endpoint
+        del self.moving[node_id]
+        return endpoint
 
     def add(self, node_id: str, report: HeartbeatReport, urgent: bool) -> None:
         """`report` for the next batch; `urgent` writes it at once. A report of the tunnels down is

@@ -45,6 +45,11 @@ class Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
+# Heartbeat intervals a new source address must hold to become the node's reflexive endpoint: the
+# second heartbeat from it counts, a node alternating between addresses never does.
+REFLEXIVE_HOLD = 0.75
+
+
 class AsyncRegistry:
     """The registry's calls as coroutines, run in the store threads. A membership change is in
     this worker's cache before its caller is answered."""
@@ -118,7 +123,7 @@ class Runtime:
         poll = ANNOUNCED_POLL_INTERVAL if self.registry.announces_changes() else config.poll_interval
         self.feed = RevisionFeed(self.cache, self._load, poll, config.max_wait)
         self.heartbeats = HeartbeatBuffer(self._record_heartbeats, clock, config.heartbeat_flush_interval,
-                                          self.settings.prefix)
+                                          self.settings.prefix, REFLEXIVE_HOLD * config.heartbeat_interval)
         self.auth = Auth(tokens.ensure_admin_token(config.admin_token_path), self.cache, self.feed)
         self.async_registry = AsyncRegistry(self.registry, self.feed, self.executor)
         self.listener: Stoppable | None = None  # the store's change listener, once started (PostgreSQL)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,11 +23,13 @@ from control.registry.challenges import Challenges
 from control.registry.join_tokens import JoinTokens
 from control.registry.written import T, Written
 from control.rules import ipam, pair_health, tokens
+from control.rules.budget import Budgets
 from control.rules.errors import (
     AddressSpaceExhausted,
     InvalidRequest,
     KeyTaken,
     NotFound,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
@@ -45,6 +48,8 @@ from meshcommon.contract.wire import ChallengeAnswer
 from meshcommon.plumbing.events import emit
 
 ENROL_ATTEMPTS = 20  # picks of a mesh IP and node id before giving up on conflicts with other writers
+CHANGES_BURST = 10  # changes of its own record a node may make in a row (restarts at new addresses, say)
+CHANGE_EVERY = 30.0  # seconds: and then one every so often
 KEY_TAKEN = "this public key is already registered; re-register with that node's token"
 
 
@@ -63,6 +68,9 @@ class Registry:
         self.on_change = on_change  # called (in the writing thread) with each revision committed
         self.challenges = Challenges(clock)
         self.join_tokens = JoinTokens(clock, make_id)
+        # How often a node may change its own record (name, key, endpoints) by re-registering.
+        self.changes = Budgets(CHANGES_BURST, 1 / CHANGE_EVERY)
+        self._changes_lock = threading.Lock()
 
     def _write(self, fn: Callable[[], Written[T]]) -> T:
         """Run `fn` in a retried write transaction; announce the revision it reached, if any."""
@@ -174,6 +182,8 @@ class Registry:
                                   "endpoint": registration.endpoint, "listen_port": registration.listen_port,
                                   "reflexive_endpoint": registration.reflexive_endpoint}
         changed = {field: value for field, value in wanted.items() if getattr(node, field) != value}
+        if changed:
+            self._spend_change(node.id, now)
         if not changed and node.online:
             nodes.touch(node.id, now)
             return Written(Enrolled(dataclasses.replace(node, last_seen=now), bearer, mesh_state.revision()), None)
@@ -182,6 +192,14 @@ class Registry:
         emit("node_reregistered", node=node.id, changed=sorted(changed), reason="node_token", revision=revision)
         node = dataclasses.replace(node, **changed, online=True, last_seen=now, changed_revision=revision)
         return Written(Enrolled(node, bearer, revision), revision)
+
+    def _spend_change(self, node_id: str, now: float) -> None:
+        with self._changes_lock:
+            if self.changes.take(node_id, now):
+                return
+            wait = self.changes.wait(node_id, now)
+        raise TooManyRequests(f"this node changed its registration {CHANGES_BURST} times in a row; the next change "
+                              f"is taken in {wait:.0f} s")
 
     # -- liveness ---------------------------------------------------------
 
@@ -196,7 +214,10 @@ class Registry:
     # -- removal ----------------------------------------------------------
 
     def delete_node(self, node_id: str, reason: str) -> int:
-        return self._write(lambda: self._delete(node_id, reason))
+        revision = self._write(lambda: self._delete(node_id, reason))
+        with self._changes_lock:
+            self.changes.forget(node_id)
+        return revision
 
     @staticmethod
     def _delete(node_id: str, reason: str) -> Written[int]:

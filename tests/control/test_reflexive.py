@@ -35,9 +35,27 @@ async def test_a_heartbeat_from_a_new_address_is_one_revision_and_reaches_the_pe
     assert (await control.heartbeat(a, remote_addr="203.0.113.5")).status_code == 200
     await control.runtime.heartbeats.flush()
     await control.runtime.feed.refresh()
+    assert (await control.netmap(b, since=revision)).status_code == 304  # once is no move yet
+    control.clock.now += 2  # the next heartbeat, from the same new address: it has held
+    assert (await control.heartbeat(a, remote_addr="203.0.113.5")).status_code == 200
+    await control.runtime.heartbeats.flush()
+    await control.runtime.feed.refresh()
     delta = (await control.netmap(b, since=revision)).json
     assert delta["revision"] == revision + 1
     assert [peer["reflexive_endpoint"] for peer in delta["upserted"]] == ["203.0.113.5:51820"]
+
+
+async def test_heartbeats_alternating_between_addresses_make_no_revision(control):
+    token = await control.join_token(reusable=True)
+    a = await control.node(token, "a", remote_addr="198.51.100.7")
+    b = await control.node(token, "b")
+    revision = (await control.netmap(b)).json["revision"]
+    for beat in range(40):  # a node (or someone with its token) flipping its source address
+        control.clock.now += 2
+        await control.heartbeat(a, remote_addr=("203.0.113.5", "203.0.113.6")[beat % 2])
+        await control.runtime.heartbeats.flush()
+    await control.runtime.feed.refresh()
+    assert (await control.netmap(b, since=revision)).status_code == 304
 
 
 async def test_a_forwarded_for_header_is_ignored_unless_its_sender_is_a_trusted_proxy(control):
@@ -60,8 +78,10 @@ async def proxied(tmp_path):
 async def test_behind_a_trusted_proxy_the_forwarded_address_is_the_node_s(proxied):
     token = await proxied.join_token()
     a = await proxied.node(token, "a", remote_addr="10.9.0.1")
-    await proxied.heartbeat(a, remote_addr="10.9.0.1", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.5"})
-    await proxied.runtime.heartbeats.flush()
+    for _ in range(2):  # a new address counts once it has held
+        await proxied.heartbeat(a, remote_addr="10.9.0.1", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.5"})
+        await proxied.runtime.heartbeats.flush()
+        proxied.clock.now += 2
     shown = await proxied.client.simulate_get(f"/v1/nodes/{a['node_id']}", headers=proxied.admin)
     assert shown.json["reflexive_endpoint"] == "203.0.113.5:51820"
 

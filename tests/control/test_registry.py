@@ -152,3 +152,23 @@ def test_a_nearly_full_store_keeps_every_node_alive_and_drops_only_the_report_it
         assert mesh.sweep_for(3) == []  # every node heartbeated: none goes offline
     finally:
         db.db.execute_sql("PRAGMA max_page_count = 1073741823")
+
+
+def test_a_node_that_keeps_changing_its_registration_is_refused_until_a_change_drips_back(mesh):
+    from control.registry.registry import CHANGE_EVERY, CHANGES_BURST
+    from control.rules.errors import TooManyRequests
+    token = mesh.join_token(reusable=True)
+    enrolled = mesh.enrol(token, "flip")
+    node_token, key = enrolled.node_token, enrolled.node.public_key
+    names = iter(f"flip{i}" for i in range(100))
+    for _ in range(CHANGES_BURST):  # restarts at new addresses, renames: a burst passes
+        mesh.registry.register(node_token, Registration(key, next(names), 51820, None))
+    revision = mesh.registry.current_revision()
+    with pytest.raises(TooManyRequests, match="changed its registration"):
+        mesh.registry.register(node_token, Registration(key, next(names), 51820, None))
+    assert mesh.registry.current_revision() == revision  # refused: no revision
+    again = mesh.registry.register(node_token, Registration(key, "flip9", 51820, None))  # no change: answered
+    assert again.revision == revision
+    mesh.clock.now += CHANGE_EVERY
+    mesh.registry.register(node_token, Registration(key, next(names), 51820, None))
+    assert mesh.registry.current_revision() == revision + 1

@@ -1,0 +1,45 @@
+"""Token buckets: how often one node may change what every other node is sent. Pure (time passed in).
+
+Owns the rule that bounds one node's churn: a bucket of `capacity` changes, refilled at
+`per_second`, one per key (a node id). A node that empties its bucket is refused until a change
+has dripped back in, so no node can flood every watcher with revisions, while the few changes a
+real node makes (a restart at a new address, a rename) always pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    at: float  # when `tokens` was counted
+
+
+@dataclass
+class Budgets:
+    capacity: float
+    per_second: float
+    buckets: dict[str, Bucket] = field(default_factory=dict)
+
+    def take(self, key: str, now: float) -> bool:
+        """Spend one change of `key`'s at `now`; False (nothing spent) when it has none left."""
+        bucket = self.buckets.get(key)
+        tokens = self.capacity if bucket is None else min(self.capacity,
+                                                          bucket.tokens + (now - bucket.at) * self.per_second)
+        if tokens < 1:
+            self.buckets[key] = Bucket(tokens, now)
+            return False
+        self.buckets[key] = Bucket(tokens - 1, now)
+        return True
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until `key` has a change to spend again (0: it has one now)."""
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = bucket.tokens + (now - bucket.at) * self.per_second
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.per_second
+
+    def forget(self, key: str) -> None:
+        self.buckets.pop(key, None)
