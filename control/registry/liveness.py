@@ -18,6 +18,14 @@ from control.store import db as database
 from control.store import mesh_state, nodes
 from meshcommon.plumbing.events import emit
 
+_disruption_logged = False  # this process logged the disruption under way: once, not every sweep
+
+
+def _log_disruption(under_way: bool) -> None:
+    global _disruption_logged
+    _disruption_logged = under_way
+
+
 DROPPED_LOGGED = 10  # nodes whose dropped heartbeat is logged by name in one batch
 Write = Callable[[Callable[[], Written[list[str]]]], list[str]]  # the registry's write: a transaction, announced
 
@@ -97,12 +105,18 @@ def sweep(now: float, settings: RegistrySettings) -> Written[list[str]]:
     """Declare offline every node silent for longer than the offline threshold (in the caller's write)."""
     state = mesh_state.lock()
     stale = nodes.online_silent_since(now - settings.offline_after)
+    online = nodes.online_count() if stale else 0
     decision = decide_sweep(now, state.last_sweep_at, state.grace_until, stale,
-                            settings.offline_after, settings.gap_limit)
+                            settings.offline_after, settings.gap_limit,
+                            online=online, hold=settings.disruption_hold)
     mesh_state.record_sweep(now, decision.grace_until)
     if decision.grace_started and state.last_sweep_at is not None:
         emit("liveness_grace", reason="sweeping_resumed", paused_for=round(now - state.last_sweep_at, 3),
              grace_until=decision.grace_until)
+    if decision.disruption and not _disruption_logged:
+        emit("liveness_grace", reason="most_nodes_silent", silent=len(stale), online=online,
+             hold=settings.disruption_hold)
+    _log_disruption(decision.disruption)
     if not decision.offline:
         return Written([], None)
     revision = mesh_state.bump(decision.offline)

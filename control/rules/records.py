@@ -30,6 +30,11 @@ class RegistrySettings:
     sweep_interval: float = 0.5
 
     @property
+    def disruption_hold(self) -> float:
+        """How long nodes that fell silent together (most of them) stay online: a minute by default."""
+        return 10 * self.offline_after
+
+    @property
     def gap_limit(self) -> float:
         """A pause in sweeping longer than this means the control plane was down: grant grace."""
         return max(2.0, 4 * self.sweep_interval)

@@ -68,6 +68,10 @@ def offline_among(node_ids: Collection[str]) -> list[str]:
     return [node_id for (node_id,) in rows(Node.select(Node.id).where(Node.id.in_(list(node_ids)) & ~Node.online))]
 
 
+def online_count() -> int:
+    return Node.select().where(Node.online).count()
+
+
 def online_silent_since(cutoff: float) -> dict[str, float]:
     """Online nodes last seen before `cutoff`: node id -> last seen."""
     return dict(rows(Node.select(Node.id, Node.last_seen).where(Node.online & (Node.last_seen < cutoff))))

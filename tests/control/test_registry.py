@@ -172,3 +172,21 @@ def test_a_node_that_keeps_changing_its_registration_is_refused_until_a_change_d
     mesh.clock.now += CHANGE_EVERY
     mesh.registry.register(node_token, Registration(key, next(names), 51820, None))
     assert mesh.registry.current_revision() == revision + 1
+
+
+def test_most_of_the_mesh_falling_silent_together_is_held_online_then_declared_offline(mesh, caplog):
+    token = mesh.join_token(reusable=True)
+    ids = [mesh.enrol(token, f"n{i}").node.id for i in range(5)]
+    settings = mesh.registry.settings
+    silent_since, until = mesh.clock(), mesh.clock() + settings.offline_after + settings.disruption_hold
+    with caplog.at_level(logging.INFO, logger="meshvpn"):
+        offline = []
+        while mesh.clock.now < until + 5:  # ids[0] and ids[1] keep beating; three fall silent
+            mesh.clock.now += 0.5
+            mesh.registry.record_heartbeats({node_id: HeartbeatReport(mesh.clock(), None) for node_id in ids[:2]})
+            offline += mesh.registry.sweep()
+            if mesh.clock.now <= until:
+                assert offline == [], f"held while most of the mesh is silent ({mesh.clock() - silent_since} s)"
+    assert sorted(offline) == sorted(ids[2:]), "declared offline once the hold is over"
+    [held] = [r for r in caplog.records if getattr(r, "reason", None) == "most_nodes_silent"]
+    assert held.silent == 3
