@@ -36,7 +36,11 @@ class Chat:
 
     def publish(self, kind: str, data: dict) -> None:
         for queue in list(self.subscribers):
-            queue.put_nowait((kind, data))
+            try:
+                queue.put_nowait((kind, data))
+            except asyncio.QueueFull:  # a page that stopped reading: dropped, it reconnects for the state
+                self.subscribers.discard(queue)
+                emit("chat_subscriber_dropped", reason=f"{queue.qsize()} updates unread")
 
     def state(self) -> dict:
         if self.view is None:

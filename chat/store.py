@@ -1,7 +1,8 @@
 """Message history of this node, in SQLite: nothing shown in the UI is ever silently lost.
 
 Owns the messages table and message states: outgoing `sending` -> `delivered`
-(acknowledged) or `failed` (with a reason, retryable); incoming `received`.
+(acknowledged) or `failed` (with a reason, retryable); incoming `received`, the most recent
+KEEP_PER_PEER of each peer and KEEP_IN_ALL in all (the quota that keeps peers from filling the disk).
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ CREATE TABLE IF NOT EXISTS message (
 );
 CREATE INDEX IF NOT EXISTS message_peer ON message (peer_ip, created_at);
 """
+# Received messages kept, per peer and in all: a peer's chat can never fill the disk this node's
+# agent keeps its state on (at most 5,000 frames of 16 KiB, 80 MB); the oldest go first.
+KEEP_PER_PEER = 200
+KEEP_IN_ALL = 5000
 FIELDS = ("id", "peer_ip", "direction", "text", "state", "reason", "created_at", "updated_at")
 
 
@@ -60,7 +65,18 @@ class Store:
             now = time.time()  # ordered by when it arrived here: the sender's clock may be off
             cursor = self.db.execute("INSERT OR IGNORE INTO message VALUES (?, ?, 'in', ?, 'received', NULL, ?, ?)",
                                      (message_id, peer_ip, text, now, now))
-            return self._row((message_id, "in", peer_ip)), cursor.rowcount == 1
+            row = self._row((message_id, "in", peer_ip))
+            if cursor.rowcount == 1:
+                self._prune(peer_ip)
+            return row, cursor.rowcount == 1
+
+    def _prune(self, peer_ip: str) -> None:
+        """Drop the oldest received messages past KEEP_PER_PEER of this peer's and KEEP_IN_ALL."""
+        self.db.execute("DELETE FROM message WHERE rowid IN (SELECT rowid FROM message WHERE direction='in' "
+                        "AND peer_ip=? ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
+                        (peer_ip, KEEP_PER_PEER))
+        self.db.execute("DELETE FROM message WHERE rowid IN (SELECT rowid FROM message WHERE direction='in' "
+                        "ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)", (KEEP_IN_ALL,))
 
     def get_outgoing(self, message_id: str) -> dict | None:
         with self.lock:

@@ -2,8 +2,9 @@
 
 Owns the connections between chat daemons and their failures: `send` turns every way a
 delivery can fail into a `SendFailed` with a reason a person can read. A connection from an
-address that is not a current peer is refused; oversized, malformed or junk frames close the
-connection with a log line and the daemon keeps serving. Frames are `chat.protocol`'s; what a
+address that is not a current peer is refused, and so is a peer past its share (a few
+connections at a time, a conversation's rate of messages); oversized, malformed or junk frames
+close the connection with a log line and the daemon keeps serving. Frames are `chat.protocol`'s; what a
 message means and where it is stored is not known here.
 """
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
+from collections import Counter
 
 from chat import protocol
+from meshcommon.plumbing.budget import Budgets
 from meshcommon.plumbing.events import emit
 
 PORT = 7000
@@ -58,28 +61,55 @@ async def send(peer_ip: str, message: protocol.Message, port: int = PORT, timeou
         writer.close()
 
 
-class Receiver:
-    """Accepts messages from current peers only; `on_message(peer_ip, message)` stores them."""
+CONNECTIONS_PER_PEER = 4  # open at once from one peer: a sender needs one at a time
+MESSAGES_BURST, MESSAGES_PER_SECOND = 30, 2.0  # what one peer may send: a conversation, not a flood
 
-    def __init__(self, is_peer, on_message):
+
+class Receiver:
+    """Accepts messages from current peers only, each peer with a few connections at a time and
+    a bounded rate; `on_message(peer_ip, message)` stores them. A peer over its share is refused
+    (its message unacknowledged, so its sender sees the failure), and logged once until it is
+    within its share again."""
+
+    def __init__(self, is_peer, on_message, clock=time.monotonic):
         self.is_peer = is_peer
         self.on_message = on_message
+        self.clock = clock
+        self.open: Counter[str] = Counter()
+        self.rates = Budgets(MESSAGES_BURST, MESSAGES_PER_SECOND)
+        self.refused: set[str] = set()  # peers over their share, logged already
+
+    def _refuse(self, source: str, reason: str) -> None:
+        if source not in self.refused:
+            self.refused.add(source)
+            emit("chat_refused", peer=source, reason=reason)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         source = writer.get_extra_info("peername")[0]
+        self.open[source] += 1
         try:
             if not self.is_peer(source):
                 emit("chat_refused", peer=source, reason="not a current peer")
+                return
+            if self.open[source] > CONNECTIONS_PER_PEER:
+                self._refuse(source, f"more than {CONNECTIONS_PER_PEER} connections at once")
                 return
             while True:
                 try:
                     message = await read_frame(reader, protocol.Message, 30.0)
                 except asyncio.IncompleteReadError:
                     return  # the sender closed: normal end
+                if not self.rates.take(source, self.clock()):
+                    self._refuse(source, f"more than {MESSAGES_PER_SECOND:g} messages a second")
+                    return
+                self.refused.discard(source)
                 await self.on_message(source, message)
                 writer.write(protocol.encode(protocol.Ack(message.id)))
                 await writer.drain()
         except (protocol.ProtocolError, TimeoutError, ConnectionError) as exc:
             emit("chat_connection_closed", peer=source, reason=str(exc) or type(exc).__name__)
         finally:
+            self.open[source] -= 1
+            if not self.open[source]:
+                del self.open[source]
             writer.close()

@@ -77,18 +77,21 @@ class Retry:
             raise falcon.HTTPNotFound(title="unknown message", description=str(exc)) from None
 
 
+SUBSCRIBER_QUEUE = 256  # updates a page may leave unread before it is dropped (its browser reconnects)
+
+
 class Events:
     def __init__(self, chat: Chat):
         self.chat = chat
 
     async def on_get(self, req, resp):
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
         self.chat.subscribers.add(queue)
 
         async def stream():
             try:
                 yield SSEvent(event="state", data=json.dumps(self.chat.state()).encode())
-                while True:
+                while queue in self.chat.subscribers or not queue.empty():
                     try:
                         kind, data = await asyncio.wait_for(queue.get(), 15)
                     except TimeoutError:

@@ -23,7 +23,6 @@ from control.registry.challenges import Challenges
 from control.registry.join_tokens import JoinTokens
 from control.registry.written import T, Written
 from control.rules import ipam, pair_health, tokens
-from control.rules.budget import Budgets
 from control.rules.errors import (
     AddressSpaceExhausted,
     InvalidRequest,
@@ -45,6 +44,7 @@ from control.store import changes, mesh_state, nodes, notify
 from control.store import db as database
 from meshcommon.contract.addresses import host
 from meshcommon.contract.wire import ChallengeAnswer
+from meshcommon.plumbing.budget import Budgets
 from meshcommon.plumbing.events import emit
 
 ENROL_ATTEMPTS = 20  # picks of a mesh IP and node id before giving up on conflicts with other writers

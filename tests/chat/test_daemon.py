@@ -125,3 +125,15 @@ def test_without_an_agent_the_state_says_so(tmp_path):
 def test_the_pointer_file_is_private(tmp_path):
     write_pointer(tmp_path, "http://127.0.0.1:7080", "t0ken")
     assert stat.S_IMODE((tmp_path / "chat.json").stat().st_mode) == 0o600
+
+
+def test_a_page_that_stops_reading_is_dropped_not_grown(tmp_path, caplog):
+    chat = Chat(tmp_path, Store(tmp_path / "chat.db"))
+    stalled, reading = asyncio.Queue(maxsize=3), asyncio.Queue(maxsize=3)
+    chat.subscribers |= {stalled, reading}
+    for i in range(5):
+        chat.publish("message", {"n": i})
+        while not reading.empty():
+            reading.get_nowait()
+    assert chat.subscribers == {reading} and stalled.qsize() == 3
+    assert len([r for r in caplog.records if r.getMessage() == "chat_subscriber_dropped"]) == 1

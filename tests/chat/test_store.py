@@ -43,3 +43,18 @@ def test_a_message_still_sending_at_a_restart_is_failed_and_kept(tmp_path, store
     restarted.fail_unfinished()
     states = {m["text"]: (m["state"], m["reason"]) for m in restarted.history(OTHER)}
     assert states == {"pending": ("failed", "interrupted by a restart"), "done": ("delivered", None)}
+
+
+def test_received_messages_are_kept_up_to_a_quota_per_peer_and_in_all(store, monkeypatch):
+    from chat import store as stores
+    monkeypatch.setattr(stores, "KEEP_PER_PEER", 5)
+    monkeypatch.setattr(stores, "KEEP_IN_ALL", 8)
+    for i in range(20):
+        store.incoming(f"a{i:03d}", "100.64.0.2", f"from a {i}")
+    store.outgoing("o1", "100.64.0.2", "mine")  # what this node sent is never pruned
+    assert [m["text"] for m in store.history("100.64.0.2")] == [f"from a {i}" for i in range(15, 20)] + ["mine"]
+    for i in range(6):
+        store.incoming(f"b{i:03d}", "100.64.0.3", f"from b {i}")
+    kept = store.history("100.64.0.2") + store.history("100.64.0.3")
+    assert sum(m["direction"] == "in" for m in kept) == 8  # the oldest went first
+    assert [m["text"] for m in store.history("100.64.0.3")] == [f"from b {i}" for i in range(1, 6)]

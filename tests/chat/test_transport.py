@@ -74,3 +74,38 @@ async def test_an_ack_for_another_message_is_a_failure():
             await transport.send(LOOPBACK, message(), server.sockets[0].getsockname()[1], timeout=2)
     finally:
         server.close()
+
+
+async def test_a_peer_over_its_rate_is_refused_and_logged_once(caplog):
+    received: list = []
+    async with receiving(lambda ip: True, received) as port:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        acked = 0
+        try:
+            for i in range(transport.MESSAGES_BURST + 10):
+                writer.write(protocol.encode(message(f"flood {i}", f"m{i:09d}")))
+                await writer.drain()
+                await transport.read_frame(reader, protocol.Ack, 2)
+                acked += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+        with pytest.raises(transport.SendFailed):  # still over: refused again, not logged again
+            await transport.send(LOOPBACK, message("again", "x0000000001"), port, timeout=2)
+    assert acked == len(received) == transport.MESSAGES_BURST
+    assert [r.reason for r in caplog.records if r.getMessage() == "chat_refused"] == ["more than 2 messages a second"]
+
+
+async def test_a_peer_holds_a_few_connections_at_once():
+    received: list = []
+    async with receiving(lambda ip: True, received) as port:
+        held = [await asyncio.open_connection(LOOPBACK, port) for _ in range(transport.CONNECTIONS_PER_PEER)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(transport.SendFailed, match="connection failed"):
+            await transport.send(LOOPBACK, message(), port, timeout=2)
+        held[0][1].close()
+        await asyncio.sleep(0.05)
+        await transport.send(LOOPBACK, message(), port, timeout=2)  # a place is free again
+        for _, writer in held[1:]:
+            writer.close()
+    assert received == [(LOOPBACK, "hello")]

@@ -1,9 +1,10 @@
-"""Token buckets: how often one node may change what every other node is sent. Pure (time passed in).
+"""Token buckets: how often one party may do what costs everyone else. Pure (the time is passed in).
 
-Owns the rule that bounds one node's churn: a bucket of `capacity` changes, refilled at
-`per_second`, one per key (a node id). A node that empties its bucket is refused until a change
-has dripped back in, so no node can flood every watcher with revisions, while the few changes a
-real node makes (a restart at a new address, a rename) always pass.
+Owns the rule that bounds one party's churn (a node changing its own record, which every watcher
+is sent; a chat peer sending messages): a bucket of `capacity` actions per key, refilled at
+`per_second`. A key that empties its bucket is refused until an action has dripped back in, so
+nobody floods the others, while the few actions a real party takes (a restart at a new address,
+a rename, a conversation) always pass.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Token buckets per node (pure): a burst passes, then one change per refill interval."""
-from control.rules.budget import Budgets
+from meshcommon.plumbing.budget import Budgets
 
 
 def test_a_burst_passes_then_changes_drip_back_one_by_one():
