@@ -72,8 +72,11 @@ def node_rows(nodes: list[dict], now: float) -> list[list[str]]:
             for n in nodes]
 
 
-def pair_rows(pairs: list[dict], now: float) -> list[list[str]]:
-    return [[p["names"][0], p["names"][1], ago(now, p["since"]), p["reason"],
+def pair_rows(pairs: list[dict], now: float, duplicates: frozenset[str] = frozenset()) -> list[list[str]]:
+    """One row per pair; a name more than one node has (`duplicates`) is marked with a trailing *."""
+    def name(text: str) -> str:
+        return text + (" *" if text in duplicates else "")
+    return [[name(p["names"][0]), name(p["names"][1]), ago(now, p["since"]), p["reason"],
              ", ".join(p["reported_by"]), " ".join(p["nodes"])] for p in pairs]
 
 

@@ -96,14 +96,18 @@ def cmd_nodes(args) -> int:
 
 def cmd_health(args) -> int:
     """The pairs of nodes without a working tunnel now; exit 1 when there are any (for scripts)."""
-    data = Admin(args).request("GET", "/v1/mesh/health").json()
+    admin = Admin(args)
+    data = admin.request("GET", "/v1/mesh/health").json()
     if args.json:
         print_json({"pairs": data["pairs"]})
     elif data["pairs"]:
+        duplicates = frozenset(duplicate_names(admin.request("GET", "/v1/nodes").json()["nodes"]))
         print_table(["NODE A", "NODE B", "DOWN SINCE", "REASON", "REPORTED BY", "IDS"],
-                    pair_rows(data["pairs"], time.time()))
+                    pair_rows(data["pairs"], time.time(), duplicates))
         say(f"revision {safe(data['revision'])}: {len(data['pairs'])} pairs without a working tunnel "
             f"(nothing received for {safe(data['bound'])} s)")
+        if duplicates & {name for pair in data["pairs"] for name in pair["names"]}:
+            say("names used by more than one node are marked *: tell them apart by IDS")
     else:
         say(f"revision {safe(data['revision'])}: every tunnel works")
     return EXIT_FAILED if data["pairs"] else 0

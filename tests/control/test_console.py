@@ -58,6 +58,12 @@ def test_pair_rows_name_both_nodes_since_when_and_why():
     assert pair_rows([pair], now=130.0) == [["a", "b", "30s ago", "nothing received", "n1", "n1 n2"]]
 
 
+def test_pair_rows_mark_a_name_another_node_has_too():
+    pair = {"nodes": ["n1", "n2"], "names": ["db", "web"], "since": 100.0, "reason": "no handshake",
+            "reported_by": ["n2"]}
+    assert pair_rows([pair], now=130.0, duplicates=frozenset({"db"}))[0][:2] == ["db *", "web"]
+
+
 def test_token_rows():
     token = {"id": "t1", "state": "active", "reusable": True, "uses": 2, "expires_at": None, "description": "ci"}
     assert token_rows([token]) == [["t1", "active", "yes", "2", "never", "ci"]]
