@@ -39,10 +39,11 @@ def test_the_link_is_up_and_wireguard_listens_on_its_port(host):
 
 
 def test_secrets_on_the_node_are_private(host):
-    for path in ("/var/lib/meshvpn/private.key", "/var/lib/meshvpn/node.json", "/etc/meshvpn/join.token",
+    for path in ("/var/lib/meshvpn/private.key", "/var/lib/meshvpn/node.json",
                  "/etc/meshvpn/agent.yml", "/var/lib/meshvpn/chat.json"):
         secret = host.file(path)
         assert secret.exists and secret.mode == 0o600 and secret.user == "root", path
+    assert not host.file("/etc/meshvpn/join.token").exists, "an enrolled node keeps no join token"
     assert host.file("/var/lib/meshvpn").mode == 0o700
     assert host.file("/var/lib/meshvpn/agent.sock").mode & 0o077 == 0
 
