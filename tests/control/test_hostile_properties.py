@@ -1,11 +1,13 @@
 """Properties over hostile input: nothing a node or a token holder sends to register or heartbeat
 can make a later valid heartbeat of another node fail, or the control plane answer 5xx."""
+import ipaddress
 import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from control.rules.reflexive import client_address
 from control.store.models import Node
 from testbed.enrol import new_key
 from tests.control.support import bearer
@@ -25,13 +27,20 @@ raw = st.sampled_from([b'{"applied_revision": 1e999}', b'{"applied_revision": Na
                        b'{"tunnels_down": [{"node_id": "a", "down_for": -1e999, "reason": "no_traffic"}]}',
                        b'{"applied_revision": 1' + b"0" * 400 + b"}",
                        b"\xff\xfe", b'{"applied_revision": 1, "applied_revision": 99999999999999999999}'])
+# Nesting far deeper than any decoder recurses, inside any field or at the top.
+CLOSERS = {b"[": b"]", b'{"a":': b"}"}
+deep = st.builds(lambda depth, opener, inner: opener * depth + inner + CLOSERS[opener] * depth,
+                 st.integers(100, 200_000), st.sampled_from(list(CLOSERS)), st.sampled_from([b"1.0", b"null", b'"x"']))
+nested = st.builds(lambda field, body: b'{"' + field + b'": ' + body + b"}",
+                   st.sampled_from([b"applied_revision", b"tunnels_down", b"name", b"public_key", b"endpoint", b"x"]),
+                   deep) | deep
 heartbeats = (st.fixed_dictionaries({}, optional={"applied_revision": json_values | numbers,
                                                   "tunnels_down": tunnels_down})
-              | json_values | raw)
+              | json_values | raw | nested)
 registrations = (st.fixed_dictionaries({"public_key": texts, "name": texts},
                                        optional={"listen_port": json_values | numbers, "endpoint": texts,
                                                  "nonce": texts, "proof": texts})
-                 | json_values | raw)
+                 | json_values | raw | nested)
 HOSTILE = settings(max_examples=60, deadline=None,
                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -77,3 +86,15 @@ async def test_no_registration_body_hurts_another_node(control, body, use_node_t
 
 def test_new_key_is_a_real_key_pair():
     assert len(new_key()) == 44
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(0, 1 << 20), shape=st.sampled_from(["spaces", "proxies", "entries", "garbage"]),
+       tail=st.sampled_from(["", ", 203.0.113.9", ", 10.9.0.2", ",", " ,x"]))
+def test_any_forwarded_for_header_from_a_trusted_proxy_is_an_address_or_none(size, shape, tail):
+    trusted = (ipaddress.ip_network("10.9.0.0/16"),)
+    header = {"spaces": " " * size, "proxies": ("10.9.0.2, " * (size // 10 + 1))[:size],
+              "entries": ("203.0.113.9, " * (size // 13 + 1))[:size],
+              "garbage": ("\x7f,%$[" * (size // 5 + 1))[:size]}[shape] + tail
+    found = client_address("10.9.0.1", header, trusted)
+    assert found is None or ipaddress.ip_address(found)
