@@ -66,6 +66,7 @@ bench: setup
 	$(BIN)/python bench/convergence.py --nodes 50
 	$(BIN)/python bench/stream_churn.py
 	$(BIN)/python bench/proxy_memory.py
+	$(BIN)/python bench/revision_flood.py
 	$(BIN)/python bench/plot_control_scale.py bench/results/control_scale-*.json
 
 clean: down
