@@ -117,8 +117,8 @@ class Session:
 
     def _persist(self) -> None:
         """Write the netmap cache now, or if it was written less than `cache_every` seconds ago, once
-        that much time has passed (the map held then): a flood of revisions costs a write every few
-        seconds, not two fsyncs each; a restart loses at most those seconds, and asks for them."""
+        that much time has passed (the map held then): a flood of revisions costs a write a second,
+        not two fsyncs each; a crash loses at most that second of changes, and asks for them again."""
         if self._cache_timer is not None:
             return  # a write is due already, and takes the map held then
         loop = asyncio.get_running_loop()

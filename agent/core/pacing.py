@@ -12,7 +12,7 @@ ENROLLING_CAP = 10.0  # s: the longest wait between attempts of a node not enrol
 REFUSED_CAP = 30.0  # s: after a refusal (4xx, no join token): a person has to act first
 WATCH_CAP = 5.0  # s: between reconnections of the netmap stream
 HEARTBEAT_TIMEOUT_FLOOR, HEARTBEAT_TIMEOUT_CAP = 0.5, 10.0  # s: one heartbeat's wait for its answer
-CACHE_EVERY = 5.0  # s: between writes of the netmap cache, at least (a restart asks for what it missed)
+CACHE_EVERY = 1.0  # s: between writes of the netmap cache, at least (a restart asks for what it missed)
 PASS_EVERY = 0.1  # s: between reconcile passes, at least, while netmaps keep coming (one pass takes them all)
 
 
