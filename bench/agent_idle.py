@@ -24,13 +24,10 @@ Results: bench/results/agent_idle-<run id>.json; --json prints the same object.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import record
 from testbed import lab as labs
 from testbed.meshlab import Node, all_ping, converged, on_lab, wait_for
+from testbed.revisions import export
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
@@ -66,15 +64,6 @@ class OtherSourceNode(Node):
             args += ["--control", url]
         self.proc = self.host.popen(args, self.log)
         return self
-
-
-def export(revision: str, into: Path) -> Path:
-    """`agent/` and `meshcommon/` of `revision`, unpacked under `into` (the repository is only read)."""
-    data = subprocess.run(["git", "archive", revision, "agent", "meshcommon"], cwd=ROOT, capture_output=True,
-                          check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(into, filter="data")
-    return into
 
 
 def writes(node: Node) -> dict | None:
@@ -124,7 +113,7 @@ def run(args) -> dict:
         nodes = [Node(lab.add_host(f"n{i}"), tmp_path / f"state-n{i}", [control.url], token_file).start()
                  for i in range(args.nodes)]
         if args.compare:
-            source = export(args.compare, tmp_path / "source")
+            source = export(args.compare, tmp_path / "source", "agent", "meshcommon")
             nodes += [OtherSourceNode(lab.add_host(f"o{i}"), tmp_path / f"state-o{i}", [control.url], token_file,
                                       source=source).start() for i in range(args.nodes)]
         try:

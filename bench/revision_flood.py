@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -45,18 +42,9 @@ from meshcommon.contract import keys
 from meshcommon.contract.wire import FullNetmap, NodeView
 from testbed.control_process import ControlProcess
 from testbed.enrol import auth, new_key, register_sync
+from testbed.revisions import export
 
-ROOT = Path(__file__).resolve().parents[1]
 V0_2_0 = "7d0dd0bac201f132a4a6ac51b6461866dacee130"  # release 0.2.0: before the hostile-input fixes
-
-
-def export(revision: str, into: Path) -> Path:
-    """`control/` and `meshcommon/` of `revision`, unpacked under `into`."""
-    data = subprocess.run(["git", "archive", revision, "control", "meshcommon"], cwd=ROOT, capture_output=True,
-                          check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(into, filter="data")
-    return into
 
 
 def control_of(source: Path | None, state_dir: Path) -> ControlProcess:
@@ -186,7 +174,7 @@ def per_revision(stream: list, remember: bool) -> dict:
 def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="revision-flood-") as tmp:
         tmp_path = Path(tmp)
-        source = export(args.before, tmp_path / "before")
+        source = export(args.before, tmp_path / "before", "control", "meshcommon")
         before = control_side(source, tmp_path / "before-state", args)
         after = control_side(None, tmp_path / "after-state", args)
     agent = agent_side(args.peers, args.revisions)
