@@ -40,7 +40,6 @@ from testbed import lab as labs
 from testbed.meshlab import Node, all_ping, converged, on_lab, wait_for
 from testbed.revisions import export
 
-ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
 # `meshagent` from another copy of the source: the work tree's editable install would win over
 # PYTHONPATH, so its finder is dropped first.
