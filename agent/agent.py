@@ -63,7 +63,7 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self.session.flush_cache()
+            self.session.cache.flush()
             await self.client.close()
 
     def stop(self) -> None:

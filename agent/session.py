@@ -23,8 +23,9 @@ import msgspec
 from agent.client import Gone, Refused, TemporaryError
 from agent.core import intake
 from agent.core.model import ControlStatus, Identity, Netmap
-from agent.core.pacing import CACHE_EVERY, REFUSED_CAP, WATCH_CAP, heartbeat_timeout, retry_cap
+from agent.core.pacing import REFUSED_CAP, WATCH_CAP, heartbeat_timeout, retry_cap
 from agent.core.settings import AgentSettings
+from agent.netmap_cache import NetmapCache
 from agent.statedir import StateDir
 from meshcommon.contract.wire import HeartbeatAnswer, Registered
 from meshcommon.plumbing.backoff import Backoff
@@ -64,12 +65,11 @@ class Session:
     changed: asyncio.Event = field(init=False, default_factory=asyncio.Event)  # set on each new netmap
     streaming_from: str | None = field(init=False, default=None)  # the control URL of the netmap stream
     moved: asyncio.Event = field(init=False, default_factory=asyncio.Event)  # heartbeats left that URL
-    cache_every: float = CACHE_EVERY  # seconds between writes of the netmap cache, at least
-    _cache_timer: asyncio.TimerHandle | None = field(init=False, default=None, repr=False)
-    _cache_written_at: float = field(init=False, default=float("-inf"), repr=False)
+    cache: NetmapCache = field(init=False)  # netmap.json, written at most once a second
 
     def __post_init__(self) -> None:
         self.identity = self.state.identity()
+        self.cache = NetmapCache(self.state, lambda: self.received if self.identity is not None else None)
 
     @property
     def node_id(self) -> str | None:
@@ -111,34 +111,9 @@ class Session:
             if known.get(node_id) != reason:  # logged once, not again with every revision
                 emit("peer_rejected", node=self.node_id, peer=node_id, reason=reason, revision=netmap.revision)
         self.received, self.netmap = received, netmap
-        self._persist()
+        self.cache.persist()
         self.changed.set()
         return True
-
-    def _persist(self) -> None:
-        """Write the netmap cache now, or if it was written less than `cache_every` seconds ago, once
-        that much time has passed (the map held then): a flood of revisions costs a write a second,
-        not two fsyncs each; a crash loses at most that second of changes, and asks for them again."""
-        if self._cache_timer is not None:
-            return  # a write is due already, and takes the map held then
-        loop = asyncio.get_running_loop()
-        wait = self._cache_written_at + self.cache_every - loop.time()
-        if wait <= 0:
-            self._write_cache()
-        else:
-            self._cache_timer = loop.call_later(wait, self._write_cache)
-
-    def _write_cache(self) -> None:
-        self._cache_timer = None
-        if self.received is not None and self.identity is not None:
-            self.state.save_netmap(intake.cache_bytes(self.received))
-            self._cache_written_at = asyncio.get_running_loop().time()
-
-    def flush_cache(self) -> None:
-        """Write a netmap cache that is due now (the agent is stopping)."""
-        if self._cache_timer is not None:
-            self._cache_timer.cancel()
-            self._write_cache()
 
     def _clear_peers(self) -> None:
         """Removed from the mesh: keep the interface, drop every peer (they dropped us)."""
@@ -238,9 +213,7 @@ class Session:
     def _forget_identity(self) -> None:
         """The control plane no longer knows this node (removed by an admin): enroll anew."""
         self.identity = None
-        if self._cache_timer is not None:
-            self._cache_timer.cancel()  # a cache of a mesh this node is no longer in: never written
-            self._cache_timer = None
+        self.cache.cancel()  # a map of a mesh this node is no longer in: never written
         self.state.forget_identity()
 
     async def _heartbeats(self, identity: Identity) -> None:

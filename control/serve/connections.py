@@ -8,9 +8,8 @@ cheap per request: `http_parser`, by default httptools when it is installed):
   the connection is answered 408 (if part of a request came) and closed;
 - connection cap: at `max_connections` open connections requests are answered 503 (uvicorn's
   `limit_concurrency`) and further connections are closed as soon as they are accepted; a client
-  address (an IPv6 one counted by its /64) may hold at most `max_connections_per_address` of
-  them, so one client cannot take all (a trusted proxy's address is exempt: every node behind it
-  shares it, and the proxy bounds them);
+  (an IPv6 one by its /64) holds at most `max_connections_per_address` of them, so one cannot take
+  all (a trusted proxy is exempt: every node behind it shares its address, the proxy bounds them);
 - write timeout: a connection whose client stopped reading (writes paused for `write_timeout`)
   is aborted, so a slow reader holds neither a connection nor its buffered responses for long;
 - a response sent before its request body was read closes the connection;

@@ -212,7 +212,7 @@ async def test_watch_answers_reach_the_netmap_the_cache_and_the_reconciler(tmp_p
     assert [call[2] for call in control.calls if call[0] == "watch"][:2] == [None, 5]
     assert [p.node_id for p in made.netmap.peers] == ["b"] and made.changed.is_set()
     assert made.delays[0] == 0.5  # the stream answered, so the reconnection waits the shortest time
-    made.flush_cache()  # what a stopping agent does; a running one writes it within CACHE_EVERY
+    made.cache.flush()  # what a stopping agent does; a running one writes it within CACHE_EVERY
     cached = intake.netmap_of(intake.from_cache(made.state.netmap()))
     assert cached == made.netmap
 
@@ -375,9 +375,9 @@ async def test_an_unexpected_failure_is_logged_and_the_session_starts_over(tmp_p
     assert len(events(caplog, "session_failed")) == 1 and made.delays[0] == 0.5
 
 
-async def test_a_flood_of_netmaps_writes_the_cache_every_few_seconds_the_latest_and_once_more_on_stop(tmp_path):
+async def test_a_flood_of_netmaps_writes_the_cache_once_a_second_the_latest_and_once_more_on_stop(tmp_path):
     made = session(tmp_path, FakeControl(), enrolled=identity())
-    made.cache_every = 0.2
+    made.cache.every = 0.2
     writes: list[bytes] = []
     made.state.save_netmap = writes.append
     made.take(full(4, [A]))
@@ -388,9 +388,9 @@ async def test_a_flood_of_netmaps_writes_the_cache_every_few_seconds_the_latest_
     await asyncio.sleep(0.3)
     assert len(writes) == 2 and b'"revision":104' in writes[-1]  # then the latest, once
     made.take(full(105, [A]))
-    made.flush_cache()  # stopping: what is due is written now
+    made.cache.flush()  # stopping: what is due is written now
     assert len(writes) == 3 and b'"revision":105' in writes[-1]
-    made.flush_cache()
+    made.cache.flush()
     assert len(writes) == 3
 
 
