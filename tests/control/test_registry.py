@@ -4,10 +4,12 @@ import logging
 import msgspec
 import pytest
 
+from control import config
 from control.registry.registry import Registry
 from control.rules import ipam, tokens
 from control.rules.errors import KeyTaken, NotFound, ProofRejected, Unauthorized
 from control.rules.records import HeartbeatReport, JoinTokenRequest, Registration, RegistrySettings, TunnelDown
+from control.store import db
 from testbed.enrol import new_key, proven
 from tests.control.support import FakeClock, Ids
 
@@ -130,10 +132,18 @@ def test_load_is_full_from_nothing_and_partial_from_a_retained_revision(mesh):
     assert (view.node_id, view.mesh_ip, token_hash) == (b.id, b.mesh_ip, b.token_hash)
 
 
-def test_a_nearly_full_store_keeps_every_node_alive_and_drops_only_the_report_it_cannot_hold(mesh, store, caplog):
-    if not store.startswith("sqlite"):
-        pytest.skip("fills the store with SQLite's max_page_count; PostgreSQL says disk full by SQLSTATE 53100")
-    from control.store import db
+@pytest.fixture
+def sqlite_mesh(tmp_path):
+    """A mesh on SQLite only: the store is filled with SQLite's max_page_count (PostgreSQL says disk
+    full by SQLSTATE 53100, which `test_db.py` classifies)."""
+    db.connect(config.sqlite_url(tmp_path / "control.db"))
+    db.migrate()
+    yield Mesh()
+    db.db.close()
+
+
+def test_a_nearly_full_store_keeps_every_node_alive_and_drops_only_the_report_it_cannot_hold(sqlite_mesh, caplog):
+    mesh = sqlite_mesh
     token = mesh.join_token(reusable=True)
     big, small, other = (mesh.enrol(token, name).node.id for name in ("big", "small", "other"))
     pages = db.db.execute_sql("PRAGMA page_count").fetchone()[0]
