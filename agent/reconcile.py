@@ -130,7 +130,7 @@ class Reconciler:
         keep coming, passes are PASS_EVERY apart at least: one pass takes every netmap that came
         meanwhile, so a flood of revisions costs ten passes a second, not one per revision."""
         loop = asyncio.get_running_loop()
-        passed_at = float("-inf")
+        passed_at = checked_at = float("-inf")  # the last pass begun, and the last that read the system
         while True:
             due = self.next_due()
             wait = RECHECK_INTERVAL if due is None else min(RECHECK_INTERVAL, due + 0.05)
@@ -145,10 +145,11 @@ class Reconciler:
             netmap = current()
             if netmap is None:
                 continue
-            if triggered and self.unchanged_but_revision(netmap):
+            if triggered and self.unchanged_but_revision(netmap) and loop.time() - checked_at < RECHECK_INTERVAL:
                 self.applied_revision = netmap.revision  # nothing on this node to read or write
                 self.reconciled = netmap
                 continue
+            checked_at = loop.time()
             try:
                 await asyncio.to_thread(self.reconcile, netmap, triggered)  # the only caller: no lock
             except Exception as exc:  # a failed pass is retried on the next one

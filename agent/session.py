@@ -22,6 +22,7 @@ import msgspec
 
 from agent.client import Gone, Refused, TemporaryError
 from agent.core import intake
+from agent.core.endpoints import advertisable
 from agent.core.model import ControlStatus, Identity, Netmap
 from agent.core.pacing import REFUSED_CAP, WATCH_CAP, heartbeat_timeout, retry_cap
 from agent.core.settings import AgentSettings
@@ -194,8 +195,8 @@ class Session:
 
     async def _body(self) -> dict:
         # Endpoint discovery uses blocking DNS and netlink: a worker thread, never the event loop's.
-        endpoint = self.settings.endpoint or await asyncio.to_thread(
-            self.find_endpoint, self.client.url, self.settings.listen_port)
+        endpoint = self.settings.endpoint or advertisable(await asyncio.to_thread(
+            self.find_endpoint, self.client.url, self.settings.listen_port), self.netmap)
         return {"public_key": self.public_key, "name": self.settings.name,
                 "listen_port": self.settings.listen_port, "endpoint": endpoint}
 

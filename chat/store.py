@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS message (
     PRIMARY KEY (id, direction, peer_ip)
 );
 CREATE INDEX IF NOT EXISTS message_peer ON message (peer_ip, created_at);
+CREATE INDEX IF NOT EXISTS message_received ON message (direction, created_at);
 """
 # Received messages kept, per peer and in all: a peer's chat can never fill the disk this node's
 # agent keeps its state on (at most 5,000 frames of 16 KiB, 80 MB); the oldest go first.

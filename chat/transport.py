@@ -99,10 +99,12 @@ class Receiver:
                     message = await read_frame(reader, protocol.Message, 30.0)
                 except asyncio.IncompleteReadError:
                     return  # the sender closed: normal end
-                if not self.rates.take(source, self.clock()):
+                now = self.clock()
+                if not self.rates.take(source, now):
                     self._refuse(source, f"more than {MESSAGES_PER_SECOND:g} messages a second")
                     return
-                self.refused.discard(source)
+                if self.rates.level(source, now) >= MESSAGES_BURST / 2:  # within its share again
+                    self.refused.discard(source)
                 await self.on_message(source, message)
                 writer.write(protocol.encode(protocol.Ack(message.id)))
                 await writer.drain()

@@ -86,9 +86,9 @@ class Events:
 
     async def on_get(self, req, resp):
         queue: asyncio.Queue = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
-        self.chat.subscribers.add(queue)
 
         async def stream():
+            self.chat.subscribers.add(queue)  # here, not before: a stream never started subscribes nothing
             try:
                 yield SSEvent(event="state", data=json.dumps(self.chat.state()).encode())
                 while queue in self.chat.subscribers or not queue.empty():

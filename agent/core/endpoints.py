@@ -15,10 +15,12 @@ what opens port-preserving NATs. Must not do I/O or read the clock: `now` is pas
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.core.model import PeerStats
+from agent.core.model import Netmap, PeerStats
+from meshcommon.contract import endpoint as endpoint_rule
 from meshcommon.contract.addresses import behind_nat, host
 from meshcommon.contract.timings import HANDSHAKE_FRESH
 from meshcommon.contract.wire import NodeView
@@ -52,6 +54,19 @@ class Choice:
     endpoint: str | None
     attempt: Attempt | None
     switched: bool = False
+
+
+def advertisable(found: str | None, netmap: Netmap | None) -> str | None:
+    """A discovered endpoint the control plane and the peers can use, else None (peers then reach
+    this node at its reflexive endpoint): a control URL reached over the mesh, or by a link-local
+    route, yields an address that is refused as an endpoint, and a refused registration would keep
+    this node out of the mesh."""
+    if found is None or not endpoint_rule.is_valid(found):
+        return None
+    address = host(found)
+    if netmap is not None and address is not None and address in ipaddress.ip_network(netmap.mesh_prefix):
+        return None
+    return found
 
 
 def candidates(peer: NodeView, me: NodeView) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ owns the format of the cached map (`netmap.json`). Must not do I/O.
 """
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -41,6 +40,11 @@ class Received:
     mesh_prefix: str
     me: NodeView
     entries: Mapping[str, msgspec.Raw] = field(default_factory=dict)  # node id -> entry as sent
+    # node id -> (entry, its check), carried from map to map: a revision's map is checked whole, and
+    # between two revisions nearly every entry is the same bytes, checked once (never more than the
+    # map has entries: `netmap_of` drops those it no longer holds).
+    checked: dict[str, tuple[bytes, NodeView | None, str | None]] = field(
+        default_factory=dict, compare=False, repr=False)
 
 
 class _Keyed(msgspec.Struct):
@@ -83,7 +87,8 @@ def receive(received: Received | None, answer: Answer) -> Received:
             raise BadNetmap(f"a delta since revision {answer.since} does not continue the map held "
                             f"(revision {held})")
     before = received.entries if received is not None else {}
-    return Received(answer.revision, answer.mesh_prefix, answer.self, fold(before, answer))
+    checked = received.checked if received is not None else {}
+    return Received(answer.revision, answer.mesh_prefix, answer.self, fold(before, answer), checked)
 
 
 def check_node(node: NodeView, prefix: Prefix) -> tuple[NodeView | None, str | None]:
@@ -112,18 +117,21 @@ def check_node(node: NodeView, prefix: Prefix) -> tuple[NodeView | None, str | N
 
 def check_entry(entry: msgspec.Raw, prefix: Prefix) -> tuple[NodeView | None, str | None]:
     """One raw peer entry as a checked NodeView, or the reason it is refused."""
-    return _checked(bytes(entry), prefix)
-
-
-# Every revision's map is checked whole, and between two revisions nearly every entry is the same
-# bytes: remembered, a flood of revisions costs a lookup per peer, not a decode and key check each.
-@functools.lru_cache(maxsize=4096)
-def _checked(entry: bytes, prefix: Prefix) -> tuple[NodeView | None, str | None]:
     try:
         node = msgspec.json.decode(entry, type=NodeView)
     except msgspec.DecodeError as exc:
         return None, f"malformed entry: {exc}"
     return check_node(node, prefix)
+
+
+def _checked(received: Received, node_id: str, prefix: Prefix) -> tuple[NodeView | None, str | None]:
+    entry = bytes(received.entries[node_id])
+    hit = received.checked.get(node_id)
+    if hit is not None and hit[0] == entry:
+        return hit[1], hit[2]
+    peer, reason = check_entry(msgspec.Raw(entry), prefix)
+    received.checked[node_id] = (entry, peer, reason)
+    return peer, reason
 
 
 def netmap_of(received: Received) -> Netmap:
@@ -137,8 +145,10 @@ def netmap_of(received: Received) -> Netmap:
         raise BadNetmap(f"netmap describes this node badly: {reason}")
     peers, rejected = [], []
     ips_taken, keys_taken = {me.mesh_ip: me.node_id}, {me.public_key: me.node_id}
+    for node_id in received.checked.keys() - received.entries.keys():
+        del received.checked[node_id]
     for node_id in sorted(received.entries):
-        peer, reason = check_entry(received.entries[node_id], prefix)
+        peer, reason = _checked(received, node_id, prefix)
         if peer is None:
             rejected.append((node_id, reason or "refused"))
         elif peer.node_id == me.node_id:

@@ -8,7 +8,6 @@ are raised as domain errors and turned into JSON by the app.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +28,12 @@ from control.rules import tokens
 from control.rules.errors import TooManyRequests, Unauthorized
 from control.rules.records import RegistrySettings
 
-# Netmap streams one node may hold open in one worker: an agent holds one, and for a moment a
-# second while it reconnects; a node holding thousands would hold a worker's connections and memory.
+# Netmap streams of one node in one worker: an agent holds one, and more only while connections it
+# left behind are not known dead yet (a path lost silently is noticed only at a send). Opening one
+# past STREAMS_PER_NODE ends the node's oldest (the newest is the live one); past STREAMS_HARD_CAP
+# (a node opening them faster than the old ones end) the new one is refused.
 STREAMS_PER_NODE = 4
+STREAMS_HARD_CAP = 8
 
 
 def tagged(resp: Any, media: Any, revision: int) -> None:
@@ -140,7 +142,7 @@ class NetmapResource:
     feed: RevisionFeed
     cache: MembershipCache
     keepalive: float  # seconds between comments on an idle stream: both ends notice a dead connection
-    streams: Counter[str] = field(default_factory=Counter)  # this worker's open streams by node
+    streams: dict[str, list[asyncio.Event]] = field(default_factory=dict)  # node -> its streams' ends, oldest first
 
     async def on_get(self, req, resp):
         node_id = await self.auth.node_for(bearer(req))
@@ -179,24 +181,32 @@ class NetmapResource:
         every stream would send its comment at the same moment, `keepalive` seconds after each
         change, and stall the worker for as long as a change's fan-out.
         """
-        if self.streams[node_id] >= STREAMS_PER_NODE:
+        open_ = self.streams.setdefault(node_id, [])
+        if len(open_) >= STREAMS_HARD_CAP:
             yield SSEvent(event="error", data=msgspec.json.encode(TooManyRequests(
-                f"{STREAMS_PER_NODE} netmap streams of this node are open here already").body()))
+                f"{STREAMS_HARD_CAP} netmap streams of this node are open here already").body()))
             return
-        self.streams[node_id] += 1
+        if len(open_) >= STREAMS_PER_NODE:
+            open_[len(open_) - STREAMS_PER_NODE].set()  # the oldest not already ended: a newer one replaces it
+        ended = asyncio.Event()
+        open_.append(ended)
         try:
-            async for event in self._events(node_id, since):
+            async for event in self._events(node_id, since, ended):
                 yield event
         finally:
-            self.streams[node_id] -= 1
-            if not self.streams[node_id]:
-                del self.streams[node_id]
+            open_.remove(ended)
+            if not open_:
+                self.streams.pop(node_id, None)
 
-    async def _events(self, node_id: str, since: int | None) -> AsyncIterator[SSEvent | None]:
+    async def _events(self, node_id: str, since: int | None, ended: asyncio.Event) -> AsyncIterator[SSEvent | None]:
         loop = asyncio.get_running_loop()
         keepalive_at = loop.time() + self.keepalive
         woken = False
         while not self.feed.closed:
+            if ended.is_set():  # replaced by a newer stream of this node (this one is most likely dead)
+                yield SSEvent(event="error", data=msgspec.json.encode(TooManyRequests(
+                    "a newer netmap stream of this node replaced this one").body()))
+                return
             if node_id not in self.cache.nodes:
                 yield SSEvent(event="error", data=msgspec.json.encode(Unauthorized("this node was removed").body()))
                 return

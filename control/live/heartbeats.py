@@ -18,7 +18,11 @@ from control.rules.records import HeartbeatReport, HeartbeatSent, TunnelDown
 from control.rules.reflexive import reflexive_endpoint
 from meshcommon.contract.addresses import Network
 from meshcommon.contract.wire import NodeView
+from meshcommon.plumbing.budget import Budgets
 from meshcommon.plumbing.events import emit
+
+MOVES_BURST = 10  # moves of its reflexive endpoint a node may make in a row
+MOVE_EVERY = 30.0  # seconds: and then one every so often
 
 
 def superseding(earlier: HeartbeatReport | None, later: HeartbeatReport | None) -> HeartbeatReport:
@@ -42,7 +46,10 @@ class HeartbeatBuffer:
         # A new source address counts once it has held this long: a node alternating between two
         # addresses would otherwise make a revision of every heartbeat.
         self.reflexive_hold = reflexive_hold
-        self.moving: dict[str, tuple[str | None, float]] = {}  # node id -> (new reflexive endpoint, seen since)
+        self.moving: dict[str, tuple[str | None, float, bool]] = {}  # node id -> (new endpoint, since, accepted)
+        # And a node may move this often: past its budget it stays where it was (runs of heartbeats
+        # from two addresses in turn would otherwise move it at every run).
+        self.moves = Budgets(MOVES_BURST, 1 / MOVE_EVERY)
         self.pending: dict[str, HeartbeatReport] = {}
         self._kick = asyncio.Event()
         self._closed = False
@@ -68,17 +75,19 @@ class HeartbeatBuffer:
 
     def settled(self, node_id: str, endpoint: str | None, view: NodeView, now: float) -> str | None:
         """The reflexive endpoint to record: a new one once the node's heartbeats have come from it
-        for `reflexive_hold` seconds (at once for a node coming back online), else the one it has."""
+        for `reflexive_hold` seconds and the node has a move to spend (at once for a node coming
+        back online), else the one it has. An accepted move stands until the cache shows it."""
         if endpoint == view.reflexive_endpoint or not view.online:
             self.moving.pop(node_id, None)
             return endpoint
         moving = self.moving.get(node_id)
         if moving is None or moving[0] != endpoint:
-            self.moving[node_id] = (endpoint, now)
-            moving = self.moving[node_id]
-        if now - moving[1] < self.reflexive_hold:
+            moving = self.moving[node_id] = (endpoint, now, False)
+        if moving[2]:
+            return endpoint
+        if now - moving[1] < self.reflexive_hold or not self.moves.take(node_id, now):
             return view.reflexive_endpoint
-        del self.moving[node_id]
+        self.moving[node_id] = (endpoint, moving[1], True)
         return endpoint
 
     def add(self, node_id: str, report: HeartbeatReport, urgent: bool) -> None:

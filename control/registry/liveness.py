@@ -26,6 +26,7 @@ def _log_disruption(under_way: bool) -> None:
     _disruption_logged = under_way
 
 
+FULL = "the store is full"
 DROPPED_LOGGED = 10  # nodes whose dropped heartbeat is logged by name in one batch
 Write = Callable[[Callable[[], Written[list[str]]]], list[str]]  # the registry's write: a transaction, announced
 
@@ -45,8 +46,11 @@ def record(batch: dict[str, HeartbeatReport], write: Write) -> list[str]:
     except Exception as exc:  # refused whole (full, or a value the store cannot hold), or down
         if database.unavailable(exc):
             raise Unavailable(f"store unavailable: {exc}") from None
-        dropped = {node_id: reason for node_id in sorted(batch)
-                   if (reason := _store_alone(node_id, batch[node_id])) is not None}
+        dropped: dict[str, str] = {}
+        for node_id in sorted(batch):
+            reason = _store_alone(node_id, batch[node_id]) if not store_full(dropped) else FULL
+            if reason is not None:
+                dropped[node_id] = reason
         for node_id, reason in list(dropped.items())[:DROPPED_LOGGED]:
             emit("heartbeat_dropped", node=node_id, reason=f"store refused it: {reason}")
         if len(dropped) > DROPPED_LOGGED:  # a full store refuses everyone's: one line, not one per node
@@ -58,6 +62,12 @@ def record(batch: dict[str, HeartbeatReport], write: Write) -> list[str]:
     if not returning and not moved:
         return []
     return write(lambda: _after(returning, moved))
+
+
+def store_full(dropped: dict[str, str]) -> bool:
+    """Whether the store refused a heartbeat even without its tunnels for want of space: the
+    others' small writes would fail too, so they are not tried one by one (two each)."""
+    return any(reason.startswith(FULL) for reason in dropped.values())
 
 
 def _store_alone(node_id: str, report: HeartbeatReport) -> str | None:
@@ -73,6 +83,8 @@ def _store_alone(node_id: str, report: HeartbeatReport) -> str | None:
         except Exception as exc:
             if database.unavailable(exc):
                 raise Unavailable(f"store unavailable: {exc}") from None
+            if attempt is not report and database.full(exc):
+                return f"{FULL}: {exc}"
             failure: Exception = exc
     return str(failure)
 

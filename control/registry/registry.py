@@ -71,6 +71,7 @@ class Registry:
         # How often a node may change its own record (name, key, endpoints) by re-registering.
         self.changes = Budgets(CHANGES_BURST, 1 / CHANGE_EVERY)
         self._changes_lock = threading.Lock()
+        self._throttled: set[str] = set()  # nodes past their budget, logged once
 
     def _write(self, fn: Callable[[], Written[T]]) -> T:
         """Run `fn` in a retried write transaction; announce the revision it reached, if any."""
@@ -182,8 +183,11 @@ class Registry:
                                   "endpoint": registration.endpoint, "listen_port": registration.listen_port,
                                   "reflexive_endpoint": registration.reflexive_endpoint}
         changed = {field: value for field, value in wanted.items() if getattr(node, field) != value}
-        if changed:
-            self._spend_change(node.id, now)
+        if changed and not self._spend_change(node.id, now):
+            if "public_key" in changed:
+                raise TooManyRequests(f"this node changed its registration {CHANGES_BURST} times in a row; a new "
+                                      f"key is taken in {self.changes.wait(node.id, now):.0f} s")
+            changed = {}  # answered for its liveness; its name and endpoints stay as they are for now
         if not changed and node.online:
             nodes.touch(node.id, now)
             return Written(Enrolled(dataclasses.replace(node, last_seen=now), bearer, mesh_state.revision()), None)
@@ -193,13 +197,18 @@ class Registry:
         node = dataclasses.replace(node, **changed, online=True, last_seen=now, changed_revision=revision)
         return Written(Enrolled(node, bearer, revision), revision)
 
-    def _spend_change(self, node_id: str, now: float) -> None:
+    def _spend_change(self, node_id: str, now: float) -> bool:
+        """Whether the node may change its own record now; its first refusal in a row is logged."""
         with self._changes_lock:
             if self.changes.take(node_id, now):
-                return
-            wait = self.changes.wait(node_id, now)
-        raise TooManyRequests(f"this node changed its registration {CHANGES_BURST} times in a row; the next change "
-                              f"is taken in {wait:.0f} s")
+                self._throttled.discard(node_id)
+                return True
+            first = node_id not in self._throttled
+            self._throttled.add(node_id)
+        if first:
+            emit("registration_throttled", node=node_id, reason=f"more than {CHANGES_BURST} changes in a row",
+                 retry_in=round(self.changes.wait(node_id, now), 1))
+        return False
 
     # -- liveness ---------------------------------------------------------
 
@@ -217,6 +226,7 @@ class Registry:
         revision = self._write(lambda: self._delete(node_id, reason))
         with self._changes_lock:
             self.changes.forget(node_id)
+            self._throttled.discard(node_id)
         return revision
 
     @staticmethod

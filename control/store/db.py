@@ -38,6 +38,14 @@ UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57", "40", "55")
 UNAVAILABLE_SQLSTATES = ("53300",)
 # SQLite's words for a write the store refuses (not for being down or busy): full, or too large.
 REFUSED_SQLITE = ("full", "too big")
+SQLITE_FULL, SQLITE_TOOBIG = 13, 18  # sqlite3's error codes for them, where the driver gives one
+
+
+def full(exc: BaseException) -> bool:
+    """Whether a write failed for want of space (PostgreSQL's disk_full, SQLite's SQLITE_FULL)."""
+    cause = exc.__cause__ or exc.__context__
+    return (getattr(cause, "pgcode", None) == "53100" or getattr(cause, "sqlite_errorcode", None) == SQLITE_FULL
+            or (isinstance(exc, peewee.OperationalError) and "full" in str(exc).lower()))
 
 
 def unavailable(exc: BaseException) -> bool:
@@ -48,9 +56,12 @@ def unavailable(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, peewee.OperationalError):
         return False
-    code = getattr(exc.__cause__ or exc.__context__, "pgcode", None)
+    cause = exc.__cause__ or exc.__context__
+    code = getattr(cause, "pgcode", None)
     if code:
         return code[:2] in UNAVAILABLE_SQLSTATE_CLASSES or code in UNAVAILABLE_SQLSTATES
+    if getattr(cause, "sqlite_errorcode", None) in (SQLITE_FULL, SQLITE_TOOBIG):
+        return False
     return not any(words in str(exc).lower() for words in REFUSED_SQLITE)
 # A unique constraint refused a write: another writer took the value first.
 Conflict = peewee.IntegrityError

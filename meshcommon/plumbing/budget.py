@@ -25,21 +25,23 @@ class Budgets:
 
     def take(self, key: str, now: float) -> bool:
         """Spend one change of `key`'s at `now`; False (nothing spent) when it has none left."""
-        bucket = self.buckets.get(key)
-        tokens = self.capacity if bucket is None else min(self.capacity,
-                                                          bucket.tokens + (now - bucket.at) * self.per_second)
+        tokens = self.level(key, now)
         if tokens < 1:
             self.buckets[key] = Bucket(tokens, now)
             return False
         self.buckets[key] = Bucket(tokens - 1, now)
         return True
 
-    def wait(self, key: str, now: float) -> float:
-        """Seconds until `key` has a change to spend again (0: it has one now)."""
+    def level(self, key: str, now: float) -> float:
+        """What `key` has to spend at `now` (a clock that stepped back refills nothing, takes nothing)."""
         bucket = self.buckets.get(key)
         if bucket is None:
-            return 0.0
-        tokens = bucket.tokens + (now - bucket.at) * self.per_second
+            return self.capacity
+        return min(self.capacity, bucket.tokens + max(0.0, now - bucket.at) * self.per_second)
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until `key` has a change to spend again (0: it has one now)."""
+        tokens = self.level(key, now)
         return 0.0 if tokens >= 1 else (1 - tokens) / self.per_second
 
     def forget(self, key: str) -> None:

@@ -99,3 +99,14 @@ def test_the_next_pass_is_due_when_the_earliest_unsettled_attempt_runs_out():
                 "c": Attempt(("x",), None, 0, NOW - 100, settled=True)}
     assert due(attempts, NOW) == ATTEMPT - 5 and due({}, NOW) is None
     assert due({"late": Attempt(("x",), None, 0, NOW - 100)}, NOW) == 0.0
+
+
+def test_a_discovered_endpoint_is_advertised_only_when_peers_and_the_control_plane_can_use_it():
+    from agent.core.endpoints import advertisable
+    from tests.agent.data import netmap
+    mesh = netmap({})
+    assert advertisable("192.0.2.7:51820", mesh) == "192.0.2.7:51820"
+    assert advertisable("192.0.2.7:51820", None) == "192.0.2.7:51820"
+    assert advertisable(None, mesh) is None
+    assert advertisable(f"{mesh.me.mesh_ip}:51820", mesh) is None  # the control URL reached over the mesh
+    assert advertisable("169.254.3.4:51820", mesh) is None and advertisable("[fe80::1]:51820", mesh) is None

@@ -115,3 +115,32 @@ def test_a_report_of_tunnels_down_names_each_other_member_once_at_most():
     buffer.receive("a", HeartbeatSent(3, None, tuple(flood)), view(), MEMBERS)
     assert buffer.pending["a"].tunnels_down == (TunnelDown("b", 95.0, "no_traffic"),
                                                  TunnelDown("c", 93.0, "no_handshake"))
+
+
+def test_a_node_moving_in_runs_between_addresses_is_held_to_its_budget_of_moves():
+    from control.live.heartbeats import MOVE_EVERY, MOVES_BURST
+    clock = FakeClock(100.0)
+    buffer = HeartbeatBuffer(Store().record, clock, interval=0.25, reflexive_hold=1.5)
+    shown, moves = "198.51.100.7:51820", 0
+    for beat in range(400):  # every 0.75 s, three heartbeats from each address in turn: 300 s
+        clock.now += 0.75
+        address = ("203.0.113.5", "203.0.113.6")[(beat // 3) % 2]
+        buffer.receive("a", HeartbeatSent(1, address, None), view(reflexive=shown), MEMBERS)
+        stored = buffer.pending.pop("a").reflexive_endpoint
+        if stored != shown:
+            shown, moves = stored, moves + 1  # the cache shows the move at once here
+    assert moves <= MOVES_BURST + 300 / MOVE_EVERY + 1
+
+
+def test_an_accepted_move_stands_until_the_cache_shows_it():
+    clock = FakeClock(100.0)
+    buffer = HeartbeatBuffer(Store().record, clock, interval=0.25, reflexive_hold=1.5)
+    old = view(reflexive="198.51.100.7:51820")
+    buffer.receive("a", HeartbeatSent(1, "203.0.113.5", None), old, MEMBERS)
+    clock.now += 2
+    buffer.receive("a", HeartbeatSent(1, "203.0.113.5", None), old, MEMBERS)
+    assert buffer.pending["a"].reflexive_endpoint == "203.0.113.5:51820"
+    for _ in range(3):  # the store is slow: the cache still shows the old address meanwhile
+        clock.now += 2
+        buffer.receive("a", HeartbeatSent(1, "203.0.113.5", None), old, MEMBERS)
+        assert buffer.pending["a"].reflexive_endpoint == "203.0.113.5:51820"

@@ -4,7 +4,7 @@ import asyncio
 import msgspec
 import pytest
 
-from control.api.resources import STREAMS_PER_NODE
+from control.api.resources import STREAMS_HARD_CAP, STREAMS_PER_NODE
 from control.api.resources import NetmapResource as Netmap
 from control.live.membership import MembershipCache
 from control.rules.records import Loaded
@@ -59,20 +59,25 @@ async def test_keepalives_keep_the_streams_phase_whatever_the_changes_in_between
     assert after_keepalive <= KEEPALIVE  # the next period follows on
 
 
-async def test_a_node_holds_a_few_streams_at_most_and_a_closed_one_frees_its_place():
+async def test_a_new_stream_replaces_the_oldest_past_a_few_and_a_flood_of_them_is_refused():
     cache = MembershipCache("100.64.0.0/24")
     cache.apply(Loaded(1, 0, [(1, "me")], {"me": (view("me"), "hme")}, True))
-    feed = ScriptedFeed(cache, [(10.0, 2)] * 8)  # every stream waits for a change that comes late
+    feed = ScriptedFeed(cache, [(0.2, 2)] * 20)  # every stream waits in the feed; the next change comes soon
     stream = Netmap(auth=None, feed=feed, cache=cache, keepalive=KEEPALIVE)
-    held = [asyncio.ensure_future(stream.events("me", 1).__anext__()) for _ in range(STREAMS_PER_NODE)]
-    await asyncio.sleep(0.05)  # each is open, waiting in the feed
-    assert stream.streams == {"me": STREAMS_PER_NODE}
-    refused = await stream.events("me", 1).__anext__()
-    assert refused.event == "error" and b"too_many_requests" in refused.data
-    held[0].cancel()  # its client went away
+    streams = [stream.events("me", 1) for _ in range(STREAMS_HARD_CAP + 1)]
+    first = [asyncio.ensure_future(events.__anext__()) for events in streams[:STREAMS_PER_NODE + 1]]
+    await asyncio.sleep(0.05)  # five open: the fifth replaced the oldest, which ends at its next wake
+    assert len(stream.streams["me"]) == STREAMS_PER_NODE + 1
+    oldest = await first[0]
+    assert oldest.event == "error" and b"replaced" in oldest.data
+    for events in first[1:]:
+        assert (await events).event == "netmap"  # the others go on
+    more = [asyncio.ensure_future(events.__anext__()) for events in streams[STREAMS_PER_NODE + 1:-1]]
     await asyncio.sleep(0.05)
-    assert stream.streams == {"me": STREAMS_PER_NODE - 1}
-    for task in held[1:]:
+    refused = await streams[-1].__anext__()  # eight open at once: a ninth is refused outright
+    assert refused.event == "error" and b"8 netmap streams" in refused.data
+    for task in more:
         task.cancel()
-    await asyncio.sleep(0.05)
+    for events in streams:
+        await events.aclose()
     assert stream.streams == {}
