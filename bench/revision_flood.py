@@ -49,7 +49,9 @@ V0_2_0 = "7d0dd0bac201f132a4a6ac51b6461866dacee130"  # release 0.2.0: before the
 
 def control_of(source: Path | None, state_dir: Path) -> ControlProcess:
     """A control plane of the work tree, or (`source`) of an exported revision, run from that tree."""
-    control = ControlProcess(state_dir, heartbeat_interval=2.0, offline_after=6.0,
+    # The watchers never heartbeat: an offline threshold longer than the run keeps their going offline
+    # out of the revisions counted.
+    control = ControlProcess(state_dir, heartbeat_interval=2.0, offline_after=3600.0,
                              settings={"trusted_proxies": "127.0.0.1/32"})
     if source is not None:
         # The old tree's meshctl: its packages first (PYTHONPATH), not the work tree's (the current directory).
