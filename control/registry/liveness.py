@@ -19,14 +19,6 @@ from control.store import mesh_state, nodes
 from meshcommon.plumbing.events import emit
 
 _disruption_logged = False  # this process logged the disruption under way: once, not every sweep
-
-
-def _log_disruption(under_way: bool) -> None:
-    global _disruption_logged
-    _disruption_logged = under_way
-
-
-FULL = "the store is full"
 DROPPED_LOGGED = 10  # nodes whose dropped heartbeat is logged by name in one batch
 Write = Callable[[Callable[[], Written[list[str]]]], list[str]]  # the registry's write: a transaction, announced
 
@@ -47,8 +39,9 @@ def record(batch: dict[str, HeartbeatReport], write: Write) -> list[str]:
         if database.unavailable(exc):
             raise Unavailable(f"store unavailable: {exc}") from None
         dropped: dict[str, str] = {}
-        for node_id in sorted(batch):
-            reason = _store_alone(node_id, batch[node_id]) if not store_full(dropped) else FULL
+        full = False  # the store refused a heartbeat even without its tunnels, for want of space:
+        for node_id in sorted(batch):  # the others' small writes would fail too, not tried one by one
+            reason, full = ("the store is full", True) if full else _store_alone(node_id, batch[node_id])
             if reason is not None:
                 dropped[node_id] = reason
         for node_id, reason in list(dropped.items())[:DROPPED_LOGGED]:
@@ -64,29 +57,23 @@ def record(batch: dict[str, HeartbeatReport], write: Write) -> list[str]:
     return write(lambda: _after(returning, moved))
 
 
-def store_full(dropped: dict[str, str]) -> bool:
-    """Whether the store refused a heartbeat even without its tunnels for want of space: the
-    others' small writes would fail too, so they are not tried one by one (two each)."""
-    return any(reason.startswith(FULL) for reason in dropped.values())
-
-
-def _store_alone(node_id: str, report: HeartbeatReport) -> str | None:
+def _store_alone(node_id: str, report: HeartbeatReport) -> tuple[str | None, bool]:
     """Store one node's report, without its tunnels if the store refuses it whole; why it was
-    refused altogether (None: stored)."""
+    refused altogether (None: stored), and whether that was for want of space."""
     attempts = [report] if report.tunnels_down is None else [report, replace(report, tunnels_down=None)]
     for attempt in attempts:
         try:
             _store({node_id: attempt})
             if attempt is not report:
                 emit("heartbeat_trimmed", node=node_id, reason="store refused its tunnels_down report")
-            return None
+            return None, False
         except Exception as exc:
             if database.unavailable(exc):
                 raise Unavailable(f"store unavailable: {exc}") from None
             if attempt is not report and database.full(exc):
-                return f"{FULL}: {exc}"
+                return f"the store is full: {exc}", True
             failure: Exception = exc
-    return str(failure)
+    return str(failure), False
 
 
 def _store(batch: dict[str, HeartbeatReport]) -> None:
@@ -115,6 +102,7 @@ def _after(candidates: list[str], moved: dict[str, str | None]) -> Written[list[
 
 def sweep(now: float, settings: RegistrySettings) -> Written[list[str]]:
     """Declare offline every node silent for longer than the offline threshold (in the caller's write)."""
+    global _disruption_logged
     state = mesh_state.lock()
     stale = nodes.online_silent_since(now - settings.offline_after)
     online = nodes.online_count() if stale else 0
@@ -128,7 +116,7 @@ def sweep(now: float, settings: RegistrySettings) -> Written[list[str]]:
     if decision.disruption and not _disruption_logged:
         emit("liveness_grace", reason="most_nodes_silent", silent=len(stale), online=online,
              hold=settings.disruption_hold)
-    _log_disruption(decision.disruption)
+    _disruption_logged = decision.disruption
     if not decision.offline:
         return Written([], None)
     revision = mesh_state.bump(decision.offline)
