@@ -45,7 +45,7 @@ class Reconciler:
     writes: Writes = field(default_factory=Writes)  # every write the passes made
     durations: Durations = field(default_factory=Durations)  # how long each pass took
     timer: Callable[[], float] = time.perf_counter
-    recorded: tuple[DesiredState, int] | None = None  # what the config file says (desired state, revision)
+    recorded: DesiredState | None = None  # the desired state the config file says
     reconciled: Netmap | None = None  # the netmap of the last pass that reached it
 
     def choose_endpoints(self, netmap: Netmap, observed: Observed) -> tuple[dict[str, str | None], list[str]]:
@@ -84,10 +84,10 @@ class Reconciler:
         """Keep the config file the record of the desired state: rendered (at this revision) when
         that changed, or when this pass writes (the kernel's `wg syncconf` reads it); not for a
         revision that changes nothing on this node. Whether it was rendered."""
-        if plan.empty and self.recorded is not None and self.recorded[0] == desired:
+        if plan.empty and self.recorded == desired:
             return False
         self.state.save_conf(render(desired, self.private_key, revision))
-        self.recorded = (desired, revision)
+        self.recorded = desired
         return True
 
     def reconcile(self, netmap: Netmap, announce_noop: bool = True) -> list[Change]:
