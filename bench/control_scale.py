@@ -492,12 +492,13 @@ def loop_factory():
 class Generators:
     """The generator processes, told the same command at once."""
 
-    def __init__(self, count: int, nodes: int, port: int, interval: float, nice: int, cafile: str | None):
+    def __init__(self, count: int, nodes: int, port: int, interval: float, nice: int, cafile: str | None,
+                 target=generator_main):
         context = mp.get_context("spawn")
         self.pipes, self.processes = [], []
         for share in range(count):
             mine, theirs = context.Pipe()
-            process = context.Process(target=generator_main, daemon=True,
+            process = context.Process(target=target, daemon=True,
                                       args=(port, interval, list(range(share, nodes, count)), theirs, nice, cafile))
             process.start()
             self.pipes.append(mine)

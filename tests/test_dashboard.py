@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from agent.core import metrics as agent_metrics
 from control.api import metrics as control_metrics
+from control.live.send_budget import SendBudget
 from meshcommon.contract.wire import AgentStatus, Histogram, PeerStatus, WriteCounts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,8 @@ def control_exports() -> set[str]:
     cache, feed = SimpleNamespace(revision=1, nodes={}), SimpleNamespace(waiters=0)
     registered = [metric for collector in (control_metrics.REQUESTS, control_metrics.LATENCY, control_metrics.WAKE,
                                            control_metrics.NETMAPS) for metric in collector.describe()]
-    return sample_names(registered) | sample_names(control_metrics.MembershipCollector(cache, feed).collect())
+    return sample_names(registered) | sample_names(control_metrics.MembershipCollector(
+        cache, feed, SendBudget(1, 1.0)).collect())
 
 
 def queries(node) -> list[str]:

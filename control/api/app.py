@@ -20,6 +20,7 @@ from control.api.metrics import LATENCY, REQUESTS
 from control.api.openapi import build_spec
 from control.config import Config
 from control.live.runtime import Runtime
+from control.live.send_budget import SendBudget
 from control.rules.errors import DomainError
 from control.rules.reflexive import parse_networks
 
@@ -30,14 +31,15 @@ def routes(runtime: Runtime) -> list[tuple[str, object, str | None]]:
     body, settings = BodyReader(runtime.config.max_body, runtime.config.body_timeout), runtime.settings
     source = Source(parse_networks(runtime.config.trusted_proxies))
     nodes, join_tokens = r.NodesResource(auth, registry, cache, body), r.JoinTokensResource(auth, registry, body)
+    budget = SendBudget(r.STREAM_BUDGET, r.STREAM_PATIENCE)  # this worker's, shared by its netmap streams
     return [
         ("/healthz", r.HealthResource(registry, cache), None),
-        ("/metrics", r.MetricsResource(cache, feed), None),
+        ("/metrics", r.MetricsResource(cache, feed, budget), None),
         ("/v1/challenge", r.ChallengeResource(registry), None),
         ("/v1/register", r.RegisterResource(registry, body, source, settings), None),
         ("/v1/nodes/{node_id}/heartbeat",
          r.HeartbeatResource(auth, body, source, runtime.heartbeats, cache, settings), None),
-        ("/v1/netmap", r.NetmapResource(auth, feed, cache, runtime.config.stream_keepalive), None),
+        ("/v1/netmap", r.NetmapResource(auth, feed, cache, runtime.config.stream_keepalive, budget), None),
         ("/v1/nodes", nodes, None),
         ("/v1/nodes/{node_id}", nodes, "node"),
         ("/v1/mesh/health", r.MeshHealthResource(auth, registry), None),

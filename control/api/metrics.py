@@ -10,9 +10,10 @@ import os
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from control.live.membership import MembershipCache
+from control.live.send_budget import SendBudget
 from control.live.watch import RevisionFeed
 
 REQUESTS = Counter("meshvpn_control_requests_total", "HTTP requests answered", ["route", "method", "status"])
@@ -25,11 +26,12 @@ NETMAPS = Counter("meshvpn_control_netmap_answers_total", "Netmap answers by kin
 
 
 class MembershipCollector:
-    def __init__(self, cache: MembershipCache, feed: RevisionFeed):
+    def __init__(self, cache: MembershipCache, feed: RevisionFeed, budget: SendBudget):
         self.cache = cache
         self.feed = feed
+        self.budget = budget
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         cache = self.cache
         yield GaugeMetricFamily("meshvpn_control_revision", "Membership revision this worker has loaded",
                                 value=cache.revision)
@@ -40,14 +42,24 @@ class MembershipCollector:
         yield nodes
         yield GaugeMetricFamily("meshvpn_control_longpoll_waiters", "Open long-polls in this worker",
                                 value=self.feed.waiters)
+        budget = self.budget
+        yield GaugeMetricFamily("meshvpn_control_stream_bytes_in_flight",
+                                "Bytes of large netmap events on their way to clients in this worker",
+                                value=budget.in_flight)
+        yield CounterMetricFamily("meshvpn_control_stream_budget_waits",
+                                  "Large netmap events that waited for this worker's budget of bytes in flight",
+                                  value=budget.waits)
+        yield CounterMetricFamily("meshvpn_control_stream_budget_slow",
+                                  "Large netmap events whose reader did not drain them in time (share given back)",
+                                  value=budget.slow)
 
 
-def exposition(cache: MembershipCache, feed: RevisionFeed) -> bytes:
+def exposition(cache: MembershipCache, feed: RevisionFeed, budget: SendBudget) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
     membership = CollectorRegistry()
-    membership.register(MembershipCollector(cache, feed))
+    membership.register(MembershipCollector(cache, feed, budget))
     return generate_latest(registry) + generate_latest(membership)

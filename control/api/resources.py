@@ -23,6 +23,7 @@ from control.live.auth import Auth
 from control.live.heartbeats import HeartbeatBuffer
 from control.live.membership import MembershipCache
 from control.live.runtime import AsyncRegistry
+from control.live.send_budget import SendBudget
 from control.live.watch import RevisionFeed
 from control.rules import tokens
 from control.rules.errors import TooManyRequests, Unauthorized
@@ -34,6 +35,36 @@ from control.rules.records import RegistrySettings
 # (a node opening them faster than the old ones end) the new one is refused.
 STREAMS_PER_NODE = 4
 STREAMS_HARD_CAP = 8
+# A netmap event larger than a piece (a mass change makes every stream's next one about as large as
+# a full map) waits for its share of the worker's budget of bytes in flight and is written a piece
+# at a time: each write waits for the connection to drain below its high-water mark, so a reader
+# that stopped reading holds one piece, not the event. Smaller events are written whole.
+STREAM_PIECE = 16 * 1024
+STREAM_BUDGET = 32 * 2**20  # bytes of large events in flight in one worker
+STREAM_PATIENCE = 2.0  # seconds a reader may take to drain its event before its share is given back
+
+
+class RawEvent(SSEvent):
+    """Bytes already framed as server-sent events, or a piece of them, written as they are."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes):
+        super().__init__()
+        self.raw = raw
+
+    def serialize(self, handler: Any = None) -> bytes:
+        return self.raw
+
+
+# An empty write: the server writes nothing, but first waits, as before every write, for a
+# connection whose writes are paused to drain.
+DRAINED = RawEvent(b"")
+
+
+def netmap_frame(blob: bytes, revision: int) -> bytes:
+    """A netmap as one server-sent event (what Falcon's SSEvent frames in three copies, in one)."""
+    return b"".join((b"event: netmap\nid: %d\ndata: " % revision, blob, b"\n\n"))
 
 
 def tagged(resp: Any, media: Any, revision: int) -> None:
@@ -78,10 +109,11 @@ class HealthResource:
 class MetricsResource:
     cache: MembershipCache
     feed: RevisionFeed
+    budget: SendBudget
 
     async def on_get(self, req, resp):
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
-        resp.data = exposition(self.cache, self.feed)
+        resp.data = exposition(self.cache, self.feed, self.budget)
 
 
 @dataclass(eq=False)
@@ -142,6 +174,7 @@ class NetmapResource:
     feed: RevisionFeed
     cache: MembershipCache
     keepalive: float  # seconds between comments on an idle stream: both ends notice a dead connection
+    budget: SendBudget  # the worker's bytes of large events in flight, shared by its streams
     streams: dict[str, list[asyncio.Event]] = field(default_factory=dict)  # node -> its streams' ends, oldest first
 
     async def on_get(self, req, resp):
@@ -213,10 +246,32 @@ class NetmapResource:
             current = self.cache.revision
             if since != current:
                 kind, blob = self.cache.answer(node_id, since)
-                if woken:
-                    WAKE.observe(self.feed.woke_for())
-                NETMAPS.labels(kind).inc()
-                yield SSEvent(event="netmap", data=blob, event_id=str(current))
+                if len(blob) <= STREAM_PIECE:
+                    if woken:
+                        WAKE.observe(self.feed.woke_for())
+                    NETMAPS.labels(kind).inc()
+                    yield RawEvent(netmap_frame(blob, current))
+                else:
+                    size = len(blob)
+                    del blob  # not held while it waits its turn
+                    share = await self.budget.take(size)
+                    try:
+                        if node_id not in self.cache.nodes or ended.is_set():
+                            continue  # said at the top
+                        # The revision may have moved on while it waited: one merged delta.
+                        current = self.cache.revision
+                        kind, blob = self.cache.answer(node_id, since)
+                        if woken:
+                            WAKE.observe(self.feed.woke_for())
+                        NETMAPS.labels(kind).inc()
+                        frame = netmap_frame(blob, current)
+                        del blob
+                        for start in range(0, len(frame), STREAM_PIECE):
+                            yield RawEvent(frame[start:start + STREAM_PIECE])
+                        del frame
+                        yield DRAINED
+                    finally:
+                        share.release()
             since = current
             woken = await self.feed.wait_past(since, keepalive_at - loop.time())
             if not woken and not self.feed.closed:

@@ -13,6 +13,9 @@ from control.rules.netmap import Delta, Membership, NodeView, choose_delta, delt
 from control.rules.records import Loaded
 
 MAX_SHARED_DELTAS = 256  # distinct `since` values whose delta is kept until the next revision
+# Bytes of spliced deltas kept until the next revision: after a mass change, streams behind by
+# different amounts each ask for a delta about as large as a full map.
+MAX_SPLICED_BYTES = 64 * 2**20
 
 
 class MembershipCache:
@@ -27,6 +30,7 @@ class MembershipCache:
         self._deltas: dict[int, Delta | None] = {}
         # since -> the JSON of that delta around its `self`, for every watcher the delta does not name
         self._spliced: dict[int, tuple[bytes, bytes, frozenset[str]]] = {}
+        self._spliced_bytes = 0
         self._encoded: dict[str, bytes] = {}  # node id -> its view as JSON, kept per change
 
     def apply(self, loaded: Loaded) -> bool:
@@ -52,6 +56,7 @@ class MembershipCache:
         self._trim()
         self._deltas.clear()
         self._spliced.clear()
+        self._spliced_bytes = 0
         return advanced
 
     def _forget(self, node_id: str) -> None:
@@ -97,13 +102,18 @@ class MembershipCache:
                 if len(self._deltas) >= MAX_SHARED_DELTAS:
                     evicted = next(iter(self._deltas))
                     self._deltas.pop(evicted)
-                    self._spliced.pop(evicted, None)
+                    self._unsplice(evicted)
                 self._deltas[since] = delta(snapshot, since)
             change = choose_delta(snapshot, since, self._deltas[since])
         if change is not None:
-            if change.since not in self._spliced:
-                self._spliced[change.since] = self._splice(change)
-            head, tail, named = self._spliced[change.since]
+            spliced = self._spliced.get(change.since)
+            if spliced is None:
+                spliced = self._splice(change)
+                while self._spliced and self._spliced_bytes + len(spliced[0]) + len(spliced[1]) > MAX_SPLICED_BYTES:
+                    self._unsplice(next(iter(self._spliced)))
+                self._spliced[change.since] = spliced
+                self._spliced_bytes += len(spliced[0]) + len(spliced[1])
+            head, tail, named = spliced
             if me in named:  # the node itself changed: its own entry leaves the lists
                 return "delta", msgspec.json.encode(delta_map(snapshot, change, me, self.prefix))
             return "delta", head + self._encoded[me] + tail
@@ -111,6 +121,11 @@ class MembershipCache:
                                     "self": self.nodes[me]})
         peers = b",".join([blob for node_id, blob in self._encoded.items() if node_id != me])
         return "full", head[:-1] + b',"peers":[' + peers + b"]}"
+
+    def _unsplice(self, since: int) -> None:
+        spliced = self._spliced.pop(since, None)
+        if spliced is not None:
+            self._spliced_bytes -= len(spliced[0]) + len(spliced[1])
 
     def _splice(self, change: Delta) -> tuple[bytes, bytes, frozenset[str]]:
         """`change` as `DeltaNetmap` JSON before and after its `self`, in the struct's field order,

@@ -104,17 +104,17 @@ def sweep(now: float, settings: RegistrySettings) -> Written[list[str]]:
     """Declare offline every node silent for longer than the offline threshold (in the caller's write)."""
     global _disruption_logged
     state = mesh_state.lock()
-    stale = nodes.online_silent_since(now - settings.offline_after)
-    online = nodes.online_count() if stale else 0
-    decision = decide_sweep(now, state.last_sweep_at, state.grace_until, stale,
+    late = nodes.online_silent_since(now - settings.late_after)
+    online = nodes.online_count() if late else 0
+    decision = decide_sweep(now, state.last_sweep_at, state.grace_until, late,
                             settings.offline_after, settings.gap_limit,
-                            online=online, hold=settings.disruption_hold)
+                            online=online, hold=settings.disruption_hold, late_after=settings.late_after)
     mesh_state.record_sweep(now, decision.grace_until)
     if decision.grace_started and state.last_sweep_at is not None:
         emit("liveness_grace", reason="sweeping_resumed", paused_for=round(now - state.last_sweep_at, 3),
              grace_until=decision.grace_until)
     if decision.disruption and not _disruption_logged:
-        emit("liveness_grace", reason="most_nodes_silent", silent=len(stale), online=online,
+        emit("liveness_grace", reason="most_nodes_silent", silent=len(late), online=online,
              hold=settings.disruption_hold)
     _disruption_logged = decision.disruption
     if not decision.offline:
@@ -122,6 +122,6 @@ def sweep(now: float, settings: RegistrySettings) -> Written[list[str]]:
     revision = mesh_state.bump(decision.offline)
     nodes.set_online(decision.offline, False, revision)
     for node_id in decision.offline:
-        emit("node_offline", node=node_id, reason="no_heartbeat", last_seen=stale[node_id],
-             silent_for=round(now - stale[node_id], 3), revision=revision)
+        emit("node_offline", node=node_id, reason="no_heartbeat", last_seen=late[node_id],
+             silent_for=round(now - late[node_id], 3), revision=revision)
     return Written(list(decision.offline), revision)

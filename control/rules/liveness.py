@@ -13,7 +13,10 @@ nodes (Kubernetes' node lifecycle controller reasons the same way and stops evic
 disruption). Then a node is declared offline only once it has been silent for `hold` seconds
 more: a blip on the control plane's side shorter than that changes nothing, and the nodes do
 not all come back at once as a mass change to every watcher. A real mass failure shows after
-the hold, and no node is ever kept online longer than that.
+the hold, and no node is ever kept online longer than that. Silent together counts every node
+late (silent past `late_after`, a missed heartbeat): heartbeats are spread over the interval, so
+when the first node crosses the offline threshold the others are late, not past it yet; counted
+past the threshold alone, each sweep would see a few and declare them offline one after another.
 """
 from __future__ import annotations
 
@@ -34,9 +37,11 @@ class SweepDecision:
 
 def decide_sweep(now: float, last_sweep_at: float | None, grace_until: float,
                  online_last_seen: Mapping[str, float], offline_after: float,
-                 gap_limit: float, online: int = 0, hold: float = 0.0) -> SweepDecision:
+                 gap_limit: float, online: int = 0, hold: float = 0.0,
+                 late_after: float | None = None) -> SweepDecision:
     """Which online nodes to declare offline now, and the grace deadline to store. `online_last_seen`
-    holds the silent ones among the `online` nodes; `hold` is how long a disruption holds them."""
+    holds the silent ones among the `online` nodes (at least those late, silent past `late_after`,
+    by default the offline threshold); `hold` is how long a disruption holds them."""
     started = last_sweep_at is None or now - last_sweep_at > gap_limit
     if started:
         grace_until = max(grace_until, now + offline_after)
@@ -44,7 +49,8 @@ def decide_sweep(now: float, last_sweep_at: float | None, grace_until: float,
         return SweepDecision((), grace_until, started)
     stale = tuple(sorted(node_id for node_id, seen in online_last_seen.items()
                          if now - seen > offline_after))
-    if hold > 0 and disrupted(len(stale), online):
+    late = sum(1 for seen in online_last_seen.values() if now - seen > (late_after or offline_after))
+    if stale and hold > 0 and disrupted(max(late, len(stale)), online):
         held = tuple(node_id for node_id in stale if now - online_last_seen[node_id] > offline_after + hold)
         return SweepDecision(held, grace_until, started, disruption=True)
     return SweepDecision(stale, grace_until, started)

@@ -35,6 +35,11 @@ class RegistrySettings:
         return 10 * self.offline_after
 
     @property
+    def late_after(self) -> float:
+        """Silent this long, a node missed a heartbeat: it counts towards a disruption."""
+        return min(self.offline_after, 1.5 * self.heartbeat_interval)
+
+    @property
     def gap_limit(self) -> float:
         """A pause in sweeping longer than this means the control plane was down: grant grace."""
         return max(2.0, 4 * self.sweep_interval)

@@ -203,3 +203,26 @@ def test_most_of_the_mesh_falling_silent_together_is_held_online_then_declared_o
     assert sorted(offline) == sorted(ids[2:]), "declared offline once the hold is over"
     [held] = [r for r in caplog.records if getattr(r, "reason", None) == "most_nodes_silent"]
     assert held.silent == 3
+
+
+def test_a_disruption_is_seen_though_the_silent_nodes_beat_on_phases_spread_over_the_interval(mesh):
+    """Nodes heartbeat on phases of their own: when all fall silent together, the first crosses the
+    offline threshold while the others are only late. Counted past the threshold alone, each sweep
+    saw a few silent nodes, never most of them, and declared every node offline in turn."""
+    token = mesh.join_token(reusable=True)
+    ids = [mesh.enrol(token, f"n{i}").node.id for i in range(6)]  # the /29 holds six
+    settings = mesh.registry.settings
+    interval, step = settings.heartbeat_interval, 0.25
+    phases = {node_id: i * interval / len(ids) for i, node_id in enumerate(ids)}
+    start = mesh.clock.now
+    for tick in range(int(4 * interval / step)):  # everyone beats on its own phase
+        mesh.clock.now = start + tick * step
+        beating = [node_id for node_id, phase in phases.items() if (mesh.clock.now - start - phase) % interval < step]
+        mesh.registry.record_heartbeats({node_id: HeartbeatReport(mesh.clock(), None) for node_id in beating})
+        assert mesh.registry.sweep() == []
+    silent_since = mesh.clock.now  # then nobody beats (the control plane's own network)
+    offline = []
+    while mesh.clock.now < silent_since + settings.offline_after + settings.disruption_hold - interval:
+        mesh.clock.now += step
+        offline += mesh.registry.sweep()
+    assert offline == [], f"{len(offline)} of {len(ids)} declared offline during the hold"
