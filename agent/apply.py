@@ -2,8 +2,9 @@
 
 Owns every change the agent makes to interfaces, addresses, routes and WireGuard peers (and the
 choice of backend), and the count of those writes (`Writes`). WireGuard gets only what the plan
-names: on wireguard-go one UAPI request per added, updated or removed peer (and the key or port
-when they differ), on the kernel one `wg syncconf` of the rendered file. "Already there" and
+names, one request per added, updated or removed peer (and the key or port when they differ): a
+UAPI `set=1` on wireguard-go, a generic netlink WG_CMD_SET_DEVICE on the kernel. A peer WireGuard
+refuses fails alone; the others apply. "Already there" and
 "already gone" are success. Additions happen before removals (peers and routes added, then peers
 and routes removed), so a change never leaves a gap. A failing step is recorded and the others
 still run; the next pass repairs what is left. Must not decide what to change: `diff` does.
@@ -21,8 +22,8 @@ from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from agent import wg
-from agent.core import uapi
-from agent.core.model import Applied, DesiredState, Failure, Plan, Step, StepKind
+from agent.core import genl, uapi
+from agent.core.model import Applied, DesiredState, Failure, Plan, Step, StepKind, WgPeer
 from agent.observe import ROUTE_PROTO, link_index
 
 CONVERGED = {errno.EEXIST, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT}
@@ -62,8 +63,8 @@ def create_interface(ipr: IPRoute, interface: str, backend: str, wg_log: str) ->
 
 @dataclass
 class Writes:
-    """How many writes the agent has made, counted in memory: to WireGuard (a UAPI `set=1`, a
-    `wg syncconf`, starting wireguard-go) and over rtnetlink (a link, address or route change).
+    """How many writes the agent has made, counted in memory: to WireGuard (a UAPI `set=1` or a
+    generic netlink request, starting wireguard-go) and over rtnetlink (a link, address or route change).
     Every write attempted counts, whether it took or failed."""
 
     wireguard: int = 0
@@ -107,30 +108,46 @@ class Steps:
         return Applied(tuple(self.done), tuple(self.failed))
 
 
-def add_peers(steps: Steps, connection: wg.Uapi, plan: Plan, interface: str, private_key: str) -> None:
+class Requests:
+    """One backend's requests, each sent on its own connection: (builder module, connection)."""
+
+    def __init__(self, protocol, connection: wg.Uapi | wg.Netlink):
+        self.protocol, self.connection = protocol, connection
+
+    def device(self, private_key: str | None, listen_port: int | None) -> None:
+        self.connection.set(self.protocol.set_device(private_key, listen_port))
+
+    def peer(self, peer: WgPeer) -> None:
+        self.connection.set(self.protocol.set_peer(peer))
+
+    def remove(self, public_key: str) -> None:
+        self.connection.set(self.protocol.remove_peer(public_key))
+
+
+def add_peers(steps: Steps, requests: Requests, plan: Plan, interface: str, private_key: str) -> None:
     """The key and port if they differ, then each added and each updated peer: one request each."""
     if plan.set_private_key or plan.listen_port is not None:
-        steps.wireguard(Step(StepKind.DEVICE_SET, interface), lambda: connection.set(
-            uapi.set_device(private_key if plan.set_private_key else None, plan.listen_port)))
+        steps.wireguard(Step(StepKind.DEVICE_SET, interface), requests.device,
+                        private_key if plan.set_private_key else None, plan.listen_port)
     for peer in plan.peers_added:
-        steps.wireguard(Step(StepKind.PEER_ADDED, peer.public_key), lambda p=peer: connection.set(uapi.set_peer(p)))
+        steps.wireguard(Step(StepKind.PEER_ADDED, peer.public_key), requests.peer, peer)
     for _, peer in plan.peers_updated:
-        steps.wireguard(Step(StepKind.PEER_UPDATED, peer.public_key), lambda p=peer: connection.set(uapi.set_peer(p)))
+        steps.wireguard(Step(StepKind.PEER_UPDATED, peer.public_key), requests.peer, peer)
 
 
-def remove_peers(steps: Steps, connection: wg.Uapi, plan: Plan) -> None:
+def remove_peers(steps: Steps, requests: Requests, plan: Plan) -> None:
     for peer in plan.peers_removed:
-        steps.wireguard(Step(StepKind.PEER_REMOVED, peer.public_key),
-                        lambda key=peer.public_key: connection.set(uapi.remove_peer(key)))
+        steps.wireguard(Step(StepKind.PEER_REMOVED, peer.public_key), requests.remove, peer.public_key)
 
 
-def apply(plan: Plan, desired: DesiredState, *, backend: str, private_key: str, conf_path: str, wg_log: str,
+def apply(plan: Plan, desired: DesiredState, *, backend: str, private_key: str, wg_log: str,
           writes: Writes) -> Applied:
-    """Carry out `plan`. WireGuard is written peer by peer over UAPI (wireguard-go), or with
-    `wg syncconf` of the rendered config at `conf_path` (the kernel)."""
+    """Carry out `plan`. WireGuard is written peer by peer: over UAPI (wireguard-go), or over generic
+    netlink (the kernel)."""
     steps = Steps(writes)
     interface = desired.interface
-    with IPRoute() as ipr, wg.Uapi(interface) as connection:
+    with IPRoute() as ipr, wg.Uapi(interface) as connection, wg.Netlink(interface) as kernel:
+        requests = Requests(genl, kernel) if backend == "kernel" else Requests(uapi, connection)
         if plan.create_interface:
             create = steps.netlink if backend == "kernel" else steps.wireguard
             if not create(Step(StepKind.INTERFACE_CREATED, interface), create_interface, ipr, interface, backend,
@@ -146,16 +163,11 @@ def apply(plan: Plan, desired: DesiredState, *, backend: str, private_key: str, 
                           prefixlen=length)
         if plan.set_up or plan.create_interface:
             steps.netlink(Step(StepKind.LINK_UP, interface), ipr.link, "set", index=index, state="up")
-        if backend == "kernel":
-            if plan.sync_wireguard:
-                steps.wireguard(Step(StepKind.WIREGUARD_SYNCED, interface), wg.syncconf, interface, conf_path)
-        else:
-            add_peers(steps, connection, plan, interface, private_key)
+        add_peers(steps, requests, plan, interface, private_key)
         for prefix in sorted(plan.add_routes):
             steps.netlink(Step(StepKind.ROUTE_ADDED, prefix), ipr.route, "replace", dst=prefix, oif=index,
                           proto=ROUTE_PROTO)
-        if backend != "kernel":
-            remove_peers(steps, connection, plan)
+        remove_peers(steps, requests, plan)
         for prefix in sorted(plan.remove_routes):
             steps.netlink(Step(StepKind.ROUTE_REMOVED, prefix), ipr.route, "del", dst=prefix, oif=index,
                           proto=ROUTE_PROTO)

@@ -81,8 +81,8 @@ class Reconciler:
         return paths.due(self.attempts, self.clock())
 
     def record(self, desired: DesiredState, revision: int, plan: Plan) -> bool:
-        """Keep the config file the record of the desired state: rendered (at this revision) when
-        that changed, or when this pass writes (the kernel's `wg syncconf` reads it); not for a
+        """Keep the config file the record of the desired state (for the operator: `wg showconf`'s
+        format): rendered (at this revision) when that changed, or when this pass writes; not for a
         revision that changes nothing on this node. Whether it was rendered."""
         if plan.empty and self.recorded == desired:
             return False
@@ -113,7 +113,7 @@ class Reconciler:
             self.reconciled = netmap
             return []
         result = apply(plan, desired, backend=self.backend, private_key=self.private_key,
-                       conf_path=str(self.state.conf_path), wg_log=str(self.state.wg_log), writes=self.writes)
+                       wg_log=str(self.state.wg_log), writes=self.writes)
         if switched:
             nudge(switched)
         found = changes(plan, result, netmap)

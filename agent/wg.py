@@ -3,8 +3,8 @@
 Owns the I/O with WireGuard. Reading never forks: a userspace interface (wireguard-go) is read on
 its UAPI socket (`/var/run/wireguard/IFACE.sock`, the protocol is `uapi`'s), a kernel one over
 generic netlink (pyroute2's `WireGuard`), the socket first as wg(8) does. Writing: `Uapi` sends one
-`set=1` request at a time and reads its `errno`; the kernel backend is written with
-`wg syncconf`. `wireguard-go` itself is run as subprocesses (argument lists,
+`set=1` request at a time and reads its `errno`; `Netlink` sends the kernel one generic netlink
+request at a time (`genl`'s), each acknowledged. `wireguard-go` itself is run as subprocesses (argument lists,
 never a shell). Errors carry the tool's or the protocol's own words. Must not decide anything:
 callers say what to read or write.
 """
@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from agent.core import uapi
 from agent.core.model import PeerStats, WgDevice, WgPeer
@@ -160,8 +161,38 @@ def peer_stats(interface: str) -> tuple[PeerStats, ...]:
     return ()
 
 
-def syncconf(interface: str, path: str) -> None:
-    run(["wg", "syncconf", interface, path])
+class Netlink:
+    """One generic netlink socket to the kernel's WireGuard, opened on first use (a userspace
+    backend never opens it)."""
+
+    def __init__(self, interface: str):
+        self.interface = interface
+        self.sock: Any = None  # pyroute2's WireGuard (imported on first use)
+
+    def set(self, request: dict) -> None:
+        """Send one WG_CMD_SET_DEVICE (`genl`'s arguments); WgError with the kernel's words unless it took it."""
+        from pyroute2.netlink.exceptions import NetlinkError
+        from pyroute2.netlink.generic.wireguard import WireGuard
+        try:
+            if self.sock is None:
+                self.sock = WireGuard()
+            self.sock.set(self.interface, **request)
+        except NetlinkError as exc:
+            raise WgError(f"netlink set: {os.strerror(exc.code) if exc.code else exc}") from None
+        except OSError as exc:  # no wireguard module: no generic netlink family to ask
+            self.close()
+            raise WgError(f"generic netlink: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def start_userspace(interface: str, log_path: str) -> None:

@@ -3,8 +3,7 @@
 Owns the translation of (plan, what `apply` reached, netmap) into `Change` values, in the spirit of
 innernet's `PeerDiff::changes()`: peers added, removed (offline, or deleted from the mesh) and
 updated, addresses and routes added and removed, the interface created, and each step that failed.
-A peer change is reported only once WireGuard took it: that peer's own step (UAPI), or the whole
-config (`wg syncconf`). The log line of a change is
+A peer change is reported only once WireGuard took it: that peer's own step. The log line of a change is
 rendered from it (`Change.fields`), never parsed back. Must not do I/O or log.
 """
 from __future__ import annotations
@@ -81,9 +80,7 @@ def changes(plan: Plan, result: Applied, netmap: Netmap) -> list[Change]:
     per_peer = peer_changes(plan, netmap) if plan.sync_wireguard else {}
     found: list[Change] = []
     for step in result.done:
-        if step.kind is StepKind.WIREGUARD_SYNCED:
-            found += per_peer.values()  # the whole config at once: every peer change of the plan
-        elif step in per_peer:
+        if step in per_peer:
             found.append(per_peer[step])
         elif step.kind in STEP_CHANGES:
             found.append(Change(step.kind, node, "reconcile", revision, target=step.target))

@@ -134,9 +134,8 @@ class StepKind(StrEnum):
     INTERFACE_CREATED = "interface_created"
     ADDRESS_ADDED = "address_added"
     LINK_UP = "link_up"
-    WIREGUARD_SYNCED = "wireguard_synced"  # the whole config at once (`wg syncconf`: the kernel backend)
-    DEVICE_SET = "device_set"  # the interface's private key or listen port (UAPI)
-    PEER_ADDED = "peer_added"  # one peer (UAPI); the target is its public key
+    DEVICE_SET = "device_set"  # the interface's private key or listen port
+    PEER_ADDED = "peer_added"  # one peer; the target is its public key
     PEER_UPDATED = "peer_updated"
     PEER_REMOVED = "peer_removed"
     ROUTE_ADDED = "route_added"

@@ -38,7 +38,7 @@ def scenario(state_dir: str) -> dict:
     def run(desired: DesiredState, plan=None) -> dict:
         plan = plan or diff(observe("mesh0"), desired)
         before = (writes.wireguard, writes.netlink)
-        result = apply(plan, desired, backend="userspace", private_key=private, conf_path="/nonexistent",
+        result = apply(plan, desired, backend="userspace", private_key=private,
                        wg_log=f"{state_dir}/wireguard-go.log", writes=writes)
         return {"done": [[s.kind.value, names.get(s.target, s.target)] for s in result.done],
                 "failed": [[f.step.kind.value, names.get(f.step.target, f.step.target), f.reason]

@@ -29,8 +29,8 @@ class System:
         assert interface == "mesh0"
         return self.observed
 
-    def apply(self, plan, desired, *, backend, private_key, conf_path, wg_log, writes) -> Applied:
-        self.plans.append((plan, desired, conf_path, backend))
+    def apply(self, plan, desired, *, backend, private_key, wg_log, writes) -> Applied:
+        self.plans.append((plan, desired, backend))
         writes.wireguard += 1  # what a real apply counts is its own test's
         return self.applied
 
@@ -121,12 +121,12 @@ def test_a_quiet_recheck_announces_nothing(tmp_path, system, caplog):
 
 
 def test_changes_are_applied_and_each_logged_from_its_typed_change(tmp_path, system, caplog):
-    done = (Step(StepKind.WIREGUARD_SYNCED, "mesh0"), Step(StepKind.ROUTE_ADDED, "100.64.0.2/32"))
+    done = (Step(StepKind.PEER_ADDED, DESIRED.peers[0].public_key), Step(StepKind.ROUTE_ADDED, "100.64.0.2/32"))
     made = system(Observed(True, True, frozenset({DESIRED.address}), 51820), Applied(done))
     passes = reconciler(tmp_path)
     found = passes.reconcile(NETMAP)
-    [(_, desired, conf_path, backend)] = made.plans
-    assert desired == DESIRED and conf_path == str(passes.state.conf_path) and backend == "userspace"
+    [(_, desired, backend)] = made.plans
+    assert desired == DESIRED and backend == "userspace"
     assert [c.kind.value for c in found] == ["peer_added", "route_added"] and passes.applied_revision == 6
     assert passes.writes.wireguard == 1, "the pass's writes are counted in the reconciler's own count"
     [added] = events(caplog, "peer_added")
@@ -135,12 +135,12 @@ def test_changes_are_applied_and_each_logged_from_its_typed_change(tmp_path, sys
 
 
 def test_a_partial_failure_is_reported_and_the_revision_not_counted_as_reached(tmp_path, system, caplog):
-    failed = (Failure(Step(StepKind.WIREGUARD_SYNCED, "mesh0"), "wg: device busy"),)
+    failed = (Failure(Step(StepKind.PEER_ADDED, DESIRED.peers[0].public_key), "netlink set: device busy"),)
     system(Observed(exists=False), Applied(failed=failed))
     passes = reconciler(tmp_path)
     [error] = passes.reconcile(NETMAP)
     assert error.kind.value == "apply_error" and passes.applied_revision is None
-    assert events(caplog, "apply_error")[0].reason == "wg: device busy"
+    assert events(caplog, "apply_error")[0].reason == "netlink set: device busy"
 
 
 @pytest.mark.anyio
@@ -188,7 +188,7 @@ def test_a_peer_without_a_handshake_is_tried_at_its_next_candidate_and_nudged(tm
     clock[0] += paths.ATTEMPT
     made = system(Observed(True, True, frozenset({first.address}), 51820, first.peers, first.routes, stats))
     passes.reconcile(natted)
-    [(plan, _, _, _)] = made.plans
+    [(plan, _, _)] = made.plans
     assert [new.endpoint for _, new in plan.peers_updated] == ["192.168.1.2:51820"]
     assert nudged == ["100.64.0.2"] * 2
 
