@@ -1,6 +1,7 @@
 # meshvpn: `make up` deploys a lab mesh with Ansible (`make down` removes it; `make up TOPOLOGY=sites`
 # puts nodes in routed and NAT sites; `make up CONTROLS=2` runs two control hosts sharing PostgreSQL
-# on a db host), `make demo` builds a lab of its own and runs the whole story narrated (join, crash,
+# on a db host; `make up LAB=vm [NODES=3]` deploys on Debian VMs with systemd and kernel WireGuard,
+# `make down LAB=vm` removes them), `make demo` builds a lab of its own and runs the whole story narrated (join, crash,
 # restart, cut, control plane down, leave), writing demo/out/timeline.{jsonl,html} and asbuilt.svg
 # (`make demo KEEP=1` leaves its lab up, `make demo-down` removes it), `make lint` runs the linters,
 # `make test` runs them and then the tests. All install what they need.
@@ -10,6 +11,9 @@ BIN := $(VENV)/bin
 NODES ?= 5
 TOPOLOGY ?= single
 CONTROLS ?= 1
+LAB ?= namespaces
+# The VM lab's nodes: NODES when given, else 3 (each VM is a QEMU guest in software emulation).
+VM_NODES = $(if $(filter command line environment,$(origin NODES)),$(NODES),3)
 
 .PHONY: setup up down demo demo-down lint test test-fast bench clean diagrams
 
@@ -25,10 +29,18 @@ setup: $(BIN)/meshctl
 	./scripts/install-system-packages
 
 up: setup
+ifeq ($(LAB),vm)
+	./scripts/up-vm $(VM_NODES)
+else
 	./scripts/up $(NODES) $(TOPOLOGY) $(CONTROLS)
+endif
 
 down:
+ifeq ($(LAB),vm)
+	$(BIN)/python -m testbed.vmlab down
+else
 	./scripts/down
+endif
 
 # The demo's lab is its own (namespaces mvdemo-*, 10.213.90.0/24, .lab-demo/): make up's lab is never touched.
 DEMO_LAB := -e meshvpn_lab_prefix=mvdemo -e meshvpn_lab_subnet=10.213.90 \

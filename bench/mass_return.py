@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -68,8 +69,16 @@ SAMPLE_EVERY = 0.2  # seconds between memory samples
 BACK_LIMIT = 120.0  # seconds for every node to be online again after a return
 
 
+EVENT_HEAD = 256  # bytes kept of each event: its name, id and the start of its data, where the revision is
+REVISION = re.compile(rb'data: \{"revision":(\d+)')
+
+
 class ReturningGenerator(Generator):
-    """Simulated nodes that can fall silent and come back; some of their streams are never read."""
+    """Simulated nodes that can fall silent and come back; some of their streams are never read.
+
+    A mass change makes every event about as large as a full map (2.5 MB at 10,000 nodes): each
+    stream keeps only the head of the event it is reading, or 5,000 streams of a process would
+    hold gigabytes and measure the generator instead of the server."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -87,10 +96,58 @@ class ReturningGenerator(Generator):
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             self.errors[f"idle stream {type(exc).__name__}"] += 1
             return
+        # Never read again, down to the socket: asyncio would otherwise keep reading into the
+        # StreamReader's buffer (up to twice its limit) on the client's behalf.
+        writer.transport.pause_reading()
         self.held.append(writer)
         self.streams_open += status == 200
         node.stream_back = time.monotonic()
-        await asyncio.Event().wait()  # never read again
+        await asyncio.Event().wait()
+
+    async def read_events(self, node: Node, reader: asyncio.StreamReader) -> None:
+        buffer, left = b"", 0  # framing not consumed yet; data bytes left in the current chunk
+        head, last = b"", b""  # the current event's first bytes, and its last byte so far
+        while data := await reader.read(1 << 16):
+            when = time.monotonic()
+            buffer += data
+            while buffer:
+                if left == 0:  # a chunk's size line (or the CRLF that ended the previous chunk)
+                    line = buffer.find(b"\r\n")
+                    if line < 0:
+                        break
+                    if line == 0:
+                        buffer = buffer[2:]
+                        continue
+                    left = int(buffer[:line].split(b";")[0], 16)
+                    if left == 0:
+                        return  # the last chunk: the server ended the stream
+                    buffer = buffer[line + 2:]
+                    continue
+                piece, buffer = buffer[:left], buffer[left:]
+                left -= len(piece)
+                start = 0
+                if last == b"\n" and piece.startswith(b"\n"):
+                    self.on_head(node, head, when)
+                    head, start = b"", 1
+                while (end := piece.find(b"\n\n", start)) >= 0:
+                    head += piece[start:end][:max(0, EVENT_HEAD - len(head))]
+                    self.on_head(node, head, when)
+                    head, start = b"", end + 2
+                rest = piece[start:]
+                head += rest[:max(0, EVENT_HEAD - len(head))]
+                last = rest[-1:]
+
+    def on_head(self, node: Node, head: bytes, when: float) -> None:
+        if head.startswith(b":") or not head:
+            return  # a keepalive comment
+        if head.startswith(b"event: error"):
+            self.errors["stream error event"] += 1
+            return
+        found = REVISION.search(head)
+        if found:
+            revision = int(found.group(1))
+            node.revision = max(node.revision, revision)
+            node.events.append((revision, when))
 
     async def heartbeat(self, node: Node) -> bool:
         ok = await super().heartbeat(node)
@@ -162,9 +219,16 @@ def tcp_memory() -> int:
     return 0
 
 
+UNANSWERED = (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError)  # an overloaded server: asked again
+
+
 async def scrape(port: int) -> dict[str, float]:
-    """Samples of the answering worker's /metrics, by name (and state for the node gauge)."""
-    body = (await Connection(port, "127.0.0.1").call(request("GET", "/metrics", "-")))[1]
+    """Samples of the answering worker's /metrics, by name (and state for the node gauge); none
+    when it did not answer in time."""
+    try:
+        body = (await Connection(port, "127.0.0.1").call(request("GET", "/metrics", "-")))[1]
+    except UNANSWERED:
+        return {}
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
@@ -174,7 +238,11 @@ async def scrape(port: int) -> dict[str, float]:
 
 
 async def revision_of(port: int) -> int:
-    return json.loads((await Connection(port, "127.0.0.1").call(request("GET", "/healthz", "-")))[1])["revision"]
+    """The revision the server has now (asked until it answers)."""
+    while True:
+        with contextlib.suppress(*UNANSWERED):
+            answer = await Connection(port, "127.0.0.1").call(request("GET", "/healthz", "-"))
+            return json.loads(answer[1])["revision"]
 
 
 def control_of(source: Path | None, state: Path, args, fds: int) -> ControlProcess:
