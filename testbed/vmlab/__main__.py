@@ -32,7 +32,7 @@ def machines_for(nodes: int) -> list[Machine]:
             *(Machine(f"node{i}", "meshvpn_nodes", i) for i in range(1, nodes + 1))]
 
 
-def inventory(lab: Lab, machines: list[Machine]) -> str:
+def inventory(lab: Lab, machines: list[Machine], inventory_path: Path) -> str:
     """The lab's inventory as YAML (JSON is YAML): SSH as root with the lab's key, systemd hosts."""
     def hosts(group: str) -> dict:
         found = {}
@@ -49,7 +49,13 @@ def inventory(lab: Lab, machines: list[Machine]) -> str:
         "vars": {"ansible_user": "root", "ansible_ssh_private_key_file": str(lab.key),
                  "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
                  "ansible_python_interpreter": "/usr/bin/python3",
-                 "meshvpn_vm_lab": lab.prefix, "meshvpn_vm_lab_dir": str(lab.folder)},
+                 # The lab's own command, for playbooks that power VMs off and on (molecule/vm).
+                 "meshvpn_vm_lab_command": (f"{sys.executable} -m testbed.vmlab --prefix {lab.prefix} --subnet "
+                                            f"{lab.subnet} --folder {lab.folder} --inventory {inventory_path}"),
+                 "meshvpn_vm_lab_root": str(ROOT),
+                 # Under software emulation Python starts about ten times slower: an agent restarted by
+                 # systemd (2 s, then ~5 s of imports) would outlast the default threshold of 6 s.
+                 "meshvpn_control_offline_after": 15},
         "children": {group: {"hosts": hosts(group)} for group in ("meshvpn_db", "meshvpn_control", "meshvpn_nodes")},
     }}
     return ("# Written by `python -m testbed.vmlab up`: the VM lab's hosts (QEMU guests on this machine).\n"
@@ -57,13 +63,22 @@ def inventory(lab: Lab, machines: list[Machine]) -> str:
 
 
 def lab_of(args) -> Lab:
+    """The lab: `up` makes sure of the current image; the other commands use the image the lab
+    was made from (a later change to the image's build must not pull it from under running VMs)."""
     folder = Path(args.folder).resolve()
-    return Lab(args.prefix, args.subnet, folder, images.ensure(log=lambda line: print(line, flush=True))
-               if args.command == "up" else images.Image(images.cache_dir() / images.key()))
+    recorded = folder / "image"
+    if args.command == "up":
+        image = images.ensure(log=lambda line: print(line, flush=True))
+    elif recorded.exists():
+        image = images.Image(Path(recorded.read_text().strip()))
+    else:
+        image = images.Image(images.cache_dir() / images.key())
+    return Lab(args.prefix, args.subnet, folder, image)
 
 
 def up(lab: Lab, args) -> None:
     lab.folder.mkdir(parents=True, exist_ok=True)
+    (lab.folder / "image").write_text(f"{lab.image.root}\n")
     lab.key.parent.mkdir(exist_ok=True)
     shutil.copy(lab.image.ssh_key, lab.key)
     lab.key.chmod(0o600)
@@ -79,7 +94,7 @@ def up(lab: Lab, args) -> None:
         print(f"{machine.name} {machine.address(lab.subnet)}: SSH after {waited:.0f} s", flush=True)
     target = Path(args.inventory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(inventory(lab, machines))
+    target.write_text(inventory(lab, machines, target.resolve()))
     print(f"{len(machines)} VMs up in {time.monotonic() - started:.0f} s; inventory {target}", flush=True)
 
 
