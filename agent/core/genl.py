@@ -13,6 +13,7 @@ import base64
 import ipaddress
 
 from agent.core.model import WgPeer
+from agent.core.uapi import numeric_endpoint
 from meshcommon.contract import keys
 
 
@@ -22,19 +23,6 @@ def _key(key: str) -> str:
     return key
 
 
-def _endpoint(endpoint: str) -> tuple[str, int]:
-    """A numeric `IP:PORT` / `[IPv6]:PORT` as (address, port) (the kernel resolves no names)."""
-    host, sep, port = endpoint.rpartition(":")
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"not a numeric endpoint: {endpoint!r}") from None
-    if not sep or not 0 < number < 65536 or "%" in host:  # a scope names an interface of another host
-        raise ValueError(f"not a numeric endpoint: {endpoint!r}")
-    return str(address), number
-
-
 def set_peer(peer: WgPeer) -> dict:
     """Add `peer`, or make an existing one exactly this: allowed IPs replaced, keepalive set, and an
     endpoint only when one is given (None keeps the kernel's own, e.g. a roamed one)."""
@@ -42,7 +30,8 @@ def set_peer(peer: WgPeer) -> dict:
                      "allowed_ips": [str(ipaddress.ip_network(ip)) for ip in peer.allowed_ips],
                      "persistent_keepalive": int(peer.keepalive)}
     if peer.endpoint is not None:
-        request["endpoint_addr"], request["endpoint_port"] = _endpoint(peer.endpoint)
+        address, port = numeric_endpoint(peer.endpoint)
+        request["endpoint_addr"], request["endpoint_port"] = str(address), port
     return {"peer": request}
 
 

@@ -108,16 +108,23 @@ def parse_get(answer: str) -> WgDevice:
         stats=tuple(PeerStats(p.public_key, p.endpoint, p.handshake, p.rx, p.tx) for p in peers))
 
 
-def _endpoint(endpoint: str) -> str:
-    """A numeric `IP:PORT` / `[IPv6]:PORT` as UAPI takes it (it resolves no names)."""
+def numeric_endpoint(endpoint: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """(address, port) of a numeric `IP:PORT` / `[IPv6]:PORT`: WireGuard resolves no names, and a
+    scope names an interface of another host. ValueError otherwise (for UAPI and netlink alike)."""
     host, sep, port = endpoint.rpartition(":")
     try:
         address = ipaddress.ip_address(host.strip("[]"))
         number = int(port)
     except ValueError:
         raise ValueError(f"not a numeric endpoint: {endpoint!r}") from None
-    if not sep or not 0 < number < 65536:
+    if not sep or not 0 < number < 65536 or "%" in host:
         raise ValueError(f"not a numeric endpoint: {endpoint!r}")
+    return address, number
+
+
+def _endpoint(endpoint: str) -> str:
+    """An endpoint as UAPI takes it."""
+    address, number = numeric_endpoint(endpoint)
     return f"[{address}]:{number}" if address.version == 6 else f"{address}:{number}"
 
 
