@@ -145,11 +145,24 @@ def ensure(log=print) -> Image:
 
 
 def prune(cache: Path, keep: int) -> None:
-    """Remove all but the `keep` newest images of the cache (a lab still up may use the one before)."""
+    """Remove all but the `keep` newest images of the cache, and never one a running VM or
+    repository server of a lab still uses (its path is on their command lines)."""
     built = sorted((path for path in cache.iterdir() if (path / "built").exists()),
                    key=lambda path: (path / "built").stat().st_mtime, reverse=True)
     for old in built[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+        if not in_use(old):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def in_use(root: Path) -> bool:
+    marker = str(root).encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker in cmdline.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def build(image: Image, log) -> None:

@@ -79,7 +79,7 @@ class Lab:
 
     def _serve_repository(self) -> None:
         pid_file = self.folder / "repository.pid"
-        if pid_file.exists() and alive(int(pid_file.read_text())):
+        if pid_file.exists() and alive(int(pid_file.read_text()), str(self.image.repository)):
             return
         log = open(self.folder / "repository.log", "ab")  # noqa: SIM115 (the child keeps it)
         server = subprocess.Popen([sys.executable, "-m", "http.server", str(REPOSITORY_PORT), "--bind", self.host,
@@ -90,7 +90,7 @@ class Lab:
     def network_down(self) -> None:
         pid_file = self.folder / "repository.pid"
         if pid_file.exists():
-            stop(int(pid_file.read_text()))
+            stop(int(pid_file.read_text()), "http.server")
             pid_file.unlink()
         for tap in Path("/sys/class/net").glob(f"{self.prefix}t*"):
             subprocess.run(["ip", "link", "del", tap.name], check=False, capture_output=True)
@@ -108,7 +108,7 @@ class Lab:
 
     def running(self, machine: Machine) -> bool:
         pid_file = self.home(machine) / "qemu.pid"
-        return pid_file.exists() and alive(int(pid_file.read_text().strip() or 0))
+        return pid_file.exists() and alive(int(pid_file.read_text().strip() or 0), str(self.home(machine)))
 
     def start(self, machine: Machine) -> None:
         """Boot `machine` (it must be created); returns at once, see `wait_ssh`."""
@@ -144,7 +144,7 @@ class Lab:
         while self.running(machine) and time.monotonic() < deadline:
             time.sleep(0.1)
         if self.running(machine):
-            stop(int(pid_file.read_text()))
+            stop(int(pid_file.read_text()), str(self.home(machine)))
 
     def monitor(self, machine: Machine, command: str) -> None:
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
@@ -188,21 +188,24 @@ def run(*argv: str) -> None:
     subprocess.run(argv, check=True)
 
 
-def alive(pid: int) -> bool:
+def alive(pid: int, marker: str) -> bool:
+    """Whether `pid` runs and is ours: its command line names `marker` (a pid file outlives a
+    reboot, and its number may belong to another process by then)."""
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return False
-    return True
 
 
-def stop(pid: int) -> None:
+def stop(pid: int, marker: str) -> None:
+    if not alive(pid, marker):
+        return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
-    while alive(pid) and time.monotonic() < deadline:
+    while alive(pid, marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
