@@ -38,7 +38,8 @@ STREAMS_HARD_CAP = 8
 # A netmap event larger than a piece (a mass change makes every stream's next one about as large as
 # a full map) waits for its share of the worker's budget of bytes in flight and is written a piece
 # at a time: each write waits for the connection to drain below its high-water mark, so a reader
-# that stopped reading holds one piece, not the event. Smaller events are written whole.
+# that stopped reading adds one piece to its connection's buffer, and holds its one event until the
+# write timeout aborts it (not a queue of them). Smaller events are written whole.
 STREAM_PIECE = 16 * 1024
 STREAM_BUDGET = 32 * 2**20  # bytes of large events in flight in one worker
 STREAM_PATIENCE = 2.0  # seconds a reader may take to drain its event before its share is given back

@@ -5,8 +5,8 @@ every stream's next event is about as large as a full map). A stream takes a sha
 event before building it, waits its turn when the worker's budget is spent (first come, first
 served), and gives it back once the connection drained the event (its writes were not paused),
 or after `patience` seconds: a reader that does not drain in time (a slow link, a dead or hostile
-client) stops holding back everyone else; what it still holds is bounded by its connection's own
-flow control (one piece of an event above the high-water mark). While a stream waits, the revision
+client) stops holding back everyone else; what it still holds is its one event, until the write
+timeout aborts its connection (the share does not bound that: see docs/design.md). While a stream waits, the revision
 moves on: its event, built when its turn comes, is one merged delta. Knows nothing of HTTP.
 """
 from __future__ import annotations
