@@ -1,11 +1,11 @@
-"""Talking to WireGuard: wireguard-go's UAPI socket, the kernel's generic netlink, and the tools.
+"""Talking to WireGuard: wireguard-go's UAPI socket and the kernel's generic netlink.
 
 Owns the I/O with WireGuard. Reading never forks: a userspace interface (wireguard-go) is read on
 its UAPI socket (`/var/run/wireguard/IFACE.sock`, the protocol is `uapi`'s), a kernel one over
 generic netlink (pyroute2's `WireGuard`), the socket first as wg(8) does. Writing: `Uapi` sends one
 `set=1` request at a time and reads its `errno`; `Netlink` sends the kernel one generic netlink
-request at a time (`genl`'s), each acknowledged. `wireguard-go` itself is run as subprocesses (argument lists,
-never a shell). Errors carry the tool's or the protocol's own words. Must not decide anything:
+request at a time (`genl`'s), each acknowledged. `wireguard-go` itself is run as a subprocess
+(an argument list, never a shell). Errors carry the tool's or the protocol's own words. Must not decide anything:
 callers say what to read or write.
 """
 from __future__ import annotations
@@ -26,18 +26,6 @@ UAPI_TIMEOUT = 5.0  # seconds for one UAPI request
 
 class WgError(RuntimeError):
     pass
-
-
-def run(args: list[str], input_text: str | None = None, timeout: float = 15) -> str:
-    try:
-        done = subprocess.run(args, input=input_text, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise WgError(f"{args[0]} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise WgError(f"{' '.join(args[:3])} timed out") from None
-    if done.returncode != 0:
-        raise WgError(f"{' '.join(args[:3])}: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
 
 
 def socket_path(interface: str) -> Path:

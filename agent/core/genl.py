@@ -9,7 +9,6 @@ peer alone fails. Must not do I/O (`wg.Netlink` sends them).
 """
 from __future__ import annotations
 
-import base64
 import ipaddress
 
 from agent.core.model import WgPeer
@@ -18,8 +17,7 @@ from meshcommon.contract import keys
 
 
 def _key(key: str) -> str:
-    if len(base64.b64decode(key, validate=True)) != keys.KEY_LENGTH:
-        raise ValueError(f"not a WireGuard key: {key[:60]!r}")
+    keys.decode32(key, "a WireGuard key")  # BadKey, a ValueError: that request alone fails
     return key
 
 
