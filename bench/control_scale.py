@@ -432,16 +432,21 @@ class Generator:
                 "lags": [lag for slot, lag in self.lags if start <= slot < end],
                 "wakes": wakes, "stream_drops": self.stream_drops, "errors": dict(self.errors)}
 
-    async def pause(self, argument: None) -> None:
-        """The control plane is about to stop: heartbeats stop, streams wait for `resume` once ended."""
-        self.paused = True
-        self.resumed.clear()
+    async def stop_heartbeats(self) -> None:
+        """Every node stops heartbeating and closes its heartbeat connection (streams are left as they are)."""
         for task in self.heartbeat_tasks:
             task.cancel()
         await asyncio.gather(*self.heartbeat_tasks, return_exceptions=True)
         self.heartbeat_tasks = []
         for node in self.nodes:
             node.conn.close()
+
+    async def pause(self, argument: None) -> None:
+        """The control plane is about to stop: heartbeats stop, streams wait for `resume` once ended."""
+        self.paused = True
+        self.resumed.clear()
+        await self.stop_heartbeats()
+        for node in self.nodes:
             node.beat_back = None
             if self.stream_tasks:
                 node.stream_back = None

@@ -161,12 +161,7 @@ class ReturningGenerator(Generator):
         return await super().watch(argument)
 
     async def silence(self, argument: None) -> None:
-        for task in self.heartbeat_tasks:
-            task.cancel()
-        await asyncio.gather(*self.heartbeat_tasks, return_exceptions=True)
-        self.heartbeat_tasks = []
-        for node in self.nodes:
-            node.conn.close()
+        await self.stop_heartbeats()  # the streams stay open
 
     async def back(self, argument: dict) -> None:
         """Every node heartbeats again, from a random moment within `spread` seconds."""
