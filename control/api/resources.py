@@ -253,15 +253,20 @@ class NetmapResource:
                     NETMAPS.labels(kind).inc()
                     yield RawEvent(netmap_frame(blob, current))
                 else:
-                    size = len(blob)
-                    del blob  # not held while it waits its turn
-                    share = await self.budget.take(size)
+                    now = self.budget.take_now(len(blob))
+                    waited = now is None
+                    if now is None:  # its turn comes later: the answer is built again then, not held meanwhile
+                        size = len(blob)
+                        del blob
+                        share = await self.budget.take(size)
+                    else:
+                        share = now
                     try:
                         if node_id not in self.cache.nodes or ended.is_set():
                             continue  # said at the top
-                        # The revision may have moved on while it waited: one merged delta.
-                        current = self.cache.revision
-                        kind, blob = self.cache.answer(node_id, since)
+                        if waited:  # the revision may have moved on meanwhile: one merged delta
+                            current = self.cache.revision
+                            kind, blob = self.cache.answer(node_id, since)
                         if woken:
                             WAKE.observe(self.feed.woke_for())
                         NETMAPS.labels(kind).inc()

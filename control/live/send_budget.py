@@ -48,9 +48,17 @@ class SendBudget:
         self.slow = 0  # events whose reader did not drain them within the patience
         self._queue: deque[tuple[int, asyncio.Future[None]]] = deque()
 
+    def take_now(self, size: int) -> Share | None:
+        """A share of `size` bytes if it fits now and nobody waits before it; else None (nothing taken)."""
+        size = self._clamped(size)
+        if self._queue or self.in_flight + size > self.limit:
+            return None
+        self._grant(size)
+        return Share(self, size, self.patience)
+
     async def take(self, size: int) -> Share:
         """A share of `size` bytes (one event larger than the whole budget goes alone), when it fits."""
-        size = max(1, min(size, self.limit))
+        size = self._clamped(size)
         if self._queue or self.in_flight + size > self.limit:
             self.waits += 1
             turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -69,6 +77,9 @@ class SendBudget:
         else:
             self._grant(size)
         return Share(self, size, self.patience)
+
+    def _clamped(self, size: int) -> int:
+        return max(1, min(size, self.limit))
 
     def _grant(self, size: int) -> None:
         self.in_flight += size

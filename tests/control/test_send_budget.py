@@ -57,3 +57,16 @@ async def test_a_share_not_given_back_within_the_patience_is_given_back_for_it()
     assert budget.slow == 1
     share.release()
     assert budget.in_flight == 0
+
+
+async def test_a_share_is_taken_now_only_when_it_fits_and_nobody_waits():
+    budget = SendBudget(100, 10.0)
+    first = budget.take_now(80)
+    assert first is not None and budget.in_flight == 80
+    assert budget.take_now(30) is None and budget.in_flight == 80  # does not fit: nothing taken
+    waiting = asyncio.ensure_future(budget.take(30))
+    await asyncio.sleep(0.01)
+    assert budget.take_now(10) is None and budget.in_flight == 80  # it would fit, but one waits before it
+    first.release()
+    (await waiting).release()
+    assert budget.in_flight == 0
