@@ -34,7 +34,7 @@ class Config:
     offline_after: float = 6.0
     sweep_interval: float = 0.5
     heartbeat_flush_interval: float = 0.25
-    poll_interval: float = 0.05  # cross-worker revision poll; PostgreSQL also gets NOTIFY
+    poll_interval: float = 0.05  # revision poll on SQLite with several workers (revision_poll_interval)
     max_wait: float = 60.0
     max_body: int = 1 << 20
     header_timeout: float = 10.0  # seconds for a request's line and headers, from its first byte or connect

@@ -120,7 +120,7 @@ class Lab:
             run("ip", "link", "set", tap, "master", self.bridge)
         run("ip", "link", "set", tap, "up")
         mac = f"52:54:00:6d:{machine.index // 256:02x}:{machine.index % 256:02x}"
-        cmdline = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet meshlab.name={machine.name} "
+        cmdline = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet mitigations=off meshlab.name={machine.name} "
                    f"meshlab.addr={machine.address(self.subnet)}/24 "
                    f"meshlab.repo=http://{self.host}:{REPOSITORY_PORT}/")
         with open(home / "console.log", "ab") as console:

@@ -141,3 +141,12 @@ async def test_when_the_shared_load_fails_each_waiting_caller_loads_again_and_se
     store.down = False
     await feed.refresh()
     assert feed.cache.revision == 1
+
+
+def test_only_unannounced_writers_elsewhere_make_a_worker_poll_its_store_often():
+    from control.live.runtime import ANNOUNCED_POLL_INTERVAL, revision_poll_interval
+
+    assert revision_poll_interval(store_announces=False, workers=2, poll_interval=0.05) == 0.05
+    # A lone SQLite worker makes every change itself and kicks its own feed; PostgreSQL announces.
+    assert revision_poll_interval(store_announces=False, workers=1, poll_interval=0.05) == ANNOUNCED_POLL_INTERVAL
+    assert revision_poll_interval(store_announces=True, workers=4, poll_interval=0.05) == ANNOUNCED_POLL_INTERVAL
