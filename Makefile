@@ -64,9 +64,10 @@ test: setup lint
 	$(BIN)/python -m pytest -q
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s default
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s ha
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s vm
 
-# The VM scenario (molecule/vm: Debian VMs, systemd, kernel WireGuard, the faults); about an hour
-# under software emulation here, so not part of `make test` yet.
+# The VM scenario alone (molecule/vm: Debian VMs, systemd, kernel WireGuard, the faults), the
+# last part of `make test`.
 test-vm: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test -s vm
 

@@ -2,6 +2,7 @@
 key at its mesh IP, routes, all-pairs ping, a chat message between two VMs. testinfra over SSH."""
 import json
 import os
+import time
 
 import testinfra
 import testinfra.utils.ansible_runner
@@ -91,3 +92,29 @@ def test_a_chat_message_goes_from_one_vm_to_another():
         f"{VENV}/bin/meshchat --state-dir /var/lib/meshvpn send {status[receiver]['mesh_ip']} '{text}'")
     assert text in remote(receiver).check_output(
         f"{VENV}/bin/meshchat --state-dir /var/lib/meshvpn history {status[sender]['mesh_ip']}")
+
+
+def test_an_idle_agent_writes_nothing_and_its_cpu_and_memory_are_reported():
+    """Over 30 s of a mesh at rest, no agent writes to WireGuard or the routes (the same counters
+    as on wireguard-go); prints each agent's CPU share and RSS on the kernel backend (-s shows it)."""
+    idle = 30
+    hosts = {name: remote(name) for name in NODES}
+
+    def sample(host) -> tuple[dict, int, int]:
+        status = json.loads(host.check_output(f"{VENV}/bin/meshagent status --state-dir /var/lib/meshvpn --json"))
+        pid = host.check_output("systemctl show meshagent -p MainPID --value").strip()
+        fields = host.check_output(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
+        rss_kib = int(host.check_output(f"sed -n 's/^VmRSS: *\\([0-9]*\\) kB/\\1/p' /proc/{pid}/status"))
+        return status["writes"], int(fields[11]) + int(fields[12]), rss_kib  # utime + stime, in ticks
+
+    before = {name: sample(host) for name, host in hosts.items()}
+    started = {name: float(host.check_output("cut -d' ' -f1 /proc/uptime")) for name, host in hosts.items()}
+    time.sleep(idle)
+    for name, host in hosts.items():
+        writes, ticks, rss_kib = sample(host)
+        elapsed = float(host.check_output("cut -d' ' -f1 /proc/uptime")) - started[name]
+        ticks_per_s = int(host.check_output("getconf CLK_TCK"))
+        cpu = (ticks - before[name][1]) / ticks_per_s / elapsed
+        print(f"vm idle {name}: writes {before[name][0]} -> {writes} over {elapsed:.0f} s, "
+              f"agent CPU {100 * cpu:.1f} % of the emulated core, RSS {rss_kib / 1024:.1f} MB")
+        assert writes is not None and writes == before[name][0], f"{name}'s agent wrote while the mesh was at rest"
