@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -208,3 +210,33 @@ def test_an_idle_agent_writes_nothing_and_a_change_is_written(lab, lab_control, 
     after = [node.status()["writes"] for node in nodes[:2]]
     assert [w["wireguard"] - b["wireguard"] for w, b in zip(after, before, strict=False)] == [1, 1]
     assert after[1]["netlink"] - before[1]["netlink"] == 1
+
+
+def test_an_agent_restarted_or_killed_adopts_what_it_finds_and_no_ping_is_lost(lab, lab_control, tmp_path):
+    """An upgrade or a crash restarts the agent: it takes over the interface, peers and routes it
+    finds and writes nothing that is already right, so the data plane never notices (10 pings a
+    second both ways across a stop and start, then across a kill -9 and start)."""
+    nodes = mesh(lab, lab_control, tmp_path, 3)
+    wait_for(lambda: converged(nodes), 30, what="mesh convergence")
+    wait_for(lambda: all_ping(nodes), 20, what="pings over the mesh")
+    target, other = nodes[1], nodes[0]
+    for how in (signal.SIGTERM, signal.SIGKILL):
+        probes = [subprocess.Popen([*a.host.prefix(), "ping", "-n", "-q", "-c", "150", "-i", "0.1", "-W", "1",
+                                    b.identity["mesh_ip"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                  for a, b in ((other, target), (target, other))]
+        time.sleep(2)
+        log_before = target.log.read_text()
+        os.killpg(target.proc.pid, how)  # the agent's own process group: wireguard-go has a session of its own
+        target.proc.wait(timeout=20)
+        target.start()
+        wait_for(lambda: target.status().get("control") == "connected", 20, what=f"reconnection after {how.name}")
+        for probe in probes:
+            out, _ = probe.communicate(timeout=60)
+            assert " 0% packet loss" in out, f"{how.name}: {out}"
+        written = json.loads(target.host.run(MESHAGENT, "status", "--state-dir", str(target.state_dir), "--json",
+                                             check=True).stdout)["writes"]
+        assert written == {"wireguard": 0, "netlink": 0}, f"{how.name}: the restarted agent wrote {written}"
+        restarted = target.log.read_text()[len(log_before):]
+        touched = ("interface_created", "address_added", "link_up", "device_set", "peer_added", "peer_updated",
+                   "peer_removed", "route_added", "route_removed", "address_removed")
+        assert not any(f'"{event}"' in restarted for event in touched), restarted
