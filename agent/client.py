@@ -18,6 +18,7 @@ import msgspec
 from httpx_sse import EventSource, SSEError
 
 from meshcommon.contract import keys, wire
+from meshcommon.contract.version import VERSION
 
 Answer = TypeVar("Answer")
 
@@ -54,7 +55,9 @@ class ControlClient:
         self.urls = [url.rstrip("/") for url in urls]
         self.index = 0
         verify = ssl.create_default_context(cafile=ca) if ca else True
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=45.0), verify=verify, transport=transport)
+        # The User-Agent names this agent's version: the control plane keeps it for `meshctl nodes`.
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=45.0), verify=verify, transport=transport,
+                                      headers={"User-Agent": f"meshagent/{VERSION}"})
 
     @property
     def url(self) -> str:

@@ -45,6 +45,7 @@ class NodeDetail(NodeView, frozen=True, kw_only=True):
     applied_revision: int | None
     changed_revision: int
     tunnels_down: list[TunnelDownAnswer]  # as the node's agent last reported them
+    agent_version: str | None = None  # as its agent said when it last registered (None: unknown)
 
 
 class UnhealthyPair(msgspec.Struct, frozen=True):

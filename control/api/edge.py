@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from control.api import schemas
 from control.rules import reflexive
 from control.rules.errors import BodyTooLarge, InvalidRequest, RequestTimeout
-from control.rules.records import HeartbeatSent, JoinTokenRequest, Registration, ReportedDown
+from control.rules.records import HeartbeatSent, JoinTokenRequest, Registration, ReportedDown, agent_version
 from meshcommon.contract.addresses import Network
 
 S = TypeVar("S")
@@ -81,9 +81,11 @@ class Source:
 
 # -- from schema to plain arguments ----------------------------------------------
 
-def registration(body: schemas.RegisterBody, source_address: str | None, mesh_prefix: Network) -> Registration:
+def registration(body: schemas.RegisterBody, source_address: str | None, mesh_prefix: Network,
+                 user_agent: str | None = None) -> Registration:
     return Registration(public_key=body.public_key, name=body.name, listen_port=body.listen_port,
                         endpoint=body.endpoint, nonce=body.nonce, proof=body.proof,
+                        agent_version=agent_version(user_agent),
                         reflexive_endpoint=reflexive.reflexive_endpoint(source_address, body.listen_port,
                                                                          mesh_prefix))
 

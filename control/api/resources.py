@@ -143,7 +143,7 @@ class RegisterResource:
     async def on_post(self, req, resp):
         token = enrolling_token(req)  # before the body: a stranger gets a 401 for free
         request = await self.body.read(req, schemas.RegisterBody)
-        registration = edge.registration(request, self.source.address(req), self.settings.prefix)
+        registration = edge.registration(request, self.source.address(req), self.settings.prefix, req.user_agent)
         enrolled = await self.registry.register(token, registration)
         resp.media = views.registered(enrolled, self.settings)
 

@@ -50,7 +50,7 @@ def node_detail(node: NodeRecord) -> NodeDetail:
                       endpoint=node.endpoint, listen_port=node.listen_port, online=node.online,
                       reflexive_endpoint=node.reflexive_endpoint, created_at=node.created_at,
                       last_seen=node.last_seen, applied_revision=node.applied_revision,
-                      changed_revision=node.changed_revision,
+                      changed_revision=node.changed_revision, agent_version=node.agent_version,
                       tunnels_down=[TunnelDownAnswer(down.node_id, down.since, down.reason)
                                     for down in node.tunnels_down])
 

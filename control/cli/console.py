@@ -68,7 +68,8 @@ def node_rows(nodes: list[dict], now: float) -> list[list[str]]:
     return [[n["name"] + (" *" if n["name"] in duplicates else ""), n["mesh_ip"], n["public_key"][:10] + "…",
              n["endpoint"] or "-",
              n.get("reflexive_endpoint") or "-", "online" if n["online"] else "offline", ago(now, n["last_seen"]),
-             "-" if n["applied_revision"] is None else str(n["applied_revision"]), n["node_id"]]
+             "-" if n["applied_revision"] is None else str(n["applied_revision"]), n.get("agent_version") or "-",
+             n["node_id"]]
             for n in nodes]
 
 

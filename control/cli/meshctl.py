@@ -84,7 +84,7 @@ def cmd_nodes(args) -> int:
     if args.json:
         print_json(data)
         return 0
-    print_table(["NAME", "MESH IP", "KEY", "ENDPOINT", "SEEN FROM", "STATE", "LAST SEEN", "APPLIED", "ID"],
+    print_table(["NAME", "MESH IP", "KEY", "ENDPOINT", "SEEN FROM", "STATE", "LAST SEEN", "APPLIED", "AGENT", "ID"],
                 node_rows(data["nodes"], time.time()))
     say(f"revision {safe(data['revision'])}, {len(data['nodes'])} nodes")
     duplicates = duplicate_names(data["nodes"])

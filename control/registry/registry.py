@@ -149,7 +149,8 @@ class Registry:
                           endpoint=registration.endpoint, listen_port=registration.listen_port,
                           token_hash=tokens.digest(node_token), created_at=now, last_seen=now, online=True,
                           applied_revision=None, changed_revision=revision,
-                          reflexive_endpoint=registration.reflexive_endpoint)
+                          reflexive_endpoint=registration.reflexive_endpoint,
+                          agent_version=registration.agent_version)
         nodes.add(node)
         emit("node_registered", node=node_id, node_name=registration.name, mesh_ip=mesh_ip,
              endpoint=registration.endpoint, reflexive_endpoint=registration.reflexive_endpoint,
@@ -183,6 +184,9 @@ class Registry:
                                   "endpoint": registration.endpoint, "listen_port": registration.listen_port,
                                   "reflexive_endpoint": registration.reflexive_endpoint}
         changed = {field: value for field, value in wanted.items() if getattr(node, field) != value}
+        if registration.agent_version != node.agent_version:  # no peer sees it: no revision, no budget
+            nodes.set_agent_version(node.id, registration.agent_version)
+            node = dataclasses.replace(node, agent_version=registration.agent_version)
         if changed and not self._spend_change(node.id, now):
             if "public_key" in changed:
                 raise TooManyRequests(f"this node changed its registration {CHANGES_BURST} times in a row; a new "

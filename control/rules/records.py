@@ -9,6 +9,7 @@ Must not import the store, the database or anything with I/O.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,6 +60,17 @@ class Registration:
     nonce: str | None = None
     proof: str | None = None
     reflexive_endpoint: str | None = None
+    agent_version: str | None = None  # what its User-Agent said (`agent_version`), for operators only
+
+
+AGENT_PRODUCT = re.compile(r"meshagent/([0-9][0-9A-Za-z.+-]{0,31})(?:\s|$)")
+
+
+def agent_version(user_agent: str | None) -> str | None:
+    """The meshagent version a request's User-Agent names (`meshagent/0.3.0`), else None: a node
+    controls the header, so only a short version of safe characters is kept."""
+    found = AGENT_PRODUCT.match(user_agent or "")
+    return found.group(1) if found else None
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,7 @@ class NodeRecord:
     reflexive_endpoint: str | None = None
     tunnels_down: tuple[TunnelDown, ...] = ()
     name_pinned: bool = False  # renamed by an admin: re-registrations keep the name
+    agent_version: str | None = None  # its agent's version when it last registered (None: unknown)
 
 
 class JoinTokenRecord(msgspec.Struct, frozen=True):

@@ -55,6 +55,7 @@ class Node(BaseModel):
     applied_revision = BigIntegerField(null=True)
     tunnels_down = TextField(default="[]")  # JSON: the peers its agent reports no working tunnel to
     changed_revision = BigIntegerField()
+    agent_version = CharField(max_length=32, null=True)  # see migration 0006
 
 
 class Change(BaseModel):

@@ -92,7 +92,12 @@ def add(node: NodeRecord) -> None:
                 endpoint=node.endpoint, listen_port=node.listen_port, token_hash=node.token_hash,
                 created_at=node.created_at, last_seen=node.last_seen, online=node.online,
                 applied_revision=node.applied_revision, changed_revision=node.changed_revision,
-                reflexive_endpoint=node.reflexive_endpoint, tunnels_down=_down_json(node.tunnels_down)).execute()
+                reflexive_endpoint=node.reflexive_endpoint, tunnels_down=_down_json(node.tunnels_down),
+                agent_version=node.agent_version).execute()
+
+
+def set_agent_version(node_id: str, version: str | None) -> None:
+    Node.update(agent_version=version).where(Node.id == node_id).execute()
 
 
 def update_registration(node_id: str, changed: dict[str, Any], seen: float, revision: int) -> None:

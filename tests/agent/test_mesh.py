@@ -12,6 +12,7 @@ from datetime import datetime
 import httpx
 import pytest
 
+from meshcommon.contract.version import VERSION
 from testbed.meshlab import MESHAGENT, Node, all_ping, converged, lab_marks, mesh, on_lab, wait_for
 
 pytestmark = lab_marks()
@@ -55,6 +56,7 @@ def test_three_nodes_converge_and_ping_each_other(lab, lab_control, tmp_path):
     assert leaving.host.run("ip", "link", "show", "mesh0", check=False).returncode != 0
     listed = httpx.get(lab_control.url + "/v1/nodes", headers=lab_control.admin).json()["nodes"]
     assert leaving.host.name not in {n["name"] for n in listed}
+    assert {n["agent_version"] for n in listed} == {VERSION}  # each agent names its version when it registers
     gone = leaving.identity_ip + "/32"
     wait_for(lambda: all(gone not in n.host.wg_peers().values() for n in nodes[1:]), 5,
              what="peers dropping the leaver")

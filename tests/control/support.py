@@ -43,15 +43,15 @@ class Control:
         return await self.client.simulate_get("/v1/challenge", headers={"Authorization": f"Bearer {token}"})
 
     async def register(self, token: str, name: str = "node", key: str | None = None, prove: bool = True,
-                       remote_addr: str = "127.0.0.1", **extra):
+                       remote_addr: str = "127.0.0.1", user_agent: str | None = None, **extra):
         """Register as an agent does: a challenge first, then the body with its proof (when the
         challenge is granted and the key is one `new_key` made; otherwise the bare body)."""
         body = {"public_key": key or new_key(), "name": name, **extra}
         challenge = await self.challenge(token)
         if prove and challenge.status_code == 200 and body["public_key"] in PRIVATE:
             body = proven(challenge.json, body)
-        return await self.client.simulate_post("/v1/register", json=body, remote_addr=remote_addr,
-                                               headers={"Authorization": f"Bearer {token}"})
+        headers = {"Authorization": f"Bearer {token}", **({"User-Agent": user_agent} if user_agent else {})}
+        return await self.client.simulate_post("/v1/register", json=body, remote_addr=remote_addr, headers=headers)
 
     async def node(self, token: str, name: str = "node", **extra) -> dict:
         result = await self.register(token, name, **extra)

@@ -37,6 +37,23 @@ async def test_reregistering_with_the_node_token_keeps_id_and_ip(control):
     assert same.json["revision"] == again.json["revision"]  # nothing changed: no bump
 
 
+async def test_each_node_shows_its_agent_s_version_which_moves_no_revision(control):
+    token = await control.join_token(reusable=True)
+    key = new_key()
+    node = await control.node(token, "alpha", key=key, user_agent="meshagent/0.3.0")
+    shown = await control.client.simulate_get(f"/v1/nodes/{node['node_id']}", headers=control.admin)
+    assert shown.json["agent_version"] == "0.3.0"
+    upgraded = await control.register(node["node_token"], "alpha", key=key, user_agent="meshagent/0.3.1 (linux)")
+    assert upgraded.json["revision"] == node["revision"]  # no peer sees a version: no revision
+    listed = await control.client.simulate_get("/v1/nodes", headers=control.admin)
+    assert [n["agent_version"] for n in listed.json["nodes"]] == ["0.3.1"]
+    # An older agent (no version) or a header that is not a short, plain version shows none.
+    for user_agent in (None, "python-httpx/0.28.1", "meshagent/../../etc", "meshagent/" + "9" * 40, "meshagent/1;x"):
+        other = await control.node(token, "other", user_agent=user_agent)
+        shown = await control.client.simulate_get(f"/v1/nodes/{other['node_id']}", headers=control.admin)
+        assert shown.json["agent_version"] is None, user_agent
+
+
 async def test_a_stranger_with_a_public_key_cannot_take_over_or_move_a_node(control):
     token = await control.join_token(reusable=True)
     key = new_key()

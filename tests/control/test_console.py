@@ -40,7 +40,8 @@ def test_watch_lines_say_joined_removed_online_offline_and_updated():
 
 def test_node_rows_and_ages():
     assert node_rows([node()], now=130.0) == [["a", "100.64.0.1", "KKKKKKKKKK…", "-", "-", "online", "30s ago", "-",
-                                                "n1"]]
+                                                "-", "n1"]]
+    assert node_rows([node(agent_version="0.3.0")], now=130.0)[0][-2] == "0.3.0"
     natted = node(endpoint="192.168.1.2:51820", reflexive_endpoint="198.51.100.7:51820")
     assert node_rows([natted], now=130.0)[0][3:5] == ["192.168.1.2:51820", "198.51.100.7:51820"]
     assert (ago(1000.0, None), ago(1000.0, 1000.0 - 600)) == ("-", "10m ago")

@@ -26,7 +26,7 @@ def test_a_node_detail_is_its_view_then_its_liveness_in_that_order():
         "endpoint": "192.0.2.1:51820", "listen_port": 51820, "online": True,
         "reflexive_endpoint": "198.51.100.7:51820", "created_at": 1.0, "last_seen": 2.0,
         "applied_revision": 3, "changed_revision": 4,
-        "tunnels_down": [{"node_id": "n2", "since": 1.5, "reason": "no_traffic"}]})
+        "tunnels_down": [{"node_id": "n2", "since": 1.5, "reason": "no_traffic"}], "agent_version": None})
 
 
 def test_nodes_are_listed_by_mesh_ip_as_numbers():
