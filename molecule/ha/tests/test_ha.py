@@ -1,7 +1,7 @@
 """The HA lab after its faults, checked with testinfra (the `host` fixture): every node connected
 with every peer online, every control host serving all of them with the one CA, control2 behind
 HAProxy (meshvpn_control_tls_proxy) seeing each node's own address, and PostgreSQL letting in only
-the control hosts."""
+the control hosts, over TLS only, verified with the mesh's CA."""
 import hashlib
 import json
 import os
@@ -119,8 +119,28 @@ def test_postgresql_lets_in_only_the_control_hosts(host):
     addresses = sorted(f"{INVENTORY.get_variables(c)['ansible_host']}/32" for c in CONTROLS)
     assert rules[0] == ["local", "all", "postgres", "peer"]
     assert sorted(rule[3] for rule in rules[1:]) == addresses
-    assert all(rule[:3] == ["host", "meshvpn", "meshvpn"] and rule[4] == "scram-sha-256" for rule in rules[1:])
+    assert all(rule[:3] == ["hostssl", "meshvpn", "meshvpn"] and rule[4] == "scram-sha-256" for rule in rules[1:])
     assert host.file("/etc/meshvpn/db.password").mode == 0o600
     address = host.ansible.get_variables()["ansible_host"]
     assert host.socket(f"tcp://{address}:5432").is_listening
     assert not host.socket("tcp://0.0.0.0:5432").is_listening
+
+
+def test_each_control_host_reaches_postgresql_over_verified_tls_only(host):
+    """The control plane's URL asks for verify-full with the mesh's CA; the same credentials without
+    TLS are refused (hostssl), and a CA that did not sign the server's certificate fails."""
+    only(host, "meshvpn_control")
+    url = next(line.split(":", 1)[1].strip().strip('"') for line in
+               host.file("/etc/meshvpn/control.yml").content_string.splitlines() if line.startswith("db:"))
+    assert url.endswith("?sslmode=verify-full&sslrootcert=/etc/meshvpn/tls/ca.crt"), url
+    probe = (f"{VENV}/bin/python -c 'import sys, psycopg2; "
+             "psycopg2.connect(sys.argv[1], connect_timeout=5, **dict(a.split(\"=\", 1) for a in sys.argv[2:]))"
+             ".cursor().execute(\"select 1\")'")
+    assert host.run(f"{probe} '{url}'").rc == 0
+    plain = host.run(f"{probe} '{url}' sslmode=disable")
+    assert plain.rc != 0 and "no encryption" in plain.stderr, plain.stderr
+    other_ca = host.run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+                        "-subj /CN=other -keyout /tmp/other-ca.key -out /tmp/other-ca.crt")
+    assert other_ca.rc == 0, other_ca.stderr
+    forged = host.run(f"{probe} '{url}' sslrootcert=/tmp/other-ca.crt")
+    assert forged.rc != 0 and "certificate verify failed" in forged.stderr, forged.stderr
