@@ -104,7 +104,7 @@ def test_an_idle_agent_writes_nothing_and_its_cpu_and_memory_are_reported():
         status = json.loads(host.check_output(f"{VENV}/bin/meshagent status --state-dir /var/lib/meshvpn --json"))
         pid = host.check_output("systemctl show meshagent -p MainPID --value").strip()
         fields = host.check_output(f"cat /proc/{pid}/stat").rsplit(")", 1)[1].split()
-        rss_kib = int(host.check_output(f"sed -n 's/^VmRSS: *\\([0-9]*\\) kB/\\1/p' /proc/{pid}/status"))
+        rss_kib = int(host.check_output(f"awk '/^VmRSS:/ {{print $2}}' /proc/{pid}/status"))
         return status["writes"], int(fields[11]) + int(fields[12]), rss_kib  # utime + stime, in ticks
 
     before = {name: sample(host) for name, host in hosts.items()}
