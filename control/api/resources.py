@@ -253,14 +253,12 @@ class NetmapResource:
                     NETMAPS.labels(kind).inc()
                     yield RawEvent(netmap_frame(blob, current))
                 else:
-                    now = self.budget.take_now(len(blob))
-                    waited = now is None
-                    if now is None:  # its turn comes later: the answer is built again then, not held meanwhile
+                    share = self.budget.take_now(len(blob))
+                    waited = share is None
+                    if share is None:  # its turn comes later: the answer is built again then, not held meanwhile
                         size = len(blob)
                         del blob
                         share = await self.budget.take(size)
-                    else:
-                        share = now
                     try:
                         if node_id not in self.cache.nodes or ended.is_set():
                             continue  # said at the top
