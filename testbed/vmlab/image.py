@@ -37,7 +37,7 @@ REPOSITORY = ("python3-apt", "python3-venv", "python3-packaging", "python3-crypt
 # catch up on boot), and a console login prompt nobody reads.
 BOOT_JOBS_MASKED = ("e2scrub_reap.service", "e2scrub_all.timer", "dpkg-db-backup.timer", "getty-static.service",
                     "getty@tty1.service")
-INITRD_MODULES = ("virtio_pci", "virtio_blk", "ext4")  # the root file system on its virtio disk
+INITRD_MODULES = ("virtio_pci", "virtio_blk", "ext4", "virtio_net")  # the root on its disk; eth0 for the lab unit
 IMAGE_SIZE = "3G"
 KEEP = 2  # images kept in the cache: this one and the one before
 NETWORK_UNIT = """[Unit]
