@@ -199,12 +199,15 @@ async def test_the_requests_of_this_agent_fit_a_control_plane_of_an_earlier_rele
     # WireGuard (the edge) shows bob without a handshake since long before: a tunnel down.
     bob_key = next(peer.public_key for peer in netmap.peers if peer.node_id == bob.node_id)
     monkeypatch.setattr(agent_main.wg, "peer_stats", lambda interface: (PeerStats(bob_key, None, 0, 0, 0),))
+    probed: list[str] = []  # the quiet peer's probe (a datagram to its mesh IP) stays here: no such interface
+    monkeypatch.setattr(agent_main, "nudge", probed.extend)
     tracker = Tracker()
     reconciler = SimpleNamespace(applied_revision=netmap.revision, interface="mesh0")
     body = {}
     for now in (1000.0, 1100.0):
-        monkeypatch.setattr(agent_main.time, "time", lambda now=now: now)
-        body = await agent_main.heartbeat_body(reconciler, tracker, netmap)
+        with monkeypatch.context() as clock:
+            clock.setattr(agent_main.time, "time", lambda now=now: now)
+            body = await agent_main.heartbeat_body(reconciler, tracker, netmap)
     assert body.get("tunnels_down"), body  # the test covers the report with a tunnel down
     await client.heartbeat(alice.node_id, alice.node_token, body)
     await client.leave(bob.node_id, bob.node_token)
