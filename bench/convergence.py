@@ -53,7 +53,7 @@ from pathlib import Path
 import jinja2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.dataplane import free_subnet, stop_all
+from bench.dataplane import stop_all
 from testbed import lab as labs
 from testbed.meshlab import MESHAGENT, Node, converged, on_lab, wait_for
 
@@ -396,7 +396,7 @@ def phase_static(hosts: list[labs.Host], tmp: Path, ansible_joins: int) -> dict:
 def run(args, save) -> dict:
     """The phases in turn; `save(result)` after each, so a run cut short keeps what it measured."""
     started = time.time()
-    with tempfile.TemporaryDirectory(prefix="convergence-") as tmp, labs.Lab(subnet=free_subnet()) as lab:
+    with tempfile.TemporaryDirectory(prefix="convergence-") as tmp, labs.Lab() as lab:
         tmp_path = Path(tmp)
         control = on_lab(lab, tmp_path / "control")
         for flag, value in (("--heartbeat-interval", args.heartbeat_interval), ("--offline-after", args.offline_after)):

@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import re
 import signal
 import statistics
@@ -50,18 +49,11 @@ CONTROLS = ("twin", "meshlike")  # --controls: (interface, listen port, subnet) 
 HAND_PAIRS = {"hand": ("wg1", 51821, "172.31.0"), "twin": ("wg2", 51822, "172.31.1"),
               "meshlike": ("wg3", 51823, "172.31.2")}
 ROUTE_PROTO = 77  # agent/observe.py's, written here as the agent writes it (bench does not import the agent)
-AVOID_SUBNETS = {77, 78, 79, 88}  # the Ansible labs: make up, molecule default and ha, a scratch lab
 RTT = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
 LOSS = re.compile(r"([\d.]+)% packet loss")
 # What a shell started by hand has: wireguard-go sees nothing of the bench's environment.
 HAND_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
 GO_ENV = re.compile(r"^(GO\w*|WG_\w*)=")
-
-
-def free_subnet() -> int:
-    """A lab /24 (10.213.S.0/24) no lab on this machine uses now, nor the ones other helpers keep."""
-    used = set(re.findall(r"10\.213\.(\d+)\.", labs.sh("ip", "-4", "-o", "addr").stdout))
-    return random.choice([s for s in range(1, 250) if str(s) not in used and s not in AVOID_SUBNETS])
 
 
 def stop_all(nodes: list[Node], control) -> None:
@@ -209,7 +201,7 @@ def summarize(rounds: list[dict], variants: tuple[str, ...] = VARIANTS) -> dict:
 
 def run(args) -> dict:
     variants = VARIANTS + (CONTROLS if args.controls else ())
-    with tempfile.TemporaryDirectory(prefix="dataplane-") as tmp, labs.Lab(subnet=free_subnet()) as lab:
+    with tempfile.TemporaryDirectory(prefix="dataplane-") as tmp, labs.Lab() as lab:
         tmp_path = Path(tmp)
         control = on_lab(lab, tmp_path / "control").start()
         nodes: list[Node] = []

@@ -2,7 +2,8 @@
 with its own mount namespace so wireguard-go's /run/wireguard is private to the host.
 
 Layout: a switch namespace holds the public bridge; every public lab host gets a veth on it
-and an address in 10.213.S.0/24, S chosen per lab (1-249, so parallel labs don't clash);
+and an address in 10.213.S.0/24, S chosen per lab (`free_subnet`: one no lab on this machine
+uses, nor one the Ansible labs keep);
 public hosts are .1-.199 in the order they were added, the root namespace is .254, so a
 control plane started by the test listens on that lab address.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +38,9 @@ from testbed.nft import cut_ruleset
 
 SiteKind = Literal["routed", "nat"]
 MAX_SITES = 42  # routers are .201-.242 of the public /24, site LANs 10.214-10.255
+# The fixed subnets of the Ansible labs (`make up`, molecule's default and ha, a scratch lab): one of them
+# can be up while tests run, and a lab on the same /24 would route its gateway into the other lab.
+KEPT_SUBNETS = frozenset({77, 78, 79, 88})
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -163,10 +168,18 @@ def lift_neighbour_limits(hosts: int) -> None:
             path.write_text(f"{wanted}\n")
 
 
+def free_subnet() -> int:
+    """A lab subnet S (public 10.213.S.0/24, site LANs 10.(214+).S.0/24) that no address or route of
+    the root namespace uses now and that no Ansible lab keeps."""
+    seen = sh("ip", "-4", "-o", "addr").stdout + sh("ip", "-4", "route").stdout
+    used = {int(s) for s in re.findall(r"\b10\.2(?:1[3-9]|[2-5]\d)\.(\d+)\.", seen)}
+    return random.choice([s for s in range(1, 250) if s not in used | KEPT_SUBNETS])
+
+
 @dataclass
 class Lab:
     tag: str = field(default_factory=lambda: f"{random.randrange(16 ** 4):04x}")
-    subnet: int = field(default_factory=lambda: random.randrange(1, 250))
+    subnet: int = field(default_factory=free_subnet)
     hosts: list[Host] = field(default_factory=list)
     sites: list[Site] = field(default_factory=list)
     cuts: set[frozenset[str]] = field(default_factory=set)  # pairs of host names

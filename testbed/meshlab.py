@@ -79,10 +79,34 @@ class Node:
         return found
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    item.stash.setdefault(FAILED, set())
+    if report.failed:
+        item.stash[FAILED].add(report.when)
+
+
+FAILED = pytest.StashKey[set]()
+LOG_TAIL_LINES = 15
+
+
+def print_log_tails(folder: Path) -> None:
+    """The end of every log under `folder` (agents, chat, control planes): what a failed lab test printed
+    of its own says what it waited for, these say why it did not come."""
+    for log in sorted(folder.rglob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        print(f"--- {log.relative_to(folder)} (last {len(lines)} lines)", *lines, sep="\n")
+
+
 @pytest.fixture
-def lab():
+def lab(request, tmp_path):
     with labs.Lab() as made:
+        print(f"lab {made.tag}: 10.213.{made.subnet}.0/24, gateway {made.gateway}")
         yield made
+        if request.node.stash.get(FAILED, set()):
+            print_log_tails(tmp_path)
 
 
 def on_lab(lab: labs.Lab, state_dir: Path, db_url: str | None = None) -> ControlProcess:

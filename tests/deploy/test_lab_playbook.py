@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from testbed.lab import free_subnet
 from testbed.meshlab import lab_marks
 
 pytestmark = lab_marks()
@@ -31,7 +32,7 @@ def recap(output: str) -> dict[str, int]:
 
 def test_lab_hosts_are_created_idempotently_reached_over_ssh_and_destroyed(tmp_path):
     prefix = f"mvt{random.randrange(100, 999)}"
-    extra = ["-e", "lab_nodes=2", "-e", f"meshvpn_lab_subnet=10.213.{random.randrange(1, 250)}",
+    extra = ["-e", "lab_nodes=2", "-e", f"meshvpn_lab_subnet=10.213.{free_subnet()}",
              "-e", f"meshvpn_lab_prefix={prefix}", "-e", f"meshvpn_lab_dir={tmp_path / 'lab'}",
              "-e", f"meshvpn_lab_inventory={tmp_path / 'hosts.yml'}"]
     try:
@@ -59,7 +60,7 @@ def test_lab_hosts_are_created_idempotently_reached_over_ssh_and_destroyed(tmp_p
 
 def test_a_lab_with_two_control_hosts_has_a_db_host_and_keeps_its_layout(tmp_path):
     prefix = f"mvt{random.randrange(100, 999)}"
-    subnet = f"10.213.{random.randrange(1, 250)}"
+    subnet = f"10.213.{free_subnet()}"
     lab = ["-e", f"meshvpn_lab_subnet={subnet}", "-e", f"meshvpn_lab_prefix={prefix}",
            "-e", f"meshvpn_lab_dir={tmp_path / 'lab'}", "-e", f"meshvpn_lab_inventory={tmp_path / 'hosts.yml'}"]
     try:

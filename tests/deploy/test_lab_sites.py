@@ -7,6 +7,7 @@ import subprocess
 
 import yaml
 
+from testbed.lab import free_subnet
 from testbed.meshlab import lab_marks
 from tests.deploy.test_lab_playbook import ansible, recap
 
@@ -14,7 +15,7 @@ pytestmark = lab_marks()
 
 
 def test_a_sites_lab_is_built_idempotently_reached_over_ssh_and_destroyed(tmp_path):
-    prefix, subnet = f"mvt{random.randrange(100, 999)}", random.randrange(1, 250)
+    prefix, subnet = f"mvt{random.randrange(100, 999)}", free_subnet()
     common = ["-e", f"meshvpn_lab_prefix={prefix}", "-e", f"meshvpn_lab_dir={tmp_path / 'lab'}",
               "-e", f"meshvpn_lab_inventory={tmp_path / 'hosts.yml'}"]
     extra = [*common, "-e", "lab_nodes=5", "-e", "lab_topology=sites", "-e", f"meshvpn_lab_subnet=10.213.{subnet}"]
