@@ -32,6 +32,7 @@ MEMORY_MB = 448
 # functions, which software emulation runs slower than SSE2 ones (Python in the guest ~10 % faster).
 CPU = "qemu64"
 REPOSITORY_PORT = 8790
+MONITOR_PROMPT = b"(qemu) "
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                "-o", "ConnectTimeout=5", "-o", "BatchMode=yes"]
 
@@ -140,22 +141,40 @@ class Lab:
             "-pidfile", str(home / "qemu.pid"), "-daemonize")
 
     def power_off(self, machine: Machine) -> None:
-        """Pull the plug: QEMU quits at once, the guest shuts nothing down."""
+        """Pull the plug: QEMU quits at once (its monitor's `quit`), the guest shuts nothing down. If
+        QEMU has not quit within a second, SIGKILL ends it: the same for the guest, and said on stderr."""
         self.monitor(machine, "quit")
-        pid_file = self.home(machine) / "qemu.pid"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 1
         while self.running(machine) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.05)
         if self.running(machine):
-            stop(int(pid_file.read_text()), str(self.home(machine)))
+            print(f"{machine.name}: QEMU did not quit from its monitor; killed", file=sys.stderr, flush=True)
+            with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+                os.kill(int((self.home(machine) / "qemu.pid").read_text()), signal.SIGKILL)
+            while self.running(machine):
+                time.sleep(0.05)
 
-    def monitor(self, machine: Machine, command: str) -> None:
+    def monitor(self, machine: Machine, command: str) -> bytes:
+        """Run one command on QEMU's human monitor; what it printed, up to its next prompt or the
+        monitor's end (`quit`). The monitor reads input once it has printed its prompt: a command sent
+        before, on a socket closed at once, is lost (such a `quit` did nothing)."""
+        answer = b""
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(5)
             sock.connect(str(self.home(machine) / "monitor.sock"))
+            greeting = b""
+            while not greeting.endswith(MONITOR_PROMPT):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return answer
+                greeting += chunk
             sock.sendall(command.encode() + b"\n")
-            with contextlib.suppress(OSError):
-                sock.recv(4096)
+            while not answer.endswith(MONITOR_PROMPT):
+                chunk = sock.recv(4096)
+                if not chunk:  # QEMU closed it: it quit
+                    break
+                answer += chunk
+        return answer
 
     def ssh(self, machine: Machine, *command: str, timeout: float = 60, check: bool = True) -> str:
         done = subprocess.run(["ssh", *SSH_OPTIONS, "-i", str(self.key), f"root@{machine.address(self.subnet)}",
