@@ -109,9 +109,10 @@ def lab(request, tmp_path):
             print_log_tails(tmp_path)
 
 
-def on_lab(lab: labs.Lab, state_dir: Path, db_url: str | None = None) -> ControlProcess:
+def on_lab(lab: labs.Lab, state_dir: Path, db_url: str | None = None, heartbeat_interval: float = 2.0,
+           offline_after: float = 6.0) -> ControlProcess:
     """A control plane (not started) listening on the root namespace's lab address."""
-    proc = ControlProcess(state_dir, db_url, heartbeat_interval=2.0, offline_after=6.0)
+    proc = ControlProcess(state_dir, db_url, heartbeat_interval=heartbeat_interval, offline_after=offline_after)
     proc.args[proc.args.index("--listen") + 1] = f"{lab.gateway}:{proc.port}"
     proc.url = f"http://{lab.gateway}:{proc.port}"
     return proc

@@ -60,3 +60,25 @@ def cut_ruleset(addresses: Iterable[str]) -> str:
                      f"    ip {side} {them} meta l4proto udp drop\n  }}\n"
                      for hook, side in (("input", "saddr"), ("output", "daddr")))
     return replace_table("inet", CUT_TABLE, f"table inet {CUT_TABLE} {{\n{chains}}}\n")
+
+
+CHAOS_TABLE = "meshvpn_lab_chaos"
+
+
+def chaos_ruleset(loss_in=0, loss_out=0, control=None):
+    """`nft -f` input for one host's namespace under the chaos soak: drop `loss_in` percent of the UDP
+    it receives and `loss_out` percent of what it sends (at random), and every packet to the control
+    plane at `control` (address, TCP port); nothing asked: no table."""
+    rules: dict = {"input": [], "output": []}
+    if loss_in:
+        rules["input"].append(f"meta l4proto udp numgen random mod 100 < {loss_in} drop")
+    if loss_out:
+        rules["output"].append(f"meta l4proto udp numgen random mod 100 < {loss_out} drop")
+    if control:
+        rules["output"].append(f"ip daddr {control[0]} tcp dport {control[1]} drop")
+    if not any(rules.values()):
+        return replace_table("inet", CHAOS_TABLE, "")
+    chains = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority filter;\n"
+                     + "".join(f"    {rule}\n" for rule in hook_rules) + "  }\n"
+                     for hook, hook_rules in rules.items() if hook_rules)
+    return replace_table("inet", CHAOS_TABLE, f"table inet {CHAOS_TABLE} {{\n{chains}}}\n")

@@ -28,7 +28,8 @@ from testbed.chaos.schedule import KINDS, Fault
 
 INVARIANTS = ("convergence", "no_ghost", "identity", "safety", "availability", "no_false_offline",
               "monotonic", "clean", "bounded")
-# Faults whose node keeps its data plane and may still be pinged: anything else takes it off.
+# Faults whose node keeps its data plane while they last less than the offline threshold (past it the
+# node is offline, so removed from its peers: by design); anything else takes it off.
 DATA_PLANE_KEPT = {"control_isolated", "readdress", "agent_crash"}
 
 
@@ -207,8 +208,9 @@ class Checker:
     def _availability(self, snap: Snapshot) -> list[Violation]:
         # A fault's effect on pings outlasts its heal by up to a threshold (the peer re-added, a handshake).
         recent = [fault for fault in self.faults if fault.t <= snap.t <= fault.until + self.threshold]
-        off = {node for fault in recent if KINDS[fault.kind].scope == "node" and fault.kind not in DATA_PLANE_KEPT
+        off = {node for fault in recent if KINDS[fault.kind].scope == "node" and not self._keeps_data_plane(fault)
                for node in fault.nodes}
+        off |= {fault.target for fault in recent if KINDS[fault.kind].scope == "join"}  # not converged yet
         cut = {frozenset(fault.nodes) for fault in recent if KINDS[fault.kind].scope == "pair"}
         found: list[Violation] = []
         for (a, b), answered in snap.pings.items():
@@ -217,6 +219,9 @@ class Checker:
             found += self._check("availability", answered, snap.t, f"{a} pings {b} (no fault touches the pair)",
                                  "no answer")
         return found
+
+    def _keeps_data_plane(self, fault: Fault) -> bool:
+        return fault.kind in DATA_PLANE_KEPT and fault.hold < self.threshold - self.propagation
 
     def _convergence(self, snap: Snapshot) -> list[Violation]:
         online = [member for member in snap.members or () if member.online]

@@ -120,3 +120,11 @@ def test_convergence_is_judged_only_once_the_faults_have_settled():
     assert not [v for v in check.observe(healthy(10.0, a=missing)) if v.invariant == "convergence"]
     found = [v for v in check.observe(healthy(2.0 + 3 * THRESHOLD, a=missing)) if v.invariant == "convergence"]
     assert len(found) == 1 and "missing peers" in found[0].seen and "c-key=" in found[0].seen
+
+
+def test_a_short_agent_crash_keeps_its_pings_a_long_one_or_a_new_node_does_not():
+    check = checker([Fault(0.0, "agent_crash", "a", 2.0), Fault(0.0, "agent_crash", "b", 9.0),
+                     Fault(0.0, "join", "d", 0.0)])
+    lost = Snapshot(1.0, members(), (), {("a", "c"): False, ("b", "c"): False, ("c", "d"): False})
+    found = check.observe(lost)
+    assert [v.expected for v in found] == ["a pings c (no fault touches the pair)"]
