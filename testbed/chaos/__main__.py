@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     report_path = args.report or ROOT / "build" / "chaos" / f"report-{args.seed}.json"
     try:
         report = soak(args.seed, args.duration, args.nodes, report_path,
-                      kinds=args.kinds.split(",") if args.kinds else None)
+                      kinds=args.kinds.split(",") if args.kinds is not None else None)
     except ValueError as exc:
         parser.error(str(exc))
     checks = sum(report["checks_by_invariant"].values())

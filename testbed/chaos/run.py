@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -154,11 +155,12 @@ class Chaos:
     # -- observing
 
     def observe(self, t: float) -> Snapshot:
-        members = self._members()
+        members = self.members()
         hosts = tuple(self._view(name, node) for name, node in self.nodes.items())
         return Snapshot(t, members, hosts, self._pings())
 
-    def _members(self) -> tuple[Member, ...] | None:
+    def members(self) -> tuple[Member, ...] | None:
+        """The control plane's node list (None: it did not answer within a second)."""
         try:
             answer = httpx.get(self.control.url + "/v1/nodes", headers=self.control.admin, timeout=1.0)
             answer.raise_for_status()
@@ -213,12 +215,17 @@ def _usage(pid: int) -> dict | None:
         return None
 
 
+Meddling = list[tuple[float, Callable[["Chaos"], None]]]
+
+
 def soak(seed: int, duration: float, count: int, report_path: Path, kinds: list[str] | None = None,
-         threshold: float = 6.0, log=print) -> dict:
+         threshold: float = 6.0, log=print, meddling: Meddling = ()) -> dict:
     """One run: the mesh built, the schedule applied, every second observed and judged; the report
-    (also written to `report_path`, with the run's logs beside it)."""
+    (also written to `report_path`, with the run's logs beside it). `kinds`: the kinds drawn (None:
+    every kind applied here; empty: none). `meddling`: what someone does to the lab behind the
+    schedule's back, at its time (the tests that prove the soak can fail)."""
     names = [f"node{i}" for i in range(1, count + 1)]
-    chosen = kinds_for(ha=False, only=kinds or list(APPLIED))
+    chosen = kinds_for(ha=False, only=list(APPLIED) if kinds is None else kinds)
     unapplied = sorted(set(chosen) - set(APPLIED))
     if unapplied:
         raise ValueError(f"the namespace lab does not apply {', '.join(unapplied)} yet")
@@ -244,6 +251,9 @@ def soak(seed: int, duration: float, count: int, report_path: Path, kinds: list[
                     _, order, fault = events.pop(0)
                     (chaos.apply if order else chaos.heal)(fault)
                     log(f"chaos: {t:6.1f} s {'apply' if order else 'heal '} {fault.kind} {fault.target}")
+                while meddling and meddling[0][0] <= t:
+                    meddling[0][1](chaos)
+                    meddling = meddling[1:]
                 for violation in checker.observe(chaos.observe(t)):
                     log(f"chaos: {violation.t:6.1f} s VIOLATION {violation.invariant}: expected {violation.expected}; "
                         f"seen {violation.seen}")

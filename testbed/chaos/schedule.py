@@ -66,8 +66,9 @@ class Fault:
 
 
 def kinds_for(ha: bool, only: list[str] | None = None) -> list[str]:
-    """The kinds a run may draw: `only` (all by default), less those that need two control instances."""
-    names = only or list(KINDS)
+    """The kinds a run may draw: `only` (all when None; none when empty), less those that need two
+    control instances."""
+    names = list(KINDS) if only is None else only
     unknown = sorted(set(names) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown fault kinds: {', '.join(unknown)} (known: {', '.join(KINDS)})")
