@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from testbed import lab as labs
+from testbed.chaos import timeline as chaos_timeline
 from testbed.chaos.invariants import INVARIANTS, Checker, HostView, Member, Snapshot, Violation
 from testbed.chaos.schedule import Fault, kinds_for, schedule
 from testbed.control_process import ControlProcess
@@ -221,22 +222,21 @@ Meddling = list[tuple[float, Callable[["Chaos"], None]]]
 def soak(seed: int, duration: float, count: int, report_path: Path, kinds: list[str] | None = None,
          threshold: float = 6.0, log=print, meddling: Meddling = ()) -> dict:
     """One run: the mesh built, the schedule applied, every second observed and judged; the report
-    (also written to `report_path`, with the run's logs beside it). `kinds`: the kinds drawn (None:
-    every kind applied here; empty: none). `meddling`: what someone does to the lab behind the
-    schedule's back, at its time (the tests that prove the soak can fail)."""
+    (also written to `report_path`, with the run's logs and its timeline beside it). `kinds`: the
+    kinds drawn (None: every kind applied here; empty: none). `meddling`: what someone does to the
+    lab behind the schedule's back, at its time (the tests that prove the soak can fail)."""
     names = [f"node{i}" for i in range(1, count + 1)]
     chosen = kinds_for(ha=False, only=list(APPLIED) if kinds is None else kinds)
     unapplied = sorted(set(chosen) - set(APPLIED))
     if unapplied:
         raise ValueError(f"the namespace lab does not apply {', '.join(unapplied)} yet")
     faults = schedule(seed, duration, names, threshold, chosen)
-    events = sorted([(fault.t, 1, fault) for fault in faults] +
-                    [(fault.until, 0, fault) for fault in faults if fault.hold > 0],
-                    key=lambda event: (event[0], event[1]))
     checker = Checker(faults, threshold, settle=threshold + 4)
     report: dict = {"seed": seed, "duration": duration, "nodes": count, "threshold": threshold,
                     "schedule": [fault.to_json() for fault in faults],
                     "faults_by_kind": dict(Counter(fault.kind for fault in faults))}
+    out = report_path.parent
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="meshvpn-chaos-") as temp, labs.Lab() as lab:
         folder = Path(temp)
         control = on_lab(lab, folder / "control", heartbeat_interval=threshold / 3, offline_after=threshold).start()
@@ -245,19 +245,7 @@ def soak(seed: int, duration: float, count: int, report_path: Path, kinds: list[
             chaos.build()
             log(f"chaos: seed {seed}, {count} nodes converged; {len(faults)} faults over {duration:.0f} s")
             before = chaos.processes()
-            started, wall = time.monotonic(), time.time()
-            while (t := time.monotonic() - started) < duration:
-                while events and events[0][0] <= t:
-                    _, order, fault = events.pop(0)
-                    (chaos.apply if order else chaos.heal)(fault)
-                    log(f"chaos: {t:6.1f} s {'apply' if order else 'heal '} {fault.kind} {fault.target}")
-                while meddling and meddling[0][0] <= t:
-                    meddling[0][1](chaos)
-                    meddling = meddling[1:]
-                for violation in checker.observe(chaos.observe(t)):
-                    log(f"chaos: {violation.t:6.1f} s VIOLATION {violation.invariant}: expected {violation.expected}; "
-                        f"seen {violation.seen}")
-                time.sleep(max(0.0, 1.0 - (time.monotonic() - started - t)))
+            wall, times = drive(chaos, checker, faults, list(meddling), duration, log)
             after = chaos.processes()
             checker.violations += clean(chaos.logs(), wall, faults, threshold, checker)
             checker.violations += bounded(before, after, duration, checker)
@@ -265,14 +253,47 @@ def soak(seed: int, duration: float, count: int, report_path: Path, kinds: list[
             for node in chaos.nodes.values():
                 node.stop()
             control.stop()
-            keep_logs(folder, report_path.parent / f"logs-{seed}")
+            keep_logs(folder, out / f"logs-{seed}")
+    markers = [marker for number, fault in enumerate(faults, 1) if fault in times
+               for marker in chaos_timeline.fault_markers(number, fault, *times[fault], checker.violations, wall,
+                                                          threshold)]
+    markers += chaos_timeline.violation_events(checker.violations, wall)
+    logs = [chaos_timeline.log_of(path.relative_to(out / f"logs-{seed}"), path.read_text(errors="replace"))
+            for path in sorted((out / f"logs-{seed}").rglob("*.log"))]
+    jsonl, html = chaos_timeline.pages(logs, markers, f"meshvpn chaos, seed {seed}", time.time())
+    (out / f"timeline-{seed}.jsonl").write_text(jsonl)
+    (out / f"timeline-{seed}.html").write_text(html)
     report.update({"checks_by_invariant": {name: checker.checks.get(name, 0) for name in INVARIANTS},
                    "smallest_margins": {name: round(value, 3) for name, value in checker.margins.items()},
                    "violations": [violation.to_json() for violation in checker.violations],
                    "replay": f"make chaos SEED={seed} DURATION={duration:g} NODES={count}"})
-    report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=1) + "\n")
     return report
+
+
+def drive(chaos: Chaos, checker: Checker, faults: list[Fault], meddling: Meddling, duration: float,
+          log) -> tuple[float, dict[Fault, tuple[float, float]]]:
+    """Apply and heal the faults on time, meddle, observe and judge every second, for `duration`
+    seconds; the wall time it started, and each fault's wall times of apply and heal."""
+    due = sorted([(fault.t, 1, n) for n, fault in enumerate(faults)] +
+                 [(fault.until, 0, n) for n, fault in enumerate(faults) if fault.hold > 0])
+    times: dict[Fault, tuple[float, float]] = {}
+    started, wall = time.monotonic(), time.time()
+    while (t := time.monotonic() - started) < duration:
+        while due and due[0][0] <= t:
+            _, order, number = due.pop(0)
+            fault = faults[number]
+            (chaos.apply if order else chaos.heal)(fault)
+            now = time.time()
+            times[fault] = (now, now) if order else (times[fault][0], now)
+            log(f"chaos: {t:6.1f} s {'apply' if order else 'heal '} {fault.kind} {fault.target}")
+        while meddling and meddling[0][0] <= t:
+            meddling.pop(0)[1](chaos)
+        for violation in checker.observe(chaos.observe(t)):
+            log(f"chaos: {violation.t:6.1f} s VIOLATION {violation.invariant}: expected {violation.expected}; "
+                f"seen {violation.seen}")
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - started - t)))
+    return wall, times
 
 
 def clean(logs: list[Path], wall: float, faults: list[Fault], threshold: float, checker: Checker) -> list[Violation]:
@@ -309,6 +330,7 @@ def bounded(before: dict[str, dict], after: dict[str, dict], duration: float, ch
 
 
 def keep_logs(folder: Path, into: Path) -> None:
+    """Copy the run's logs out of its temporary folder (an earlier run's with the same seed replaced)."""
     shutil.rmtree(into, ignore_errors=True)
     for path in folder.rglob("*.log"):
         target = into / path.relative_to(folder)

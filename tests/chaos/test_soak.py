@@ -50,3 +50,7 @@ def test_meddling_with_the_mesh_is_caught_by_the_right_invariants(tmp_path):
     assert [v["seen"] for v in frozen] == ["node3 declared offline"]
     assert all(v["t"] >= 12.0 for v in report["violations"]), "nothing is flagged before the meddling"
     assert report["replay"] == "make chaos SEED=11 DURATION=60 NODES=4"
+    timeline = (tmp_path / "timeline-11.jsonl").read_text()
+    assert timeline.count('"chaos_violation"') == len(report["violations"])
+    assert '"node_offline"' in timeline and '"host": "node3"' in timeline  # the hosts' own logs, merged
+    assert "chaos_violation" in (tmp_path / "timeline-11.html").read_text()
