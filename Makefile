@@ -80,13 +80,16 @@ test-fast: setup
 
 # The chaos soak (testbed/chaos, namespace lab): faults drawn from SEED combined, the mesh checked
 # against its invariants every second for DURATION s; exit 1 on a violation, with the replay command.
+# CONTROLS=2: two control instances sharing a PostgreSQL server of the run's own (and their faults);
+# KINDS=a,b: only these fault kinds. LAB=ns (the default, also LAB=namespaces): the namespace lab.
 # The report: REPORT, default build/chaos/report-SEED.json (the run's logs beside it).
 chaos: setup
 ifeq ($(LAB),vm)
-	@echo "make chaos: the VM lab is not supported yet (LAB=namespaces)"; exit 2
+	@echo "make chaos: the VM lab is not supported yet (LAB=ns, the namespace lab)"; exit 2
 endif
 	$(BIN)/python -m testbed.chaos --seed $(or $(SEED),1) --duration $(or $(DURATION),600) \
-		--nodes $(CHAOS_NODES) $(if $(REPORT),--report $(REPORT))
+		--nodes $(CHAOS_NODES) --controls $(CONTROLS) $(if $(REPORT),--report $(REPORT)) \
+		$(if $(filter command line environment,$(origin KINDS)),--kinds "$(KINDS)")
 
 # Every benchmark, one after the other (each writes bench/results/<name>-<run id>.json); about
 # an hour on a quiet 2-core machine. Run it on a machine doing nothing else: the figures say so.

@@ -38,9 +38,9 @@ from testbed.nft import cut_ruleset
 
 SiteKind = Literal["routed", "nat"]
 MAX_SITES = 42  # routers are .201-.242 of the public /24, site LANs 10.214-10.255
-# The fixed subnets of the Ansible labs (`make up`, molecule's default and ha, a scratch lab): one of them
+# The fixed subnets of the Ansible labs (`make up`, molecule's default and ha, a scratch lab, the demo): one of them
 # can be up while tests run, and a lab on the same /24 would route its gateway into the other lab.
-KEPT_SUBNETS = frozenset({77, 78, 79, 88})
+KEPT_SUBNETS = frozenset({77, 78, 79, 88, 90})
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:

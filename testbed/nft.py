@@ -65,17 +65,18 @@ def cut_ruleset(addresses: Iterable[str]) -> str:
 CHAOS_TABLE = "meshvpn_lab_chaos"
 
 
-def chaos_ruleset(loss_in=0, loss_out=0, control=None):
+def chaos_ruleset(loss_in=0, loss_out=0, blocked=()):
     """`nft -f` input for one host's namespace under the chaos soak: drop `loss_in` percent of the UDP
-    it receives and `loss_out` percent of what it sends (at random), and every packet to the control
-    plane at `control` (address, TCP port); nothing asked: no table."""
+    it receives and `loss_out` percent of what it sends (at random), and every packet to the
+    control plane instances in `blocked` ((address, TCP port) pairs); nothing asked: no table."""
     rules: dict = {"input": [], "output": []}
     if loss_in:
         rules["input"].append(f"meta l4proto udp numgen random mod 100 < {loss_in} drop")
     if loss_out:
         rules["output"].append(f"meta l4proto udp numgen random mod 100 < {loss_out} drop")
-    if control:
-        rules["output"].append(f"ip daddr {control[0]} tcp dport {control[1]} drop")
+    for address, port in blocked:  # both ways: an open stream's pushes stop too
+        rules["output"].append(f"ip daddr {address} tcp dport {port} drop")
+        rules["input"].append(f"ip saddr {address} tcp sport {port} drop")
     if not any(rules.values()):
         return replace_table("inet", CHAOS_TABLE, "")
     chains = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority filter;\n"

@@ -29,6 +29,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Server:
+    """A PostgreSQL server of our own in a temporary directory (initdb, then pg_ctl)."""
+
+    def __init__(self, bindir: str):
+        self.bindir, self.root = bindir, tempfile.mkdtemp(prefix="meshvpn-pg-")
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.root, "postgres")
+        self.data, self.port = os.path.join(self.root, "data"), free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        subprocess.run([*self.as_user, f"{bindir}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
+                        "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
+
+    def pg_ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.as_user, f"{self.bindir}/pg_ctl", "-D", self.data, *args], check=check,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=300"
+        self.pg_ctl("-o", options, "-l", f"{self.root}/log", "-w", "start")
+
+    def stop(self) -> None:
+        """Stop at once (`immediate`: as a crash would), dropping every connection."""
+        self.pg_ctl("-m", "immediate", "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @contextmanager
 def server():
     """Yield an admin URL of a running server, or None when PostgreSQL is not installed."""
@@ -39,22 +69,12 @@ def server():
     if bindir is None:
         yield None
         return
-    root = tempfile.mkdtemp(prefix="meshvpn-pg-")
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(root, "postgres")
-    data, port = os.path.join(root, "data"), free_port()
-    subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                   check=True, stdout=subprocess.DEVNULL)
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=300"
-    subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", f"{root}/log", "-w", "start"],
-                   check=True, stdout=subprocess.DEVNULL)
+    own = Server(bindir)
+    own.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield own.url
     finally:
-        subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(root, ignore_errors=True)
+        own.remove()
 
 
 def fresh_database(admin_url: str) -> str:

@@ -8,13 +8,16 @@ Owns what each invariant means and its bound:
   IP (a peer seen before its registration gets one more snapshot: the two are read one after the
   other);
 - no_ghost: a member the control plane has offline or removed is gone from every host within
-  `propagation` seconds of the first snapshot that showed it so;
+  `propagation` seconds of the first snapshot that showed it so (a host that a fault, or a fault of
+  the control plane, touched in the last threshold is not judged: it cannot learn of it yet);
 - convergence: once no fault has been live for `settle` seconds, every online member's host has
   exactly the other online members as peers (their keys at their /32s) and a route to each;
 - availability: a pair that no fault touches (neither node taken off its data plane, nor the pair
-  cut, in the fault or the threshold after its heal) answers its pings;
+  cut, in the fault or the threshold after its heal; neither node offline in the threshold before
+  the ping or the snapshot after it) answers its pings (judged one snapshot late, for that reason);
 - no_false_offline: a member that no fault touched in the last `threshold` seconds (and while no
-  fault of the control plane was live) is never declared offline;
+  fault of the control plane was live) is never declared offline (judged on the control plane's own
+  `node_offline` events, so a flap between two snapshots is seen too);
 - monotonic: no agent's revision ever goes backward.
 Each check counts; a failed one is a Violation with what was expected and what was seen.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from testbed.chaos.schedule import KINDS, Fault
 
@@ -58,6 +61,7 @@ class Snapshot:
     members: tuple[Member, ...] | None  # None: the control plane did not answer
     hosts: tuple[HostView, ...]
     pings: Mapping[tuple[str, str], bool] = field(default_factory=dict)  # (from, to) names -> answered
+    offline_events: tuple[tuple[float, str], ...] = ()  # (t, node id) of node_offline since the last one
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,9 @@ class Checker:
         self._registered: set[tuple[str, str]] = set()  # (key, mesh IP) ever listed
         self._unknown: dict[tuple[str, str, str], float] = {}  # (host, key, IP) -> first seen unregistered
         self._gone_since: dict[str, tuple[float, str, str]] = {}  # key -> (since, IP, why) offline or removed
-        self._online: dict[str, bool] = {}  # node id -> online at the last snapshot
+        self._names: dict[str, str] = {}  # node id -> name, as listed
+        self._offline_at: dict[str, float] = {}  # name -> the last time it was seen offline or unlisted
+        self._pending_pings: tuple[float, Mapping[tuple[str, str], bool]] | None = None
         self._revision: dict[str, int] = {}
 
     # -- faults over time
@@ -94,6 +100,13 @@ class Checker:
         return any(fault.t <= until and fault.until >= since
                    and (name in fault.nodes or KINDS[fault.kind].scope == "control") for fault in self.faults)
 
+    def record(self, number: int, applied: float, healed: float | None = None) -> None:
+        """The `number`-th fault as it really ran: applied (and healed) at these times from the start,
+        which a busy runner makes later than scheduled; the windows above count from these."""
+        fault = self.faults[number]
+        hold = fault.hold if healed is None else max(0.0, healed - applied)
+        self.faults[number] = replace(fault, t=applied, hold=hold)
+
     def quiet_since(self, t: float) -> float:
         """When the last fault before `t` healed (0: none had)."""
         return max((fault.until for fault in self.faults if fault.t <= t), default=0.0)
@@ -104,8 +117,8 @@ class Checker:
         found: list[Violation] = []
         if snap.members is not None:
             found += self._identity(snap)
-            found += self._no_false_offline(snap)
             self._track_gone(snap)
+        found += self._no_false_offline(snap)
         found += self._safety(snap)
         found += self._no_ghost(snap)
         found += self._monotonic(snap)
@@ -132,6 +145,7 @@ class Checker:
             found += self._check("identity", first == member.mesh_ip, snap.t,
                                  f"{member.name} ({member.node_id}) keeps {first}", member.mesh_ip)
             self._registered.add((member.public_key, member.mesh_ip))
+            self._names[member.node_id] = member.name
         return found
 
     def _safety(self, snap: Snapshot) -> list[Violation]:
@@ -168,6 +182,8 @@ class Checker:
         for host in snap.hosts:
             if host.peers is None:
                 continue
+            if self.touched(host.name, snap.t - self.threshold - self.propagation, snap.t):
+                continue  # its agent down or restarting from its cache, or cut from the control plane
             for key, allowed in host.peers.items():
                 if key not in self._gone_since:
                     continue
@@ -184,14 +200,12 @@ class Checker:
 
     def _no_false_offline(self, snap: Snapshot) -> list[Violation]:
         found: list[Violation] = []
-        for member in snap.members or ():
-            was = self._online.get(member.node_id)
-            self._online[member.node_id] = member.online
-            if was and not member.online:
-                touched = self.touched(member.name, snap.t - self.threshold - self.propagation, snap.t)
-                found += self._check("no_false_offline", touched, snap.t,
-                                     f"{member.name} stays online (no fault touched it or the control plane)",
-                                     f"{member.name} declared offline")
+        for t, node_id in snap.offline_events:
+            name = self._names.get(node_id, node_id)
+            touched = self.touched(name, t - self.threshold - self.propagation, t)
+            found += self._check("no_false_offline", touched, t,
+                                 f"{name} stays online (no fault touched it or the control plane)",
+                                 f"{name} declared offline")
         return found
 
     def _monotonic(self, snap: Snapshot) -> list[Violation]:
@@ -206,22 +220,37 @@ class Checker:
         return found
 
     def _availability(self, snap: Snapshot) -> list[Violation]:
+        """The previous snapshot's pings, now that this one says who was offline right after them."""
+        for member in snap.members or ():
+            if not member.online:
+                self._offline_at[member.name] = snap.t
+        if snap.members is not None:
+            listed = {member.name for member in snap.members}
+            for name in {name for pair in snap.pings for name in pair} - listed:
+                self._offline_at[name] = snap.t
+        pending, self._pending_pings = self._pending_pings, (snap.t, snap.pings)
+        if pending is None:
+            return []
+        t, pings = pending
         # A fault's effect on pings outlasts its heal by up to a threshold (the peer re-added, a handshake).
-        recent = [fault for fault in self.faults if fault.t <= snap.t <= fault.until + self.threshold]
+        recent = [fault for fault in self.faults if fault.t <= t <= fault.until + self.threshold]
         off = {node for fault in recent if KINDS[fault.kind].scope == "node" and not self._keeps_data_plane(fault)
                for node in fault.nodes}
         off |= {fault.target for fault in recent if KINDS[fault.kind].scope == "join"}  # not converged yet
+        off |= {name for name, at in self._offline_at.items() if at >= t - self.threshold}
         cut = {frozenset(fault.nodes) for fault in recent if KINDS[fault.kind].scope == "pair"}
         found: list[Violation] = []
-        for (a, b), answered in snap.pings.items():
+        for (a, b), answered in pings.items():
             if a in off or b in off or frozenset((a, b)) in cut:
                 continue
-            found += self._check("availability", answered, snap.t, f"{a} pings {b} (no fault touches the pair)",
+            found += self._check("availability", answered, t, f"{a} pings {b} (no fault touches the pair)",
                                  "no answer")
         return found
 
     def _keeps_data_plane(self, fault: Fault) -> bool:
-        return fault.kind in DATA_PLANE_KEPT and fault.hold < self.threshold - self.propagation
+        """Short enough that the node cannot be declared offline: its silence is the time since its last
+        heartbeat (up to an interval, a third of the threshold), the hold, and a restart's."""
+        return fault.kind in DATA_PLANE_KEPT and fault.hold < self.threshold / 3
 
     def _convergence(self, snap: Snapshot) -> list[Violation]:
         online = [member for member in snap.members or () if member.online]

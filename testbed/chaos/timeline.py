@@ -41,9 +41,9 @@ def violation_events(violations: list[Violation], wall: float) -> list[dict]:
 
 def log_of(relative: PurePath, text: str) -> Log:
     """A log of the run's folder as the timeline names it: `node1.log` is node1's agent,
-    `state-node1/wireguard-go.log` its wireguard-go, `control/control-PORT.log` the control plane."""
-    if relative.parts[0] == "control":
-        return Log("control", "meshctl", text)
+    `state-node1/wireguard-go.log` its wireguard-go, `control1/control-PORT.log` a control plane."""
+    if relative.parts[0].startswith("control"):
+        return Log(relative.parts[0], "meshctl", text)
     if relative.parts[0].startswith("state-"):
         return Log(relative.parts[0].removeprefix("state-").split(".")[0], relative.stem, text)
     return Log(relative.stem, "meshagent" if relative.parent == PurePath(".") else relative.stem, text)

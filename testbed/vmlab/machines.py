@@ -150,8 +150,11 @@ class Lab:
         if self.running(machine):
             print(f"{machine.name}: QEMU did not quit from its monitor; killed", file=sys.stderr, flush=True)
             with contextlib.suppress(ProcessLookupError, ValueError, OSError):
-                os.kill(int((self.home(machine) / "qemu.pid").read_text()), signal.SIGKILL)
-            while self.running(machine):
+                pid = int((self.home(machine) / "qemu.pid").read_text())
+                if alive(pid, str(self.home(machine))):  # still ours
+                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while self.running(machine) and time.monotonic() < deadline:
                 time.sleep(0.05)
 
     def monitor(self, machine: Machine, command: str) -> bytes:

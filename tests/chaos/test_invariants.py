@@ -84,18 +84,38 @@ def test_a_removed_node_kept_by_a_peer_is_a_ghost_too():
     assert [v.invariant for v in found] == ["no_ghost"] and "removed" in found[0].expected
 
 
-def test_a_node_no_fault_touched_declared_offline_is_a_false_offline():
+def test_a_node_no_fault_touched_declared_offline_is_a_false_offline_even_between_two_snapshots():
     check = checker([Fault(10.0, "agent_crash", "c", 3.0)])
     check.observe(healthy(0.0))
-    found = check.observe(Snapshot(1.0, members(offline=("b",)), ()))
+    found = check.observe(Snapshot(1.0, members(), (), offline_events=((0.6, "id-b"),)))  # back before the snapshot
     assert [v.invariant for v in found] == ["no_false_offline"] and "b declared offline" in found[0].seen
-    assert check.observe(Snapshot(15.0, members(offline=("b", "c")), ())) == []  # c: its crash explains it
+    assert found[0].t == 0.6
+    assert check.observe(Snapshot(15.0, members(offline=("c",)), (), offline_events=((14.5, "id-c"),))) == []
 
 
 def test_any_fault_of_the_control_plane_explains_an_offline():
     check = checker([Fault(10.0, "control_cut_all", "control", 15.0)])
     check.observe(healthy(0.0))
-    assert check.observe(Snapshot(20.0, members(offline=("b",)), ())) == []
+    assert check.observe(Snapshot(20.0, members(offline=("b",)), (), offline_events=((19.0, "id-b"),))) == []
+
+
+def test_the_checker_counts_from_when_a_fault_really_ran():
+    check = checker([Fault(10.0, "agent_crash", "c", 3.0)])
+    check.observe(healthy(0.0))
+    check.record(0, 30.0, 33.0)  # the runner was late: applied at 30 s
+    assert check.observe(Snapshot(35.0, members(), (), offline_events=((35.0, "id-c"),))) == []
+    late = check.observe(Snapshot(50.0, members(), (), offline_events=((50.0, "id-c"),)))
+    assert [v.invariant for v in late] == ["no_false_offline"]
+
+
+def test_a_host_a_fault_touched_is_not_judged_for_ghosts_until_a_threshold_after():
+    check = checker([Fault(5.0, "agent_crash", "a", 4.0), Fault(0.5, "power_off", "d", 60.0)])
+    check.observe(healthy(0.0))
+    gone = members(offline=("d",))
+    assert check.observe(Snapshot(8.0, gone, (host("a"),))) == []
+    assert check.observe(Snapshot(12.0, gone, (host("a"),))) == []  # a's agent just restarted from its cache
+    found = check.observe(Snapshot(9.0 + THRESHOLD + 2.5, gone, (host("a"),)))
+    assert [v.invariant for v in found] == ["no_ghost"]
 
 
 def test_a_revision_going_backward_is_a_monotonic_violation():
@@ -109,8 +129,16 @@ def test_a_lost_ping_counts_only_between_nodes_no_fault_touches():
     check = checker([Fault(0.0, "power_off", "c", 20.0), Fault(0.0, "pair_cut", "a,b", 20.0)])
     lost = Snapshot(1.0, members(), tuple(host(n) for n in "ab"),
                     {("a", "b"): False, ("a", "c"): False, ("a", "d"): False})
-    found = check.observe(lost)
+    assert check.observe(lost) == []  # judged with the next snapshot
+    found = check.observe(Snapshot(2.0, members(), ()))
     assert [(v.invariant, v.expected) for v in found] == [("availability", "a pings d (no fault touches the pair)")]
+    assert found[0].t == 1.0
+
+
+def test_a_lost_ping_to_a_node_offline_right_after_is_not_counted():
+    check = checker()
+    check.observe(Snapshot(1.0, members(), (), {("a", "d"): False}))
+    assert check.observe(Snapshot(2.0, members(offline=("d",)), ())) == []
 
 
 def test_convergence_is_judged_only_once_the_faults_have_settled():
@@ -123,8 +151,9 @@ def test_convergence_is_judged_only_once_the_faults_have_settled():
 
 
 def test_a_short_agent_crash_keeps_its_pings_a_long_one_or_a_new_node_does_not():
-    check = checker([Fault(0.0, "agent_crash", "a", 2.0), Fault(0.0, "agent_crash", "b", 9.0),
+    check = checker([Fault(0.0, "agent_crash", "a", 1.5), Fault(0.0, "agent_crash", "b", 9.0),
                      Fault(0.0, "join", "d", 0.0)])
     lost = Snapshot(1.0, members(), (), {("a", "c"): False, ("b", "c"): False, ("c", "d"): False})
-    found = check.observe(lost)
+    check.observe(lost)
+    found = check.observe(Snapshot(2.0, members(), ()))
     assert [v.expected for v in found] == ["a pings c (no fault touches the pair)"]

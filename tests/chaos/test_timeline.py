@@ -24,7 +24,7 @@ def test_logs_are_named_by_host_and_program():
     assert log_of(PurePath("node3.log"), "").host == "node3"
     assert (log_of(PurePath("state-node3.1/wireguard-go.log"), "").host,
             log_of(PurePath("state-node3.1/wireguard-go.log"), "").program) == ("node3", "wireguard-go")
-    assert log_of(PurePath("control/control-4000.log"), "").host == "control"
+    assert log_of(PurePath("control2/control-4000.log"), "").host == "control2"
 
 
 def test_the_page_holds_the_faults_the_violations_and_the_logs_escaped():
