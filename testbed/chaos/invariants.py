@@ -13,7 +13,8 @@ Owns what each invariant means and its bound:
 - convergence: once no fault has been live for `settle` seconds, every online member's host has
   exactly the other online members as peers (their keys at their /32s) and a route to each;
 - availability: a pair that no fault touches (neither node taken off its data plane, nor the pair
-  cut, in the fault or the threshold after its heal; neither node offline in the threshold before
+  cut, in the fault or the threshold after its heal, or after the heal of a fault of the control
+  plane it overlapped: a node cannot enrol without it; neither node offline in the threshold before
   the ping or the snapshot after it) answers its pings (judged one snapshot late, for that reason);
 - no_false_offline: a member that no fault touched in the last `threshold` seconds (and while no
   fault of the control plane was live) is never declared offline (judged on the control plane's own
@@ -233,7 +234,7 @@ class Checker:
             return []
         t, pings = pending
         # A fault's effect on pings outlasts its heal by up to a threshold (the peer re-added, a handshake).
-        recent = [fault for fault in self.faults if fault.t <= t <= fault.until + self.threshold]
+        recent = [fault for fault in self.faults if fault.t <= t <= self._settled(fault)]
         off = {node for fault in recent if KINDS[fault.kind].scope == "node" and not self._keeps_data_plane(fault)
                for node in fault.nodes}
         off |= {fault.target for fault in recent if KINDS[fault.kind].scope == "join"}  # not converged yet
@@ -246,6 +247,14 @@ class Checker:
             found += self._check("availability", answered, t, f"{a} pings {b} (no fault touches the pair)",
                                  "no answer")
         return found
+
+    def _settled(self, fault: Fault) -> float:
+        """When the fault's effects are over: a threshold after its heal, or after the heal of a fault of
+        the control plane it overlapped (a node that joins or comes back while the control plane is
+        away can enrol, or learn of its peers, only once it is back)."""
+        control = [other.until for other in self.faults if KINDS[other.kind].scope == "control"
+                   and other.t <= fault.until and other.until >= fault.t]
+        return max([fault.until, *control]) + self.threshold
 
     def _keeps_data_plane(self, fault: Fault) -> bool:
         """Short enough that the node cannot be declared offline: its silence is the time since its last

@@ -157,3 +157,11 @@ def test_a_short_agent_crash_keeps_its_pings_a_long_one_or_a_new_node_does_not()
     check.observe(lost)
     found = check.observe(Snapshot(2.0, members(), ()))
     assert [v.expected for v in found] == ["a pings c (no fault touches the pair)"]
+
+
+def test_a_node_joining_while_the_control_plane_is_away_is_excused_until_a_threshold_after_it_is_back():
+    check = checker([Fault(10.0, "control_cut_all", "control", 11.0), Fault(15.0, "join", "d", 0.0)])
+    check.observe(Snapshot(24.0, members(), (), {("a", "d"): False}))  # the cut healed at 21: d enrols then
+    assert check.observe(Snapshot(25.0, members(), ())) == []
+    check.observe(Snapshot(28.0, members(), (), {("a", "d"): False}))
+    assert [v.invariant for v in check.observe(Snapshot(29.0, members(), ()))] == ["availability"]
