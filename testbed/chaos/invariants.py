@@ -58,6 +58,7 @@ class HostView:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """The mesh from outside; its hosts read before its members (see the runner's `observe`)."""
     t: float  # seconds from the start of the run
     members: tuple[Member, ...] | None  # None: the control plane did not answer
     hosts: tuple[HostView, ...]

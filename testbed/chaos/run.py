@@ -176,9 +176,11 @@ class Chaos:
     # -- observing
 
     def observe(self, t: float, wall: float) -> Snapshot:
-        """The mesh now, `t` seconds into the run that started at `wall` (the epoch's seconds)."""
-        members = self.members()
+        """The mesh now, `t` seconds into the run that started at `wall` (the epoch's seconds). The hosts
+        are read before the control plane: a node back online in between must not look like a ghost
+        (seen on a host, listed offline), nor a new one like a stranger (seen, not yet listed)."""
         hosts = tuple(self._view(name, node) for name, node in self.nodes.items())
+        members = self.members()
         return Snapshot(t, members, hosts, self._pings(), self.offline_events(wall))
 
     def offline_events(self, wall: float) -> tuple[tuple[float, str], ...]:
