@@ -31,7 +31,7 @@ from testbed.chaos import timeline as chaos_timeline
 from testbed.chaos.invariants import INVARIANTS, Checker, HostView, Member, Snapshot, Violation
 from testbed.chaos.schedule import Fault, kinds_for, schedule
 from testbed.control_process import ControlProcess
-from testbed.meshlab import MESHAGENT, Node, converged, on_lab, wait_for
+from testbed.meshlab import MESHAGENT, Node, all_ping, converged, on_lab, wait_for
 from testbed.nft import chaos_ruleset
 from testbed.pg import Server, find_bin, fresh_database
 
@@ -71,7 +71,11 @@ class Chaos:
         self.token_file.write_text(self.controls[0].join_token() + "\n")
         for name in self.names:
             self._enrol(name)
-        wait_for(lambda: converged(list(self.nodes.values())), timeout, what="the mesh to converge before the faults")
+        nodes = list(self.nodes.values())
+        wait_for(lambda: converged(nodes), timeout, what="the mesh to converge before the faults")
+        # And every pair to have made its handshake: one initiation sent before the other end took this
+        # node is dropped and retried 5 s later, which the checks must not count against the mesh.
+        wait_for(lambda: all_ping(nodes), timeout, what="every pair to ping before the faults")
 
     def _enrol(self, name: str) -> None:
         """Start an agent on host `name` (made if new), from a fresh state directory if it left before."""
