@@ -32,8 +32,9 @@ from testbed.chaos.schedule import KINDS, Fault
 
 INVARIANTS = ("convergence", "no_ghost", "identity", "safety", "availability", "no_false_offline",
               "monotonic", "clean", "bounded")
-# Faults whose node keeps its data plane while they last less than the offline threshold (past it the
-# node is offline, so removed from its peers: by design); anything else takes it off.
+# Faults whose node keeps its data plane while they last less than a heartbeat interval (a third of the
+# threshold: longer, and the node may be declared offline, so removed from its peers, by design);
+# anything else takes it off.
 DATA_PLANE_KEPT = {"control_isolated", "readdress", "agent_crash"}
 
 
