@@ -132,9 +132,13 @@ class Host:
 
     def wg_peers(self, interface: str = "mesh0") -> dict[str, str]:
         """public key -> allowed IPs, as WireGuard has them now ({} without the interface)."""
+        return self.wg_allowed_ips(interface) or {}
+
+    def wg_allowed_ips(self, interface: str = "mesh0") -> dict[str, str] | None:
+        """public key -> allowed IPs, as WireGuard has them now (None without the interface)."""
         done = self.run("wg", "show", interface, "allowed-ips", check=False)
         if done.returncode != 0:
-            return {}
+            return None
         return dict(line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
 
     def routes(self, interface: str = "mesh0") -> set[str]:

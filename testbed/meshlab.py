@@ -65,6 +65,13 @@ class Node:
         self.identity_ip = identity["mesh_ip"]  # remembered: `down --leave` removes node.json
         return identity
 
+    def cached_revision(self) -> int | None:
+        """The revision of the agent's netmap cache (None: none written yet, or unreadable)."""
+        try:
+            return json.loads((self.state_dir / "netmap.json").read_text())["header"]["revision"]
+        except (OSError, ValueError, KeyError):
+            return None
+
     def status(self) -> dict:
         done = self.host.run(MESHAGENT, "status", "--state-dir", str(self.state_dir), "--json", check=False)
         return json.loads(done.stdout) if done.returncode == 0 else {}

@@ -21,11 +21,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import httpx
 
+from demo.timeline import parse_ts
 from testbed import lab as labs
 from testbed.chaos import timeline as chaos_timeline
 from testbed.chaos.invariants import INVARIANTS, Checker, HostView, Member, Snapshot, Violation
@@ -219,10 +219,7 @@ class Chaos:
                      for n in answer.json()["nodes"])
 
     def _view(self, name: str, node: Node) -> HostView:
-        done = node.host.run("wg", "show", "mesh0", "allowed-ips", check=False)
-        peers = (dict(line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
-                 if done.returncode == 0 else None)
-        return HostView(name, peers, frozenset(node.host.routes()), _cached_revision(node))
+        return HostView(name, node.host.wg_allowed_ips(), frozenset(node.host.routes()), node.cached_revision())
 
     def _pings(self) -> dict[tuple[str, str], bool]:
         """A sample of ordered pairs, pinged at once (one datagram, a second's wait)."""
@@ -231,7 +228,7 @@ class Chaos:
         sample = self.rng.sample(pairs, min(PINGS_PER_SECOND, len(pairs)))
         running = {}
         for a, b in sample:
-            address = json.loads((known[b].state_dir / "node.json").read_text())["mesh_ip"]
+            address = known[b].identity["mesh_ip"]
             running[(a, b)] = subprocess.Popen([*known[a].host.prefix(), "ping", "-n", "-q", "-c", "1", "-W", "1",
                                                 address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return {pair: proc.wait() == 0 for pair, proc in running.items()}
@@ -256,13 +253,6 @@ def _kill_or_start(control: ControlProcess, start: bool) -> None:
     elif control.proc and control.proc.poll() is None:
         os.killpg(control.proc.pid, signal.SIGKILL)
         control.proc.wait()
-
-
-def _cached_revision(node: Node) -> int | None:
-    try:
-        return json.loads((node.state_dir / "netmap.json").read_text())["header"]["revision"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def _usage(leader: int) -> dict | None:
@@ -458,8 +448,10 @@ def _host_of(path: Path) -> str:
 
 
 def _line_time(line: str, wall: float) -> float | None:
-    """A JSON log line's time, in seconds from the start of the run."""
+    """A JSON log line's time, in seconds from the start of the run (None: no JSON line with a time)."""
     try:
-        return datetime.fromisoformat(json.loads(line)["ts"].replace("Z", "+00:00")).timestamp() - wall
-    except (ValueError, KeyError, TypeError):
+        record = json.loads(line)
+    except ValueError:
         return None
+    moment = parse_ts(record.get("ts")) if isinstance(record, dict) else None
+    return moment.timestamp() - wall if moment else None

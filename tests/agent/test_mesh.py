@@ -75,13 +75,6 @@ print(json.dumps([{"event": change.kind.value, **change.fields()} for change in 
 """
 
 
-def cached_revision(node: Node) -> int | None:
-    try:
-        return json.loads((node.state_dir / "netmap.json").read_text())["header"]["revision"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def pings_without_loss(a: Node, b: Node, seconds: int) -> subprocess.Popen:
     return subprocess.Popen([*a.host.prefix(), "ping", "-n", "-q", "-c", str(seconds), "-i", "1", "-W", "1",
                              b.identity["mesh_ip"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -95,7 +88,7 @@ def test_crash_restart_and_control_plane_outage(lab, lab_control, tmp_path):
     # A second pass over an unchanged state makes no wg or netlink change, and converging added
     # each peer once and never rewrote one (no fight over endpoints or allowed IPs). The pass reads
     # the netmap cache, written within a second of the last netmap.
-    wait_for(lambda: cached_revision(nodes[0]) == nodes[0].status()["revision"], 5, what="netmap cache written")
+    wait_for(lambda: nodes[0].cached_revision() == nodes[0].status()["revision"], 5, what="netmap cache written")
     check = nodes[0].host.run(sys.executable, "-c", NOOP_CHECK, str(nodes[0].state_dir))
     assert json.loads(check.stdout) == [], check.stdout + check.stderr
     assert sorted(e["peer"] for e in nodes[0].events("peer_added")) == ["n1", "n2"], nodes[0].events("peer_added")
